@@ -32,7 +32,7 @@ def kf_cuda_fatbin(name, src, hdrs = []):
         cmd = " ".join([
             "NVCC=$$(command -v nvcc || echo /usr/local/cuda/bin/nvcc);",
             "if [ -x \"$$NVCC\" ]; then",
-            "  \"$$NVCC\" -fatbin -O3 -std=c++17 -I. -I$(GENDIR) %s -Xptxas -warn-spills" % CUDA_GENCODE,
+            "  \"$$NVCC\" -fatbin -O3 -std=c++17 -I. -I$(GENDIR) %s -Xptxas -warn-spills -Xptxas -warn-lmem-usage -Xfatbin=-compress-all" % CUDA_GENCODE,
             "  -o $@ $(location %s) || exit 1;" % src,
             "else echo 'kfuse: nvcc not found, building without CUDA kernels' >&2; : > $@; fi",
         ]),

@@ -5,7 +5,7 @@
  * then 32-bit fields, total size a multiple of 8, no arrays of 32-bit scalars. Each struct must fit
  * in 128 bytes: the smallest push-constant size Vulkan guarantees.
  *
- * Buffer fields (KF_ADDR) hold, by backend:
+ * Buffer fields (KF_P_ADDR) hold, by backend:
  *   CUDA, Vulkan: the device address of element 0 of the operand (buffer address + offset * size);
  *   OpenCL:       the element offset of element 0 into the cl_mem bound to the matching kernel argument;
  *   0 when the operand is absent (and the matching KF_*_HAS_* flag is clear).
@@ -14,25 +14,25 @@
 #define KF_PARAMS_H_
 
 #if defined(__OPENCL_C_VERSION__)
-#define KF_ADDR ulong
-#define KF_I64 long
-#define KF_I32 int
-#define KF_U32 uint
-#define KF_F32 float
+#define KF_P_ADDR ulong
+#define KF_P_I64 long
+#define KF_P_I32 int
+#define KF_P_U32 uint
+#define KF_P_F32 float
 #elif defined(GL_core_profile) || defined(GL_ES) || defined(VULKAN)
 /* GLSL: the shader enables GL_EXT_shader_explicit_arithmetic_types_int64 before including this. */
-#define KF_ADDR uint64_t
-#define KF_I64 int64_t
-#define KF_I32 int
-#define KF_U32 uint
-#define KF_F32 float
+#define KF_P_ADDR uint64_t
+#define KF_P_I64 int64_t
+#define KF_P_I32 int
+#define KF_P_U32 uint
+#define KF_P_F32 float
 #else
 #include <stdint.h>
-#define KF_ADDR uint64_t
-#define KF_I64 int64_t
-#define KF_I32 int32_t
-#define KF_U32 uint32_t
-#define KF_F32 float
+#define KF_P_ADDR uint64_t
+#define KF_P_I64 int64_t
+#define KF_P_I32 int32_t
+#define KF_P_U32 uint32_t
+#define KF_P_F32 float
 #endif
 
 /* Data type codes in kernels: the same values as kf_dtype in kfuse.h. */
@@ -55,23 +55,23 @@
 
 /* RMSNorm (and later LayerNorm) over `rows` rows of `row_len` elements. 112 bytes. */
 struct kf_norm_params {
-  KF_ADDR x;
-  KF_ADDR residual;
-  KF_ADDR residual_out;
-  KF_ADDR weight;
-  KF_ADDR bias;
-  KF_ADDR y;
-  KF_I64 x_row_stride;            /* elements */
-  KF_I64 residual_row_stride;
-  KF_I64 residual_out_row_stride;
-  KF_I64 y_row_stride;
-  KF_I64 rows;
-  KF_I32 row_len;                 /* the core rejects rows longer than 2^31 - 1 */
-  KF_I32 weight_stride;           /* elements between consecutive weight entries */
-  KF_I32 bias_stride;
-  KF_F32 eps;
-  KF_U32 flags;                   /* KF_NORM_HAS_* */
-  KF_U32 dtypes;                  /* KF_DT_* << KF_NORM_DT_SHIFT_* */
+  KF_P_ADDR x;
+  KF_P_ADDR residual;
+  KF_P_ADDR residual_out;
+  KF_P_ADDR weight;
+  KF_P_ADDR bias;
+  KF_P_ADDR y;
+  KF_P_I64 x_row_stride;            /* elements */
+  KF_P_I64 residual_row_stride;
+  KF_P_I64 residual_out_row_stride;
+  KF_P_I64 y_row_stride;
+  KF_P_I64 rows;
+  KF_P_I32 row_len;                 /* the core rejects rows longer than 2^31 - 1 */
+  KF_P_I32 weight_stride;           /* elements between consecutive weight entries */
+  KF_P_I32 bias_stride;
+  KF_P_F32 eps;
+  KF_P_U32 flags;                   /* KF_NORM_HAS_* */
+  KF_P_U32 dtypes;                  /* KF_DT_* << KF_NORM_DT_SHIFT_* */
 };
 
 #endif /* KF_PARAMS_H_ */
