@@ -1,0 +1,468 @@
+/* bad_input_test.c — every public function given bad input: NULL handles and pointers, invalid enums,
+ * wrong dtypes, mismatched shapes, tensors of another context, overflowing sizes, wrong byte counts,
+ * out-of-bounds views, undersized descriptors. Each call must return its specific status, leave a
+ * kf_last_error() message that starts with the function's name and names the argument, and leave its
+ * outputs untouched. Runs on the CPU backend: the core validates before any backend is called, so the
+ * backend does not matter. One line per check, then `N passed, N failed`.
+ */
+#include <math.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/kfuse.h"
+#include "tests/reference/reference.h"
+
+static int g_passed, g_failed;
+
+static void report(bool ok, const char *what, const char *detail) {
+  printf("%s %s%s%s\n", ok ? "PASS" : "FAIL", what, detail[0] ? ": " : "", detail);
+  if (ok) g_passed++;
+  else g_failed++;
+}
+
+/* Status, and a message "<function>: ..." that mentions `argument`. Reads kf_last_error() first
+ * thing, before any other kfuse call replaces it. */
+static bool check_status(const char *what, kf_status got, kf_status want, const char *function, const char *argument,
+                         char *detail, size_t detail_size) {
+  char message[1024];
+  snprintf(message, sizeof message, "%s", kf_last_error());
+  size_t fn_len = strlen(function);
+  bool ok = got == want && strncmp(message, function, fn_len) == 0 && message[fn_len] == ':' &&
+            (argument == NULL || strstr(message, argument) != NULL);
+  snprintf(detail, detail_size, "%s \"%s\"%s", kf_status_name(got), message,
+           ok ? "" : got != want ? " (wrong status)" : " (message must start with the function and name the argument)");
+  (void)what;
+  return ok;
+}
+
+#define EXPECT(what, call, want, function, argument)                                                        \
+  do {                                                                                                      \
+    char detail_[1200];                                                                                     \
+    bool ok_ = check_status(what, (call), (want), (function), (argument), detail_, sizeof detail_);         \
+    if (!ok_) { char d2_[1300]; snprintf(d2_, sizeof d2_, "expected %s, got %s", kf_status_name(want), detail_); report(false, what, d2_); } \
+    else report(true, what, detail_);                                                                        \
+  } while (0)
+
+/* ---- fixtures ---- */
+#define ROWS 4
+#define ROW_LEN 64
+static kf_context *ctx, *other_ctx;
+static kf_tensor *x, *y, *weight, *bias, *residual, *residual_out;
+static kf_tensor *x_i32, *x_f8, *y_i32, *weight_i32, *weight_short, *bias_short, *y_narrow, *residual_short,
+    *residual_out_short, *x_other, *weight_other, *x_row_strided, *y_alias_x;
+
+static const float PATTERN = 12345.0f;
+
+static kf_tensor *make(kf_context *c, kf_dtype dtype, int32_t ndim, int64_t d0, int64_t d1) {
+  int64_t shape[2] = {d0, d1};
+  kf_tensor *t = NULL;
+  if (kf_tensor_create(c, dtype, ndim, shape, &t) != KF_OK) {
+    printf("FAIL setup: kf_tensor_create: %s\n", kf_last_error());
+    exit(1);
+  }
+  return t;
+}
+
+/* Writes PATTERN (f32 tensors) into t. */
+static void fill_pattern(kf_tensor *t) {
+  int64_t n = kf_tensor_numel(t);
+  float *data = malloc((size_t)n * sizeof(float));
+  for (int64_t i = 0; i < n; ++i) data[i] = PATTERN;
+  if (kf_tensor_write(t, data, (size_t)n * sizeof(float)) != KF_OK) {
+    printf("FAIL setup: kf_tensor_write: %s\n", kf_last_error());
+    exit(1);
+  }
+  free(data);
+}
+
+static bool holds_pattern(const kf_tensor *t) {
+  int64_t n = kf_tensor_numel(t);
+  float *data = malloc((size_t)n * sizeof(float));
+  bool ok = kf_tensor_read(t, data, (size_t)n * sizeof(float)) == KF_OK;
+  for (int64_t i = 0; ok && i < n; ++i) ok = data[i] == PATTERN;
+  free(data);
+  return ok;
+}
+
+/* A kf_rmsnorm call that must fail; y and residual_out must keep their contents. */
+static void rmsnorm_rejects(const char *what, kf_context *c, const kf_tensor *in, kf_tensor *out,
+                            const kf_norm_desc *desc, kf_status want, const char *argument) {
+  fill_pattern(y);
+  fill_pattern(residual_out);
+  char detail[1200];
+  bool ok = check_status(what, kf_rmsnorm(c, in, out, desc), want, "kf_rmsnorm", argument, detail, sizeof detail);
+  char full[1400];
+  if (!ok) {
+    snprintf(full, sizeof full, "expected %s, got %s", kf_status_name(want), detail);
+  } else if (!holds_pattern(y) || !holds_pattern(residual_out) || !holds_pattern(x)) {
+    ok = false;
+    snprintf(full, sizeof full, "%s, but an output was modified", detail);
+  } else {
+    snprintf(full, sizeof full, "%s", detail);
+  }
+  report(ok, what, full);
+}
+
+static void setup(void) {
+  kf_context_options options = KF_CONTEXT_OPTIONS_INIT;
+  options.backend = KF_BACKEND_CPU;
+  if (kf_context_create(&options, &ctx) != KF_OK || kf_context_create(&options, &other_ctx) != KF_OK) {
+    printf("FAIL setup: kf_context_create(cpu): %s\n", kf_last_error());
+    exit(1);
+  }
+  x = make(ctx, KF_F32, 2, ROWS, ROW_LEN);
+  y = make(ctx, KF_F32, 2, ROWS, ROW_LEN);
+  weight = make(ctx, KF_F32, 1, ROW_LEN, 0);
+  bias = make(ctx, KF_F32, 1, ROW_LEN, 0);
+  residual = make(ctx, KF_F32, 2, ROWS, ROW_LEN);
+  residual_out = make(ctx, KF_F32, 2, ROWS, ROW_LEN);
+  x_i32 = make(ctx, KF_I32, 2, ROWS, ROW_LEN);
+  x_f8 = make(ctx, KF_F8_E4M3, 2, ROWS, ROW_LEN);
+  y_i32 = make(ctx, KF_I32, 2, ROWS, ROW_LEN);
+  weight_i32 = make(ctx, KF_I32, 1, ROW_LEN, 0);
+  weight_short = make(ctx, KF_F32, 1, ROW_LEN - 1, 0);
+  bias_short = make(ctx, KF_F32, 1, ROW_LEN + 1, 0);
+  y_narrow = make(ctx, KF_F32, 2, ROWS, ROW_LEN - 1);
+  residual_short = make(ctx, KF_F32, 2, ROWS - 1, ROW_LEN);
+  residual_out_short = make(ctx, KF_F32, 2, ROWS, ROW_LEN / 2);
+  x_other = make(other_ctx, KF_F32, 2, ROWS, ROW_LEN);
+  weight_other = make(other_ctx, KF_F32, 1, ROW_LEN, 0);
+  /* Rows whose elements are 2 apart: the last dimension must be contiguous. */
+  int64_t strided_shape[2] = {ROWS / 2, ROW_LEN / 2}, strided_strides[2] = {ROW_LEN, 2};
+  if (kf_tensor_view(x, 2, strided_shape, strided_strides, 0, &x_row_strided) != KF_OK ||
+      kf_tensor_view(x, 2, (int64_t[]){ROWS, ROW_LEN}, NULL, 0, &y_alias_x) != KF_OK) {
+    printf("FAIL setup: kf_tensor_view: %s\n", kf_last_error());
+    exit(1);
+  }
+  fill_pattern(x);
+  fill_pattern(weight);
+  fill_pattern(bias);
+  fill_pattern(residual);
+}
+
+static void teardown(void) {
+  kf_tensor *all[] = {x, y, weight, bias, residual, residual_out, x_i32, x_f8, y_i32, weight_i32, weight_short,
+                      bias_short, y_narrow, residual_short, residual_out_short, x_other, weight_other, x_row_strided,
+                      y_alias_x};
+  for (size_t i = 0; i < sizeof all / sizeof all[0]; ++i) kf_tensor_destroy(all[i]);
+  kf_context_destroy(ctx);
+  kf_context_destroy(other_ctx);
+}
+
+/* ---- checks by area ---- */
+
+static void test_devices_and_backends(void) {
+  const kf_device_info *devices = NULL;
+  size_t count = 0;
+  EXPECT("kf_devices(out_devices=NULL)", kf_devices(NULL, &count), KF_ERROR_NULL_ARGUMENT, "kf_devices", "out_devices");
+  EXPECT("kf_devices(out_count=NULL)", kf_devices(&devices, NULL), KF_ERROR_NULL_ARGUMENT, "kf_devices", "out_count");
+  report(devices == NULL && count == 0, "kf_devices failures leave outputs untouched", "");
+
+  kf_backend_info info;
+  memset(&info, 0x5a, sizeof info);
+  EXPECT("kf_backend_get_info(out_info=NULL)", kf_backend_get_info(KF_BACKEND_CPU, NULL), KF_ERROR_NULL_ARGUMENT,
+         "kf_backend_get_info", "out_info");
+  EXPECT("kf_backend_get_info(backend=7)", kf_backend_get_info((kf_backend)7, &info), KF_ERROR_INVALID_ARGUMENT,
+         "kf_backend_get_info", "backend");
+  EXPECT("kf_backend_get_info(backend=KF_BACKEND_ANY)", kf_backend_get_info(KF_BACKEND_ANY, &info),
+         KF_ERROR_INVALID_ARGUMENT, "kf_backend_get_info", "backend");
+  report(info.struct_size == (size_t)0x5a5a5a5a5a5a5a5aull, "kf_backend_get_info failures leave out_info untouched", "");
+
+  kf_backend backend = (kf_backend)77;
+  EXPECT("kf_backend_from_name(name=NULL)", kf_backend_from_name(NULL, &backend), KF_ERROR_NULL_ARGUMENT,
+         "kf_backend_from_name", "name");
+  EXPECT("kf_backend_from_name(out_backend=NULL)", kf_backend_from_name("cpu", NULL), KF_ERROR_NULL_ARGUMENT,
+         "kf_backend_from_name", "out_backend");
+  EXPECT("kf_backend_from_name(name=\"metal\")", kf_backend_from_name("metal", &backend), KF_ERROR_INVALID_ARGUMENT,
+         "kf_backend_from_name", "name");
+  report(backend == (kf_backend)77, "kf_backend_from_name failures leave out_backend untouched", "");
+
+  EXPECT("kf_default_device(out_index=NULL)", kf_default_device(NULL), KF_ERROR_NULL_ARGUMENT, "kf_default_device",
+         "out_index");
+}
+
+static void test_enums(void) {
+  report(strcmp(kf_status_name((kf_status)999), "KF_STATUS_UNKNOWN") == 0, "kf_status_name(999) is KF_STATUS_UNKNOWN", "");
+  report(kf_status_message((kf_status)999) != NULL, "kf_status_message(999) is a string", "");
+  report(strcmp(kf_status_name((kf_status)-1), "KF_STATUS_UNKNOWN") == 0, "kf_status_name(-1) is KF_STATUS_UNKNOWN", "");
+  report(kf_dtype_name((kf_dtype)99) == NULL && kf_dtype_name((kf_dtype)-1) == NULL, "kf_dtype_name(invalid) is NULL", "");
+  report(kf_dtype_size((kf_dtype)99) == 0 && kf_dtype_size(KF_DTYPE_COUNT) == 0, "kf_dtype_size(invalid) is 0", "");
+  report(kf_backend_name((kf_backend)99) == NULL && kf_backend_name(KF_BACKEND_ANY) == NULL,
+         "kf_backend_name(invalid) is NULL", "");
+  report(kf_device_type_name((kf_device_type)99) == NULL, "kf_device_type_name(invalid) is NULL", "");
+}
+
+static void test_contexts(void) {
+  kf_context *sentinel = (kf_context *)(uintptr_t)0x1234, *out = sentinel;
+  EXPECT("kf_context_create(out_context=NULL)", kf_context_create(NULL, NULL), KF_ERROR_NULL_ARGUMENT,
+         "kf_context_create", "out_context");
+
+  kf_context_options options = KF_CONTEXT_OPTIONS_INIT;
+  options.struct_size = 0;
+  EXPECT("kf_context_create(options->struct_size=0)", kf_context_create(&options, &out), KF_ERROR_INVALID_ARGUMENT,
+         "kf_context_create", "struct_size");
+  options.struct_size = sizeof options - sizeof(uint32_t);
+  EXPECT("kf_context_create(options->struct_size too small)", kf_context_create(&options, &out),
+         KF_ERROR_INVALID_ARGUMENT, "kf_context_create", "struct_size");
+  options = (kf_context_options)KF_CONTEXT_OPTIONS_INIT;
+  options.backend = (kf_backend)42;
+  EXPECT("kf_context_create(options->backend=42)", kf_context_create(&options, &out), KF_ERROR_INVALID_ARGUMENT,
+         "kf_context_create", "backend");
+  options = (kf_context_options)KF_CONTEXT_OPTIONS_INIT;
+  options.flags = 0x80000000u;
+  EXPECT("kf_context_create(options->flags unknown bit)", kf_context_create(&options, &out), KF_ERROR_INVALID_ARGUMENT,
+         "kf_context_create", "flags");
+  options = (kf_context_options)KF_CONTEXT_OPTIONS_INIT;
+  options.device_index = 100000;
+  EXPECT("kf_context_create(options->device_index out of range)", kf_context_create(&options, &out),
+         KF_ERROR_DEVICE_NOT_FOUND, "kf_context_create", "device_index");
+  options = (kf_context_options)KF_CONTEXT_OPTIONS_INIT;
+  options.device_name = "no device is called this 7f3a";
+  EXPECT("kf_context_create(options->device_name matches nothing)", kf_context_create(&options, &out),
+         KF_ERROR_DEVICE_NOT_FOUND, "kf_context_create", "device_name");
+  report(out == sentinel, "kf_context_create failures leave out_context untouched", "");
+
+  kf_device_info info;
+  EXPECT("kf_context_device(context=NULL)", kf_context_device(NULL, &info), KF_ERROR_NULL_ARGUMENT,
+         "kf_context_device", "context");
+  EXPECT("kf_context_device(out_info=NULL)", kf_context_device(ctx, NULL), KF_ERROR_NULL_ARGUMENT, "kf_context_device",
+         "out_info");
+  EXPECT("kf_synchronize(context=NULL)", kf_synchronize(NULL), KF_ERROR_NULL_ARGUMENT, "kf_synchronize", "context");
+
+  double ms = -7.0;
+  EXPECT("kf_timer_begin(context=NULL)", kf_timer_begin(NULL), KF_ERROR_NULL_ARGUMENT, "kf_timer_begin", "context");
+  EXPECT("kf_timer_end(context=NULL)", kf_timer_end(NULL, &ms), KF_ERROR_NULL_ARGUMENT, "kf_timer_end", "context");
+  EXPECT("kf_timer_end(out_milliseconds=NULL)", kf_timer_end(ctx, NULL), KF_ERROR_NULL_ARGUMENT, "kf_timer_end",
+         "out_milliseconds");
+  EXPECT("kf_timer_end without kf_timer_begin", kf_timer_end(ctx, &ms), KF_ERROR_INVALID_ARGUMENT, "kf_timer_end",
+         "timer");
+  report(ms == -7.0, "kf_timer_end failures leave out_milliseconds untouched", "");
+  if (kf_timer_begin(ctx) == KF_OK) {
+    EXPECT("kf_timer_begin twice", kf_timer_begin(ctx), KF_ERROR_INVALID_ARGUMENT, "kf_timer_begin", "timer");
+    kf_timer_end(ctx, &ms);
+  } else {
+    report(false, "kf_timer_begin(ctx)", kf_last_error());
+  }
+
+  kf_memory_stats stats;
+  memset(&stats, 0x5a, sizeof stats);
+  EXPECT("kf_memory_get_stats(context=NULL)", kf_memory_get_stats(NULL, &stats), KF_ERROR_NULL_ARGUMENT,
+         "kf_memory_get_stats", "context");
+  EXPECT("kf_memory_get_stats(out_stats=NULL)", kf_memory_get_stats(ctx, NULL), KF_ERROR_NULL_ARGUMENT,
+         "kf_memory_get_stats", "out_stats");
+  report(stats.current_bytes == 0x5a5a5a5a5a5a5a5aull, "kf_memory_get_stats failures leave out_stats untouched", "");
+  EXPECT("kf_memory_reset_peak(context=NULL)", kf_memory_reset_peak(NULL), KF_ERROR_NULL_ARGUMENT,
+         "kf_memory_reset_peak", "context");
+  EXPECT("kf_memory_trim(context=NULL)", kf_memory_trim(NULL), KF_ERROR_NULL_ARGUMENT, "kf_memory_trim", "context");
+}
+
+static void test_tensors(void) {
+  kf_tensor *sentinel = (kf_tensor *)(uintptr_t)0x4321, *out = sentinel;
+  int64_t shape[2] = {ROWS, ROW_LEN};
+
+  EXPECT("kf_tensor_create(context=NULL)", kf_tensor_create(NULL, KF_F32, 2, shape, &out), KF_ERROR_NULL_ARGUMENT,
+         "kf_tensor_create", "context");
+  EXPECT("kf_tensor_create(out_tensor=NULL)", kf_tensor_create(ctx, KF_F32, 2, shape, NULL), KF_ERROR_NULL_ARGUMENT,
+         "kf_tensor_create", "out_tensor");
+  EXPECT("kf_tensor_create(shape=NULL)", kf_tensor_create(ctx, KF_F32, 2, NULL, &out), KF_ERROR_NULL_ARGUMENT,
+         "kf_tensor_create", "shape");
+  EXPECT("kf_tensor_create(ndim=0)", kf_tensor_create(ctx, KF_F32, 0, shape, &out), KF_ERROR_INVALID_ARGUMENT,
+         "kf_tensor_create", "ndim");
+  int64_t seven[7] = {1, 1, 1, 1, 1, 1, 1};
+  EXPECT("kf_tensor_create(ndim=KF_MAX_DIMS+1)", kf_tensor_create(ctx, KF_F32, KF_MAX_DIMS + 1, seven, &out),
+         KF_ERROR_INVALID_ARGUMENT, "kf_tensor_create", "ndim");
+  EXPECT("kf_tensor_create(ndim=-1)", kf_tensor_create(ctx, KF_F32, -1, shape, &out), KF_ERROR_INVALID_ARGUMENT,
+         "kf_tensor_create", "ndim");
+  EXPECT("kf_tensor_create(dtype=99)", kf_tensor_create(ctx, (kf_dtype)99, 2, shape, &out), KF_ERROR_INVALID_ARGUMENT,
+         "kf_tensor_create", "dtype");
+  int64_t negative[2] = {4, -3};
+  EXPECT("kf_tensor_create(shape=[4,-3])", kf_tensor_create(ctx, KF_F32, 2, negative, &out), KF_ERROR_INVALID_ARGUMENT,
+         "kf_tensor_create", "shape");
+  int64_t huge_count[3] = {INT64_C(1) << 40, INT64_C(1) << 40, 2};
+  EXPECT("kf_tensor_create(element count overflows)", kf_tensor_create(ctx, KF_F32, 3, huge_count, &out),
+         KF_ERROR_OVERFLOW, "kf_tensor_create", "shape");
+  int64_t huge_bytes[1] = {INT64_C(1) << 62};
+  EXPECT("kf_tensor_create(byte count overflows)", kf_tensor_create(ctx, KF_F32, 1, huge_bytes, &out),
+         KF_ERROR_OVERFLOW, "kf_tensor_create", "overflow");
+  report(out == sentinel, "kf_tensor_create failures leave out_tensor untouched", "");
+
+  EXPECT("kf_tensor_view(base=NULL)", kf_tensor_view(NULL, 2, shape, NULL, 0, &out), KF_ERROR_NULL_ARGUMENT,
+         "kf_tensor_view", "base");
+  EXPECT("kf_tensor_view(out_view=NULL)", kf_tensor_view(x, 2, shape, NULL, 0, NULL), KF_ERROR_NULL_ARGUMENT,
+         "kf_tensor_view", "out_view");
+  EXPECT("kf_tensor_view(shape=NULL)", kf_tensor_view(x, 2, NULL, NULL, 0, &out), KF_ERROR_NULL_ARGUMENT,
+         "kf_tensor_view", "shape");
+  EXPECT("kf_tensor_view(ndim=0)", kf_tensor_view(x, 0, shape, NULL, 0, &out), KF_ERROR_INVALID_ARGUMENT,
+         "kf_tensor_view", "ndim");
+  EXPECT("kf_tensor_view(ndim=KF_MAX_DIMS+1)", kf_tensor_view(x, KF_MAX_DIMS + 1, seven, NULL, 0, &out),
+         KF_ERROR_INVALID_ARGUMENT, "kf_tensor_view", "ndim");
+  EXPECT("kf_tensor_view(shape=[4,-3])", kf_tensor_view(x, 2, negative, NULL, 0, &out), KF_ERROR_INVALID_ARGUMENT,
+         "kf_tensor_view", "shape");
+  EXPECT("kf_tensor_view(offset=-1)", kf_tensor_view(x, 2, shape, NULL, -1, &out), KF_ERROR_INVALID_ARGUMENT,
+         "kf_tensor_view", "offset");
+  int64_t negative_strides[2] = {ROW_LEN, -1};
+  EXPECT("kf_tensor_view(strides=[64,-1])", kf_tensor_view(x, 2, shape, negative_strides, 0, &out),
+         KF_ERROR_INVALID_ARGUMENT, "kf_tensor_view", "strides");
+  EXPECT("kf_tensor_view(offset=1 past the storage end)", kf_tensor_view(x, 2, shape, NULL, 1, &out),
+         KF_ERROR_INVALID_ARGUMENT, "kf_tensor_view", "storage");
+  int64_t too_long[1] = {ROWS * ROW_LEN + 1};
+  EXPECT("kf_tensor_view(shape larger than the storage)", kf_tensor_view(x, 1, too_long, NULL, 0, &out),
+         KF_ERROR_INVALID_ARGUMENT, "kf_tensor_view", "storage");
+  int64_t wide_strides[2] = {ROW_LEN + 1, 1};
+  EXPECT("kf_tensor_view(strides reach past the storage)", kf_tensor_view(x, 2, shape, wide_strides, 0, &out),
+         KF_ERROR_INVALID_ARGUMENT, "kf_tensor_view", "storage");
+  int64_t overflow_strides[2] = {INT64_MAX / 2, 1};
+  EXPECT("kf_tensor_view(extent overflows)", kf_tensor_view(x, 2, shape, overflow_strides, 0, &out), KF_ERROR_OVERFLOW,
+         "kf_tensor_view", "overflow");
+  report(out == sentinel, "kf_tensor_view failures leave out_view untouched", "");
+
+  kf_tensor_desc desc;
+  EXPECT("kf_tensor_get_desc(tensor=NULL)", kf_tensor_get_desc(NULL, &desc), KF_ERROR_NULL_ARGUMENT,
+         "kf_tensor_get_desc", "tensor");
+  EXPECT("kf_tensor_get_desc(out_desc=NULL)", kf_tensor_get_desc(x, NULL), KF_ERROR_NULL_ARGUMENT,
+         "kf_tensor_get_desc", "out_desc");
+  int64_t numel = kf_tensor_numel(NULL);
+  report(numel == 0, "kf_tensor_numel(NULL) is 0", kf_last_error());
+  kf_context *owner = kf_tensor_context(NULL);
+  report(owner == NULL, "kf_tensor_context(NULL) is NULL", kf_last_error());
+
+  /* Host transfers: wrong sizes and NULL pointers; the tensor (write) or host buffer (read) keeps its
+   * contents. */
+  size_t bytes = ROWS * ROW_LEN * sizeof(float);
+  float *host = malloc(bytes + 64);
+  for (size_t i = 0; i < ROWS * ROW_LEN + 16; ++i) host[i] = -1.0f;
+  fill_pattern(y);
+  EXPECT("kf_tensor_write(tensor=NULL)", kf_tensor_write(NULL, host, bytes), KF_ERROR_NULL_ARGUMENT, "kf_tensor_write",
+         "tensor");
+  EXPECT("kf_tensor_write(src=NULL)", kf_tensor_write(y, NULL, bytes), KF_ERROR_NULL_ARGUMENT, "kf_tensor_write", "src");
+  EXPECT("kf_tensor_write(bytes one short)", kf_tensor_write(y, host, bytes - 1), KF_ERROR_SIZE_MISMATCH,
+         "kf_tensor_write", "bytes");
+  EXPECT("kf_tensor_write(bytes one element too many)", kf_tensor_write(y, host, bytes + sizeof(float)),
+         KF_ERROR_SIZE_MISMATCH, "kf_tensor_write", "bytes");
+  EXPECT("kf_tensor_write(bytes=0)", kf_tensor_write(y, host, 0), KF_ERROR_SIZE_MISMATCH, "kf_tensor_write", "bytes");
+  report(holds_pattern(y), "kf_tensor_write failures leave the tensor untouched", "");
+
+  EXPECT("kf_tensor_read(tensor=NULL)", kf_tensor_read(NULL, host, bytes), KF_ERROR_NULL_ARGUMENT, "kf_tensor_read",
+         "tensor");
+  EXPECT("kf_tensor_read(dst=NULL)", kf_tensor_read(y, NULL, bytes), KF_ERROR_NULL_ARGUMENT, "kf_tensor_read", "dst");
+  EXPECT("kf_tensor_read(bytes one short)", kf_tensor_read(y, host, bytes - 1), KF_ERROR_SIZE_MISMATCH, "kf_tensor_read",
+         "bytes");
+  EXPECT("kf_tensor_read(bytes one element too many)", kf_tensor_read(y, host, bytes + sizeof(float)),
+         KF_ERROR_SIZE_MISMATCH, "kf_tensor_read", "bytes");
+  bool untouched = true;
+  for (size_t i = 0; i < ROWS * ROW_LEN + 16; ++i) untouched &= host[i] == -1.0f;
+  report(untouched, "kf_tensor_read failures leave dst untouched", "");
+  free(host);
+
+  /* Device copies. */
+  kf_tensor *dst_short = make(ctx, KF_F32, 2, ROWS, ROW_LEN - 1);
+  kf_tensor *dst_i32 = make(ctx, KF_I32, 2, ROWS, ROW_LEN);
+  EXPECT("kf_tensor_copy(context=NULL)", kf_tensor_copy(NULL, x, y), KF_ERROR_NULL_ARGUMENT, "kf_tensor_copy", "context");
+  EXPECT("kf_tensor_copy(src=NULL)", kf_tensor_copy(ctx, NULL, y), KF_ERROR_NULL_ARGUMENT, "kf_tensor_copy", "src");
+  EXPECT("kf_tensor_copy(dst=NULL)", kf_tensor_copy(ctx, x, NULL), KF_ERROR_NULL_ARGUMENT, "kf_tensor_copy", "dst");
+  EXPECT("kf_tensor_copy(shape mismatch)", kf_tensor_copy(ctx, y, dst_short), KF_ERROR_SHAPE_MISMATCH, "kf_tensor_copy",
+         "shape");
+  EXPECT("kf_tensor_copy(dtype mismatch)", kf_tensor_copy(ctx, x, dst_i32), KF_ERROR_DTYPE_MISMATCH, "kf_tensor_copy",
+         "dst");
+  EXPECT("kf_tensor_copy(src of another context)", kf_tensor_copy(ctx, x_other, y), KF_ERROR_CONTEXT_MISMATCH,
+         "kf_tensor_copy", "src");
+  EXPECT("kf_tensor_copy(dst of another context)", kf_tensor_copy(other_ctx, x_other, y), KF_ERROR_CONTEXT_MISMATCH,
+         "kf_tensor_copy", "dst");
+  report(holds_pattern(y), "kf_tensor_copy failures leave dst untouched", "");
+  kf_tensor_destroy(dst_short);
+  kf_tensor_destroy(dst_i32);
+
+  float one = 1.0f;
+  uint16_t half = 0x1234;
+  EXPECT("kf_convert(src=NULL)", kf_convert(NULL, KF_F32, &half, KF_F16, 1), KF_ERROR_NULL_ARGUMENT, "kf_convert", "src");
+  EXPECT("kf_convert(dst=NULL)", kf_convert(&one, KF_F32, NULL, KF_F16, 1), KF_ERROR_NULL_ARGUMENT, "kf_convert", "dst");
+  EXPECT("kf_convert(src_dtype=i32)", kf_convert(&one, KF_I32, &half, KF_F16, 1), KF_ERROR_DTYPE_MISMATCH, "kf_convert",
+         "src_dtype");
+  EXPECT("kf_convert(dst_dtype=99)", kf_convert(&one, KF_F32, &half, (kf_dtype)99, 1), KF_ERROR_DTYPE_MISMATCH,
+         "kf_convert", "dst_dtype");
+  report(half == 0x1234, "kf_convert failures leave dst untouched", "");
+}
+
+static void test_rmsnorm(void) {
+  kf_norm_desc desc = KF_NORM_DESC_INIT;
+  rmsnorm_rejects("kf_rmsnorm(context=NULL)", NULL, x, y, NULL, KF_ERROR_NULL_ARGUMENT, "context");
+  rmsnorm_rejects("kf_rmsnorm(x=NULL)", ctx, NULL, y, NULL, KF_ERROR_NULL_ARGUMENT, "x");
+  rmsnorm_rejects("kf_rmsnorm(y=NULL)", ctx, x, NULL, NULL, KF_ERROR_NULL_ARGUMENT, "y");
+
+  desc.struct_size = 0;
+  rmsnorm_rejects("kf_rmsnorm(desc->struct_size=0)", ctx, x, y, &desc, KF_ERROR_INVALID_ARGUMENT, "struct_size");
+  desc.struct_size = sizeof desc - sizeof(void *);
+  rmsnorm_rejects("kf_rmsnorm(desc->struct_size too small)", ctx, x, y, &desc, KF_ERROR_INVALID_ARGUMENT, "struct_size");
+  desc = (kf_norm_desc)KF_NORM_DESC_INIT;
+  desc.eps = -1e-6f;
+  rmsnorm_rejects("kf_rmsnorm(desc->eps<0)", ctx, x, y, &desc, KF_ERROR_INVALID_ARGUMENT, "eps");
+  desc.eps = NAN;
+  rmsnorm_rejects("kf_rmsnorm(desc->eps=NaN)", ctx, x, y, &desc, KF_ERROR_INVALID_ARGUMENT, "eps");
+  desc.eps = INFINITY;
+  rmsnorm_rejects("kf_rmsnorm(desc->eps=inf)", ctx, x, y, &desc, KF_ERROR_INVALID_ARGUMENT, "eps");
+
+  rmsnorm_rejects("kf_rmsnorm(x dtype i32)", ctx, x_i32, y, NULL, KF_ERROR_DTYPE_MISMATCH, "x");
+  rmsnorm_rejects("kf_rmsnorm(x dtype f8e4m3)", ctx, x_f8, y, NULL, KF_ERROR_DTYPE_MISMATCH, "x");
+  rmsnorm_rejects("kf_rmsnorm(y dtype i32)", ctx, x, y_i32, NULL, KF_ERROR_DTYPE_MISMATCH, "y");
+  desc = (kf_norm_desc)KF_NORM_DESC_INIT;
+  desc.weight = weight_i32;
+  rmsnorm_rejects("kf_rmsnorm(weight dtype i32)", ctx, x, y, &desc, KF_ERROR_DTYPE_MISMATCH, "weight");
+
+  rmsnorm_rejects("kf_rmsnorm(y shape [4,63])", ctx, x, y_narrow, NULL, KF_ERROR_SHAPE_MISMATCH, "y");
+  desc = (kf_norm_desc)KF_NORM_DESC_INIT;
+  desc.weight = weight_short;
+  rmsnorm_rejects("kf_rmsnorm(weight has 63 elements)", ctx, x, y, &desc, KF_ERROR_SHAPE_MISMATCH, "weight");
+  desc = (kf_norm_desc)KF_NORM_DESC_INIT;
+  desc.bias = bias_short;
+  rmsnorm_rejects("kf_rmsnorm(bias has 65 elements)", ctx, x, y, &desc, KF_ERROR_SHAPE_MISMATCH, "bias");
+  desc = (kf_norm_desc)KF_NORM_DESC_INIT;
+  desc.residual = residual_short;
+  desc.residual_out = residual_out;
+  rmsnorm_rejects("kf_rmsnorm(residual shape [3,64])", ctx, x, y, &desc, KF_ERROR_SHAPE_MISMATCH, "residual");
+  desc.residual = residual;
+  desc.residual_out = residual_out_short;
+  rmsnorm_rejects("kf_rmsnorm(residual_out shape [4,32])", ctx, x, y, &desc, KF_ERROR_SHAPE_MISMATCH, "residual_out");
+  desc.residual_out = NULL;
+  rmsnorm_rejects("kf_rmsnorm(residual without residual_out)", ctx, x, y, &desc, KF_ERROR_NULL_ARGUMENT, "residual_out");
+  desc.residual = NULL;
+  desc.residual_out = residual_out;
+  rmsnorm_rejects("kf_rmsnorm(residual_out without residual)", ctx, x, y, &desc, KF_ERROR_INVALID_ARGUMENT,
+                  "residual_out");
+
+  rmsnorm_rejects("kf_rmsnorm(x of another context)", ctx, x_other, y, NULL, KF_ERROR_CONTEXT_MISMATCH, "x");
+  desc = (kf_norm_desc)KF_NORM_DESC_INIT;
+  desc.weight = weight_other;
+  rmsnorm_rejects("kf_rmsnorm(weight of another context)", ctx, x, y, &desc, KF_ERROR_CONTEXT_MISMATCH, "weight");
+  rmsnorm_rejects("kf_rmsnorm(context is not x's)", other_ctx, x, y, NULL, KF_ERROR_CONTEXT_MISMATCH, "x");
+
+  rmsnorm_rejects("kf_rmsnorm(x rows not contiguous)", ctx, x_row_strided, y, NULL, KF_ERROR_UNSUPPORTED, "x");
+  rmsnorm_rejects("kf_rmsnorm(y overlaps x)", ctx, x, y_alias_x, NULL, KF_ERROR_INVALID_ARGUMENT, "y");
+  desc = (kf_norm_desc)KF_NORM_DESC_INIT;
+  desc.residual = residual;
+  desc.residual_out = y;
+  rmsnorm_rejects("kf_rmsnorm(residual_out is y)", ctx, x, y, &desc, KF_ERROR_INVALID_ARGUMENT, "y");
+}
+
+static void test_destroy_null(void) {
+  kf_context_destroy(NULL);
+  report(true, "kf_context_destroy(NULL) returns", "");
+  kf_tensor_destroy(NULL);
+  report(true, "kf_tensor_destroy(NULL) returns", "");
+}
+
+int main(void) {
+  kf_test_use_writable_caches();
+  setup();
+  test_devices_and_backends();
+  test_enums();
+  test_contexts();
+  test_tensors();
+  test_rmsnorm();
+  test_destroy_null();
+  teardown();
+  printf("%d passed, %d failed\n", g_passed, g_failed);
+  return g_failed > 0 ? 1 : 0;
+}

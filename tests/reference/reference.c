@@ -1,0 +1,263 @@
+/* reference.c — fp64 reference ops, seeded random data, conversions, error metrics and the tolerance
+ * table (see reference.h). */
+#include "tests/reference/reference.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+/* ---- test environment ---- */
+
+/* 1 if a file can be created in dir (made if missing). */
+static int directory_writable(const char *dir) {
+  mkdir(dir, 0755);
+  char path[4096];
+  if (snprintf(path, sizeof path, "%s/.kf_write_test_XXXXXX", dir) >= (int)sizeof path) return 0;
+  int fd = mkstemp(path);
+  if (fd < 0) return 0;
+  close(fd);
+  unlink(path);
+  return 1;
+}
+
+void kf_test_use_writable_caches(void) {
+  const char *tmp = getenv("TEST_TMPDIR");
+  if (!tmp || !*tmp) return;
+  /* Where the caches go by default: keep them there when the sandbox lets us write (PoCL and lavapipe
+   * then compile each kernel once per machine, not once per test run). */
+  char base[4096];
+  const char *xdg = getenv("XDG_CACHE_HOME"), *home = getenv("HOME");
+  if (xdg && *xdg) snprintf(base, sizeof base, "%s", xdg);
+  else snprintf(base, sizeof base, "%s/.cache", home && *home ? home : "/nonexistent");
+  if (directory_writable(base)) return;
+  /* Else a per-user directory in /tmp, which sandboxes keep writable and which outlives the test run;
+   * TEST_TMPDIR (fresh every run) only when that fails too. */
+  char shared[4096];
+  snprintf(shared, sizeof shared, "/tmp/kfuse-test-cache-%ld", (long)getuid());
+  const char *root = directory_writable(shared) ? shared : tmp;
+
+  static const char *const variables[][2] = {
+      {"KF_CACHE_DIR", "kfuse-cache"},
+      {"POCL_CACHE_DIR", "pocl-cache"},
+      {"MESA_SHADER_CACHE_DIR", "mesa-shader-cache"},
+  };
+  for (size_t i = 0; i < sizeof variables / sizeof variables[0]; ++i) {
+    const char *current = getenv(variables[i][0]);
+    if (current && *current) continue;
+    char path[4096];
+    if (snprintf(path, sizeof path, "%s/%s", root, variables[i][1]) < (int)sizeof path) setenv(variables[i][0], path, 0);
+  }
+}
+
+/* ---- fp64 reference ops ---- */
+
+void kf_ref_rmsnorm(const double *x, const double *residual, const double *weight, const double *bias, int64_t rows,
+                    int64_t row_len, double eps, double *out_residual, double *out_y) {
+  for (int64_t r = 0; r < rows; ++r) {
+    const double *xr = x + r * row_len;
+    const double *rr = residual ? residual + r * row_len : NULL;
+    double sum_squares = 0.0;
+    for (int64_t c = 0; c < row_len; ++c) {
+      double h = xr[c] + (rr ? rr[c] : 0.0);
+      sum_squares += h * h;
+    }
+    double inv_rms = 1.0 / sqrt(sum_squares / (double)row_len + eps);
+    for (int64_t c = 0; c < row_len; ++c) {
+      double h = xr[c] + (rr ? rr[c] : 0.0);
+      if (out_residual) out_residual[r * row_len + c] = h;
+      double y = h * inv_rms;
+      if (weight) y *= weight[c];
+      if (bias) y += bias[c];
+      out_y[r * row_len + c] = y;
+    }
+  }
+}
+
+/* ---- random data ---- */
+
+uint64_t kf_test_seed(void) {
+  static int chosen = 0;
+  static uint64_t seed = 0;
+  if (chosen) return seed;
+  const char *env = getenv("KF_TEST_SEED");
+  if (env && *env) {
+    seed = strtoull(env, NULL, 0);
+  } else {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    seed = (uint64_t)ts.tv_sec * 1000000007ull ^ (uint64_t)ts.tv_nsec ^ ((uint64_t)getpid() << 32);
+  }
+  chosen = 1;
+  printf("seed: %llu (replay with KF_TEST_SEED=%llu)\n", (unsigned long long)seed, (unsigned long long)seed);
+  fflush(stdout);
+  return seed;
+}
+
+void kf_test_rng_init(kf_test_rng *rng, uint64_t seed) { rng->state = seed; }
+
+/* splitmix64 (Steele, Lea, Flood: "Fast splittable pseudorandom number generators", 2014). */
+uint64_t kf_test_rng_next(kf_test_rng *rng) {
+  uint64_t z = (rng->state += 0x9e3779b97f4a7c15ull);
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+  return z ^ (z >> 31);
+}
+
+double kf_test_rng_uniform(kf_test_rng *rng) { return (double)(kf_test_rng_next(rng) >> 11) * 0x1p-53; }
+
+double kf_test_rng_normal(kf_test_rng *rng) {
+  double u1 = 1.0 - kf_test_rng_uniform(rng); /* (0, 1]: log is finite */
+  double u2 = kf_test_rng_uniform(rng);
+  return sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2);
+}
+
+void kf_test_rng_fill(kf_test_rng *rng, double *values, size_t count, double scale) {
+  /* |v| >= 1e-3 * scale keeps every value nonzero after rounding to any 16-bit format for the scales
+   * tests use (f16's smallest subnormal is 6e-8). */
+  for (size_t i = 0; i < count; ++i) {
+    double v = kf_test_rng_normal(rng);
+    if (fabs(v) < 1e-3) v = v < 0 ? -1e-3 : 1e-3;
+    values[i] = v * scale;
+  }
+}
+
+/* ---- conversions ---- */
+
+/* Chunks keep the f32 staging buffer small; double -> f32 is exact for every f32 value and rounds to
+ * nearest otherwise, then kf_convert rounds f32 -> dtype. (A double rounding, but the tests only need
+ * the result to be *some* value of dtype: the reference reads it back with kf_test_to_double.) */
+#define KF_TEST_CONVERT_CHUNK 4096
+
+kf_status kf_test_from_double(const double *src, kf_dtype dtype, void *dst, size_t count) {
+  size_t elem = kf_dtype_size(dtype);
+  if (elem == 0 || dtype == KF_I32) return KF_ERROR_DTYPE_MISMATCH;
+  float staging[KF_TEST_CONVERT_CHUNK];
+  for (size_t done = 0; done < count; done += KF_TEST_CONVERT_CHUNK) {
+    size_t n = count - done < KF_TEST_CONVERT_CHUNK ? count - done : KF_TEST_CONVERT_CHUNK;
+    for (size_t i = 0; i < n; ++i) staging[i] = (float)src[done + i];
+    kf_status status = kf_convert(staging, KF_F32, (char *)dst + done * elem, dtype, n);
+    if (status != KF_OK) return status;
+  }
+  return KF_OK;
+}
+
+kf_status kf_test_to_double(const void *src, kf_dtype dtype, double *dst, size_t count) {
+  size_t elem = kf_dtype_size(dtype);
+  if (elem == 0 || dtype == KF_I32) return KF_ERROR_DTYPE_MISMATCH;
+  float staging[KF_TEST_CONVERT_CHUNK];
+  for (size_t done = 0; done < count; done += KF_TEST_CONVERT_CHUNK) {
+    size_t n = count - done < KF_TEST_CONVERT_CHUNK ? count - done : KF_TEST_CONVERT_CHUNK;
+    kf_status status = kf_convert((const char *)src + done * elem, dtype, staging, KF_F32, n);
+    if (status != KF_OK) return status;
+    for (size_t i = 0; i < n; ++i) dst[done + i] = staging[i];
+  }
+  return KF_OK;
+}
+
+kf_status kf_test_round_to(double *values, kf_dtype dtype, size_t count) {
+  size_t elem = kf_dtype_size(dtype);
+  if (elem == 0 || dtype == KF_I32) return KF_ERROR_DTYPE_MISMATCH;
+  unsigned char staging[KF_TEST_CONVERT_CHUNK * 4];
+  for (size_t done = 0; done < count; done += KF_TEST_CONVERT_CHUNK) {
+    size_t n = count - done < KF_TEST_CONVERT_CHUNK ? count - done : KF_TEST_CONVERT_CHUNK;
+    kf_status status = kf_test_from_double(values + done, dtype, staging, n);
+    if (status == KF_OK) status = kf_test_to_double(staging, dtype, values + done, n);
+    if (status != KF_OK) return status;
+  }
+  return KF_OK;
+}
+
+/* ---- error metrics ---- */
+
+kf_test_error kf_test_compare(const double *out, const double *ref, const double *magnitude, size_t count,
+                              size_t group_len) {
+  kf_test_error e = {0.0, 0.0, -1, 0.0, 0.0, 0.0};
+  if (count == 0) return e;
+  if (group_len == 0 || group_len > count) group_len = count;
+  for (size_t start = 0; start < count; start += group_len) {
+    size_t end = start + group_len < count ? start + group_len : count;
+    double ref_max = 0.0, err_squares = 0.0, ref_squares = 0.0, group_max_abs = 0.0;
+    size_t group_worst = start;
+    int non_finite = 0;
+    for (size_t i = start; i < end; ++i) {
+      double diff = fabs(out[i] - ref[i]);
+      /* Any NaN or infinity (on either side) is a failure, never a match: isfinite on both. */
+      if (!isfinite(out[i]) || !isfinite(ref[i])) {
+        if (!non_finite) group_worst = i;
+        non_finite = 1;
+        continue;
+      }
+      double m = magnitude ? fabs(magnitude[i]) : fabs(ref[i]);
+      if (m > ref_max) ref_max = m;
+      if (diff > group_max_abs) {
+        group_max_abs = diff;
+        group_worst = i;
+      }
+      err_squares += diff * diff;
+      ref_squares += m * m;
+    }
+    double group_err, group_nmse;
+    if (non_finite) {
+      group_err = group_nmse = INFINITY;
+    } else {
+      group_err = ref_max > 0.0 ? group_max_abs / ref_max : group_max_abs;
+      group_nmse = ref_squares > 0.0 ? err_squares / ref_squares : err_squares;
+    }
+    if (ref_max > e.ref_max_abs) e.ref_max_abs = ref_max;
+    if (group_nmse > e.nmse) e.nmse = group_nmse;
+    if (group_err > e.max_err || e.worst_index < 0) {
+      if (group_err > e.max_err) e.max_err = group_err;
+      e.worst_index = (int64_t)group_worst;
+      e.worst_out = out[group_worst];
+      e.worst_ref = ref[group_worst];
+    }
+  }
+  return e;
+}
+
+/* ---- tolerances ----
+ *
+ * u(dtype) is the unit roundoff, half an ulp at 1.0: f32 2^-24, f16 2^-11, bf16 2^-8 (f8e4m3 2^-4).
+ *
+ * RMSNorm, output y_i = h_i * r * w_i + b_i with r = 1/sqrt(mean(h²) + eps), all in f32; errors are
+ * measured against m_i = |h_i r w_i| + |b_i| (the magnitude argument of kf_test_compare), since the
+ * final add is only accurate relative to its terms:
+ *  - rounding y to the output dtype costs at most u_out |y_i| <= u_out m_i; an f32 result that lies
+ *    within the computation error of a rounding boundary may round to the other neighbour, so 2 u_out
+ *    covers the output;
+ *  - the sum of squares, accumulated in f32 in chains of unknown length (CPU: blocks of 16, GPU:
+ *    per-thread loops, then a tree), has relative error up to (chain length) u_f32 in the worst case
+ *    and ~sqrt(row_len) u_f32 in practice (rounding errors of positive terms are independent);
+ *    r inherits half of it. 2 sqrt(row_len) u_f32 bounds it for every chain layout we use (a
+ *    256-thread GPU row of 100000 elements: chains of 391 -> <= 196 u_f32 < 632 u_f32);
+ *  - sqrt / rsqrt (GPU rsqrt is 2-3 ulp), the division and the three multiply-adds: 16 u_f32.
+ * So tolerance = 2 u_out + (16 + 2 sqrt(row_len)) u_f32. For row_len 4096: f32 8.7e-6, f16 9.9e-4,
+ * bf16 7.8e-3.
+ *
+ * Residual add, residual_out = round_out(f32(x + residual)): one f32 rounding and one to the output
+ * dtype, no reduction, relative to |x| + |residual|: 2 u_out.
+ *
+ * Every bound above is per element relative to m_i, so it bounds both max_err (in units of max m per
+ * row) and sqrt(nmse). */
+static double unit_roundoff(kf_dtype dtype) {
+  switch (dtype) {
+    case KF_F32: return 0x1p-24;
+    case KF_F16: return 0x1p-11;
+    case KF_BF16: return 0x1p-8;
+    case KF_F8_E4M3: return 0x1p-4;
+    default: return 0.0;
+  }
+}
+
+double kf_test_tolerance(kf_test_op op, kf_dtype out_dtype, int64_t reduction_len) {
+  double u_out = unit_roundoff(out_dtype), u_f32 = unit_roundoff(KF_F32);
+  switch (op) {
+    case KF_TEST_OP_RMSNORM: return 2.0 * u_out + (16.0 + 2.0 * sqrt((double)reduction_len)) * u_f32;
+    case KF_TEST_OP_RESIDUAL_ADD: return 2.0 * u_out;
+    default: return 0.0;
+  }
+}

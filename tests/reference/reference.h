@@ -1,0 +1,108 @@
+/* reference.h — what the tests, the demo and the benchmarks check kfuse against:
+ *  - naive fp64 reference implementations of every op (obviously right, not fast);
+ *  - a seeded random generator whose seed is printed, so any failure can be replayed;
+ *  - conversions between double arrays and tensor bytes (through kf_convert);
+ *  - the error metrics and the one tolerance table per op and output dtype.
+ *
+ * Link with either //:kfuse_static or libkfuse.so: this library uses kf_convert but does not pull in
+ * either, so a program never ends up with two copies of kfuse.
+ */
+#ifndef KF_TESTS_REFERENCE_REFERENCE_H_
+#define KF_TESTS_REFERENCE_REFERENCE_H_
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/kfuse.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---- test environment ----------------------------------------------------------------------------
+ * Under `bazel test` (TEST_TMPDIR set), when the sandbox keeps the user's cache directory
+ * ($XDG_CACHE_HOME or ~/.cache) read-only, points the caches that drivers and kfuse write
+ * (KF_CACHE_DIR, POCL_CACHE_DIR, MESA_SHADER_CACHE_DIR) into /tmp/kfuse-test-cache-<uid> (kept
+ * between runs), or TEST_TMPDIR if that is not writable either: PoCL cannot compile a kernel without a
+ * writable cache. Variables already set are left alone. Call it first thing in main, before
+ * any kfuse call probes the devices. */
+void kf_test_use_writable_caches(void);
+
+/* ---- fp64 reference ops ------------------------------------------------------------------------
+ * RMSNorm over `rows` packed rows of row_len: h = x (+ residual), y = h / sqrt(mean(h²) + eps) * weight
+ * + bias. residual, weight, bias and out_residual may be NULL; out_residual receives h when given.
+ * y is computed from the exact fp64 h. kfuse rounds h to residual_out's dtype and normalizes the
+ * rounded value, so a test of the fused residual checks residual_out against out_residual and then
+ * checks y against kf_ref_rmsnorm of the device's residual_out (with no residual). */
+void kf_ref_rmsnorm(const double *x, const double *residual, const double *weight, const double *bias, int64_t rows,
+                    int64_t row_len, double eps, double *out_residual, double *out_y);
+
+/* ---- random data -------------------------------------------------------------------------------- */
+typedef struct kf_test_rng {
+  uint64_t state;
+} kf_test_rng;
+
+/* The run's seed: KF_TEST_SEED if set, else fresh from the clock and the pid. Printed to stdout once
+ * ("seed: N (replay with KF_TEST_SEED=N)"). */
+uint64_t kf_test_seed(void);
+/* splitmix64: every seed (0 included) gives a full-period, well-mixed stream. */
+void kf_test_rng_init(kf_test_rng *rng, uint64_t seed);
+uint64_t kf_test_rng_next(kf_test_rng *rng);
+/* Uniform in [0, 1). */
+double kf_test_rng_uniform(kf_test_rng *rng);
+/* Standard normal (Box-Muller). */
+double kf_test_rng_normal(kf_test_rng *rng);
+/* Fills values with normal data times scale, never exactly 0 (a zero input hides unwritten outputs
+ * and wrong strides). */
+void kf_test_rng_fill(kf_test_rng *rng, double *values, size_t count, double scale);
+
+/* ---- conversions -------------------------------------------------------------------------------- */
+/* doubles -> count elements of dtype (f32/f16/bf16/f8e4m3), rounded to nearest even. */
+kf_status kf_test_from_double(const double *src, kf_dtype dtype, void *dst, size_t count);
+/* count elements of dtype -> doubles (exact). */
+kf_status kf_test_to_double(const void *src, kf_dtype dtype, double *dst, size_t count);
+/* Rounds doubles in place to the values dtype can hold (what a tensor of that dtype stores). */
+kf_status kf_test_round_to(double *values, kf_dtype dtype, size_t count);
+
+/* ---- error metrics -------------------------------------------------------------------------------
+ * Elements are compared in groups of group_len (a row; 0 = all elements are one group):
+ *   max_err = max over groups of  max_i |out_i - ref_i| / max_i m_i
+ *   nmse    = max over groups of  sum (out_i - ref_i)² / sum m_i²
+ * where m_i = magnitude[i], or |ref_i| when magnitude is NULL. magnitude is the size of the terms
+ * ref_i was formed from (|a| + |b| for ref = a + b): rounding errors are relative to those, and a
+ * cancelling sum (y = normalized * weight + bias near 0) would otherwise make any tiny error look huge.
+ * max_err is the worst error relative to the magnitude of the result. Per-element relative error
+ * would blow up on the elements near zero that every normalized output has, where the output dtype's
+ * absolute rounding step is what matters; scaling by max |ref| measures errors in units of that step.
+ * Scaling per row keeps a row of large values from hiding errors in a row of small ones.
+ * (max m == 0 falls back to the absolute error.) nmse is the average error, which catches a
+ * small systematic error spread over many elements that the max alone lets through.
+ * A NaN or infinity on either side makes both metrics infinite: NaN never passes. */
+typedef struct kf_test_error {
+  double max_err;
+  double nmse;
+  int64_t worst_index; /* element of the largest scaled error (the first non-finite one if any) */
+  double worst_out;
+  double worst_ref;
+  double ref_max_abs;  /* max m_i over all elements */
+} kf_test_error;
+
+kf_test_error kf_test_compare(const double *out, const double *ref, const double *magnitude, size_t count,
+                              size_t group_len);
+
+/* ---- tolerances: one table, per op and output dtype ----------------------------------------------
+ * The bound on max_err for an output of `out_dtype` whose elements come from reductions over
+ * `reduction_len` elements accumulated in f32 (see reference.c for how each entry follows from the
+ * math). A result passes when max_err <= tolerance and nmse <= tolerance². */
+typedef enum kf_test_op {
+  KF_TEST_OP_RMSNORM = 0,
+  KF_TEST_OP_RESIDUAL_ADD = 1, /* residual_out = round(x + residual): one rounding, no reduction */
+  KF_TEST_OP_COUNT = 2,
+} kf_test_op;
+
+double kf_test_tolerance(kf_test_op op, kf_dtype out_dtype, int64_t reduction_len);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* KF_TESTS_REFERENCE_REFERENCE_H_ */
