@@ -1,0 +1,339 @@
+/* rmsnorm.cl — RMSNorm with optional fused residual, for the OpenCL backend.
+ *
+ *   h = x (+ residual);  residual_out = h;  y = h / sqrt(mean(h²) + eps) * weight (+ bias)
+ *
+ * The host prepends kernels_src/common/kf_params.h to this text (nothing is #included at run time) and
+ * compiles one program per operand-dtype combination, so every load and store below is specialized:
+ *   KF_X_DT, KF_Y_DT                       KF_DT_* of x and y
+ *   KF_HAS_RESIDUAL, KF_R_DT, KF_RO_DT     fused residual (residual and residual_out dtypes)
+ *   KF_HAS_WEIGHT, KF_W_DT, KF_HAS_BIAS, KF_B_DT
+ *   KF_VEC                                 1, or 8 when every row start, row stride and row_len is a
+ *                                          multiple of 8 elements and weight/bias are contiguous: each
+ *                                          work-item then moves 8 elements per access (16 bytes for
+ *                                          16-bit types, the widest load GPUs issue; 32 bytes for f32).
+ *   KF_SUBGROUPS                           1 when the device has sub_group_reduce_add
+ *
+ * Work decomposition: a row is handled by `row_threads` work-items (a power of two chosen by the
+ * host); a work-group holds get_local_size(0) / row_threads rows, so short rows still fill a group.
+ * Vector j of a row (elements j*KF_VEC ...) belongs to work-item j % row_threads, so consecutive
+ * work-items touch consecutive addresses (coalesced).
+ *
+ * Kernels:
+ *   kf_rmsnorm_regs<N>  each work-item holds its N vectors of h in registers between the two passes:
+ *                       x is read once (for rows up to row_threads * N * KF_VEC elements).
+ *   kf_rmsnorm_stream   any row length: pass 1 sums squares (and writes residual_out), pass 2 re-reads
+ *                       h from residual_out (or x), mostly from cache.
+ *
+ * Residual rounding: h is stored to residual_out in its dtype and y normalizes h *as rounded*, so y is
+ * exactly the RMSNorm of what residual_out holds. residual_out may alias x or residual exactly: every
+ * element is read by the same work-item before it writes it.
+ *
+ * Buffer arguments are the cl_mem of each operand; params.x etc. hold element offsets into them.
+ * Absent operands are bound to any valid buffer and never touched (the KF_HAS_* switches).
+ */
+
+#if KF_SUBGROUPS && defined(cl_khr_subgroups)
+#pragma OPENCL EXTENSION cl_khr_subgroups : enable
+#endif
+#if KF_SUBGROUPS && (defined(cl_khr_subgroups) || defined(__opencl_c_subgroups))
+#define KF_USE_SUBGROUPS 1
+#else
+#define KF_USE_SUBGROUPS 0
+#endif
+
+/* Helpers are instantiated for every dtype; each program uses a few ("unused" keeps build logs quiet). */
+#define KF_HELPER static inline __attribute__((unused))
+
+#define KF_CAT_(a, b) a##b
+#define KF_CAT(a, b) KF_CAT_(a, b)
+
+/* Storage type of each dtype in global memory. f16 is `half` (pointers to half need no cl_khr_fp16;
+ * vload_half / vstore_half convert), bf16 is the raw ushort bit pattern. */
+#define KF_STORAGE_0 float
+#define KF_STORAGE_1 half
+#define KF_STORAGE_2 ushort
+#define KF_STORAGE(dt) KF_CAT(KF_STORAGE_, dt)
+
+#if KF_VEC == 1
+/* Scalar access: element i of p. */
+typedef float kf_vec;
+typedef uint kf_uvec;
+#define KF_AS_UVEC as_uint
+#define KF_AS_VEC as_float
+#elif KF_VEC == 8
+/* 8-wide access: elements i .. i+7 of p, where i is a multiple of 8 and the row start is 8-aligned (the
+ * host checks), so the casts to 16/32-byte vector types are aligned. */
+typedef float8 kf_vec;
+typedef uint8 kf_uvec;
+#define KF_AS_UVEC as_uint8
+#define KF_AS_VEC as_float8
+#else
+#error "KF_VEC must be 1 or 8"
+#endif
+
+/* ---- rounding to a storage dtype, in registers (the value as it will read back after the store) ----
+ * Written with bit and vector operations so it works for kf_vec of either width and never goes through
+ * private memory. */
+
+/* bf16, round to nearest even: the f32 bits with the low 16 cleared. NaN stays a quiet NaN instead of
+ * rounding up into infinity. */
+KF_HELPER kf_uvec kf_bf16_rounded_bits(kf_vec v) {
+  kf_uvec u = KF_AS_UVEC(v);
+  kf_uvec rounded = (u + (kf_uvec)0x7fffu + ((u >> 16) & (kf_uvec)1u)) & (kf_uvec)0xffff0000u;
+  kf_uvec quiet_nan = (u | (kf_uvec)0x00400000u) & (kf_uvec)0xffff0000u;
+  return select(rounded, quiet_nan, isnan(v));
+}
+
+/* f16, round to nearest even (what vstore_half_rte stores). Normal range: round the f32 mantissa to
+ * 10 bits; below 2^-14 (f16 subnormals) the step is 2^-24; from 65520 on it overflows to infinity. */
+KF_HELPER kf_vec kf_f16_round(kf_vec v) {
+  kf_uvec u = KF_AS_UVEC(v);
+  kf_vec normal = KF_AS_VEC((u + (kf_uvec)0xfffu + ((u >> 13) & (kf_uvec)1u)) & (kf_uvec)0xffffe000u);
+  kf_vec subnormal = rint(v * 0x1p24f) * 0x1p-24f;
+  kf_vec magnitude = fabs(v);
+  kf_vec r = select(normal, subnormal, magnitude < (kf_vec)0x1p-14f);
+  r = select(r, copysign((kf_vec)INFINITY, v), magnitude >= (kf_vec)65520.0f);
+  return select(r, v, isnan(v));
+}
+
+KF_HELPER kf_vec kf_round_0(kf_vec v) { return v; }
+KF_HELPER kf_vec kf_round_1(kf_vec v) { return kf_f16_round(v); }
+KF_HELPER kf_vec kf_round_2(kf_vec v) { return KF_AS_VEC(kf_bf16_rounded_bits(v)); }
+
+/* ---- loads and stores (stores round to nearest even) ---- */
+#if KF_VEC == 1
+KF_HELPER kf_vec kf_load_0(const global float *p, long i) { return p[i]; }
+KF_HELPER kf_vec kf_load_1(const global half *p, long i) { return vload_half(i, p); }
+KF_HELPER kf_vec kf_load_2(const global ushort *p, long i) { return as_float((uint)p[i] << 16); }
+
+KF_HELPER void kf_store_0(global float *p, long i, kf_vec v) { p[i] = v; }
+KF_HELPER void kf_store_1(global half *p, long i, kf_vec v) { vstore_half_rte(v, i, p); }
+KF_HELPER void kf_store_2(global ushort *p, long i, kf_vec v) { p[i] = (ushort)(kf_bf16_rounded_bits(v) >> 16); }
+
+KF_HELPER float kf_vec_sum(kf_vec v) { return v; }
+#else
+KF_HELPER kf_vec kf_load_0(const global float *p, long i) { return *(const global float8 *)(p + i); }
+KF_HELPER kf_vec kf_load_1(const global half *p, long i) { return vloada_half8(0, p + i); }
+KF_HELPER kf_vec kf_load_2(const global ushort *p, long i) {
+  uint4 packed = *(const global uint4 *)(p + i);
+  /* Little-endian: the even element sits in the low half of each 32-bit word. */
+  float4 even = as_float4(packed << 16);
+  float4 odd = as_float4(packed & (uint4)0xffff0000u);
+  return (float8)(even.s0, odd.s0, even.s1, odd.s1, even.s2, odd.s2, even.s3, odd.s3);
+}
+
+KF_HELPER void kf_store_0(global float *p, long i, kf_vec v) { *(global float8 *)(p + i) = v; }
+KF_HELPER void kf_store_1(global half *p, long i, kf_vec v) { vstorea_half8_rte(v, 0, p + i); }
+KF_HELPER void kf_store_2(global ushort *p, long i, kf_vec v) {
+  uint8 bits = kf_bf16_rounded_bits(v);
+  *(global uint4 *)(p + i) = (bits.even >> 16) | (bits.odd & (uint4)0xffff0000u);
+}
+
+KF_HELPER float kf_vec_sum(kf_vec v) {
+  float4 s = v.lo + v.hi;
+  return (s.s0 + s.s1) + (s.s2 + s.s3);
+}
+#endif
+
+#define KF_LOAD(dt) KF_CAT(kf_load_, dt)
+#define KF_STORE(dt) KF_CAT(kf_store_, dt)
+#define KF_ROUND(dt) KF_CAT(kf_round_, dt)
+
+#define X_T KF_STORAGE(KF_X_DT)
+#define Y_T KF_STORAGE(KF_Y_DT)
+#if KF_HAS_RESIDUAL
+#define R_T KF_STORAGE(KF_R_DT)
+#define RO_T KF_STORAGE(KF_RO_DT)
+#else
+#define R_T float
+#define RO_T float
+#endif
+#if KF_HAS_WEIGHT
+#define W_T KF_STORAGE(KF_W_DT)
+#else
+#define W_T float
+#endif
+#if KF_HAS_BIAS
+#define B_T KF_STORAGE(KF_B_DT)
+#else
+#define B_T float
+#endif
+
+/* Weight / bias of the vector starting at column `col`. With KF_VEC == 8 they are contiguous. */
+KF_HELPER kf_vec kf_load_weight(const global W_T *weight, int stride, long col) {
+#if KF_VEC == 1
+  return KF_LOAD(KF_W_DT)(weight, col * stride);
+#else
+  return KF_LOAD(KF_W_DT)(weight, col);
+#endif
+}
+KF_HELPER kf_vec kf_load_bias(const global B_T *bias, int stride, long col) {
+#if KF_VEC == 1
+  return KF_LOAD(KF_B_DT)(bias, col * stride);
+#else
+  return KF_LOAD(KF_B_DT)(bias, col);
+#endif
+}
+
+/* Sum of `value` over the row_threads work-items of each row. Every work-item of the group must call
+ * it (it contains barriers). scratch holds get_local_size(0) floats. */
+KF_HELPER float kf_row_sum(float value, local float *scratch, uint lid, uint lane, uint row_threads) {
+#if KF_USE_SUBGROUPS
+  /* One row per group: whatever the work-item-to-sub-group mapping, all sub-groups belong to it. */
+  if (row_threads == get_local_size(0)) {
+    float partial = sub_group_reduce_add(value);
+    if (get_sub_group_local_id() == 0) scratch[get_sub_group_id()] = partial;
+    barrier(CLK_LOCAL_MEM_FENCE);
+    float total = 0.0f;
+    for (uint s = 0; s < get_num_sub_groups(); ++s) total += scratch[s];
+    barrier(CLK_LOCAL_MEM_FENCE); /* scratch is reused by the next row */
+    return total;
+  }
+#endif
+  scratch[lid] = value;
+  barrier(CLK_LOCAL_MEM_FENCE);
+  for (uint half_width = row_threads >> 1; half_width > 0; half_width >>= 1) {
+    if (lane < half_width) scratch[lid] += scratch[lid + half_width];
+    barrier(CLK_LOCAL_MEM_FENCE);
+  }
+  float total = scratch[lid - lane];
+  barrier(CLK_LOCAL_MEM_FENCE); /* scratch is reused by the next row */
+  return total;
+}
+
+/* Loads vector j of h for this row: x (+ residual, rounded to and stored in residual_out). */
+KF_HELPER kf_vec kf_load_h(const global X_T *x_row, const global R_T *residual_row, global RO_T *residual_out_row,
+                        long element) {
+  kf_vec h = KF_LOAD(KF_X_DT)(x_row, element);
+#if KF_HAS_RESIDUAL
+  h = KF_ROUND(KF_RO_DT)(h + KF_LOAD(KF_R_DT)(residual_row, element));
+  KF_STORE(KF_RO_DT)(residual_out_row, element, h);
+#endif
+  return h;
+}
+
+/* y = h * inv_rms * weight + bias for vector j. */
+KF_HELPER void kf_store_y(global Y_T *y_row, const global W_T *weight, int weight_stride, const global B_T *bias,
+                       int bias_stride, long element, kf_vec h, float inv_rms) {
+  kf_vec out = h * inv_rms;
+#if KF_HAS_WEIGHT
+  out *= kf_load_weight(weight, weight_stride, element);
+#endif
+#if KF_HAS_BIAS
+  out += kf_load_bias(bias, bias_stride, element);
+#endif
+  KF_STORE(KF_Y_DT)(y_row, element, out);
+}
+
+/* The row pointers of one row, each offset to that row's element 0. Inactive work-items (past the
+ * last row) point at row 0 and never access memory. */
+#define KF_ROW_POINTERS                                                                                 \
+  const long row_index = active ? row : 0;                                                               \
+  const global X_T *x_row = x + p.x + row_index * p.x_row_stride;                                        \
+  global Y_T *y_row = y + p.y + row_index * p.y_row_stride;                                              \
+  const global R_T *residual_row = residual;                                                             \
+  global RO_T *residual_out_row = residual_out;                                                          \
+  if (KF_HAS_RESIDUAL) {                                                                                 \
+    residual_row = residual + p.residual + row_index * p.residual_row_stride;                            \
+    residual_out_row = residual_out + p.residual_out + row_index * p.residual_out_row_stride;            \
+  }
+
+#define KF_KERNEL_ARGS                                                                                  \
+  struct kf_norm_params p, const global X_T *x, const global R_T *residual, global RO_T *residual_out,   \
+      const global W_T *weight_base, const global B_T *bias_base, global Y_T *y, uint row_threads,       \
+      local float *scratch
+
+/* Full unrolling keeps h[] in registers: an indexed private array left in a loop lives in (slow)
+ * private memory. Every OpenCL C compiler we target (clang-based: PoCL, NVIDIA, AMD, Intel) honors it. */
+#define KF_UNROLL _Pragma("unroll")
+
+/* Register path, `chunks` vectors per work-item (a compile-time constant after inlining, so h lives in
+ * registers). Rows are assigned to groups in a grid-stride loop so the host can bound the grid. */
+__attribute__((always_inline)) KF_HELPER void kf_rmsnorm_regs(KF_KERNEL_ARGS, const int chunks) {
+  const uint lid = get_local_id(0);
+  const uint lane = lid & (row_threads - 1);
+  const uint rows_per_group = get_local_size(0) / row_threads;
+  const long vecs = p.row_len / KF_VEC;
+  const global W_T *weight = weight_base + p.weight;
+  const global B_T *bias = bias_base + p.bias;
+  for (long first_row = (long)get_group_id(0) * rows_per_group; first_row < p.rows;
+       first_row += (long)get_num_groups(0) * rows_per_group) {
+    const long row = first_row + lid / row_threads;
+    const bool active = row < p.rows;
+    KF_ROW_POINTERS
+    kf_vec h[8];
+    float sum_sq = 0.0f;
+    if (active) {
+      KF_UNROLL
+      for (int c = 0; c < chunks; ++c) {
+        long j = lane + (long)c * row_threads;
+        if (j < vecs) {
+          h[c] = kf_load_h(x_row, residual_row, residual_out_row, j * KF_VEC);
+          sum_sq += kf_vec_sum(h[c] * h[c]);
+        }
+      }
+    }
+    float total = kf_row_sum(sum_sq, scratch, lid, lane, row_threads);
+    if (active) {
+      const float inv_rms = rsqrt(total / (float)p.row_len + p.eps);
+      KF_UNROLL
+      for (int c = 0; c < chunks; ++c) {
+        long j = lane + (long)c * row_threads;
+        if (j < vecs) kf_store_y(y_row, weight, p.weight_stride, bias, p.bias_stride, j * KF_VEC, h[c], inv_rms);
+      }
+    }
+  }
+}
+
+kernel void kf_rmsnorm_regs1(KF_KERNEL_ARGS) {
+  kf_rmsnorm_regs(p, x, residual, residual_out, weight_base, bias_base, y, row_threads, scratch, 1);
+}
+kernel void kf_rmsnorm_regs2(KF_KERNEL_ARGS) {
+  kf_rmsnorm_regs(p, x, residual, residual_out, weight_base, bias_base, y, row_threads, scratch, 2);
+}
+kernel void kf_rmsnorm_regs4(KF_KERNEL_ARGS) {
+  kf_rmsnorm_regs(p, x, residual, residual_out, weight_base, bias_base, y, row_threads, scratch, 4);
+}
+#if KF_VEC == 1
+/* 8 scalars per work-item; the 8-wide variant stops at 4 chunks (32 floats) to leave registers for
+ * 1024-item groups. */
+kernel void kf_rmsnorm_regs8(KF_KERNEL_ARGS) {
+  kf_rmsnorm_regs(p, x, residual, residual_out, weight_base, bias_base, y, row_threads, scratch, 8);
+}
+#endif
+
+/* Streaming path for rows longer than the register path holds. */
+kernel void kf_rmsnorm_stream(KF_KERNEL_ARGS) {
+  const uint lid = get_local_id(0);
+  const uint lane = lid & (row_threads - 1);
+  const uint rows_per_group = get_local_size(0) / row_threads;
+  const long vecs = p.row_len / KF_VEC;
+  const global W_T *weight = weight_base + p.weight;
+  const global B_T *bias = bias_base + p.bias;
+  for (long first_row = (long)get_group_id(0) * rows_per_group; first_row < p.rows;
+       first_row += (long)get_num_groups(0) * rows_per_group) {
+    const long row = first_row + lid / row_threads;
+    const bool active = row < p.rows;
+    KF_ROW_POINTERS
+    float sum_sq = 0.0f;
+    if (active) {
+      for (long j = lane; j < vecs; j += row_threads) {
+        kf_vec h = kf_load_h(x_row, residual_row, residual_out_row, j * KF_VEC);
+        sum_sq += kf_vec_sum(h * h);
+      }
+    }
+    float total = kf_row_sum(sum_sq, scratch, lid, lane, row_threads);
+    if (active) {
+      const float inv_rms = rsqrt(total / (float)p.row_len + p.eps);
+      for (long j = lane; j < vecs; j += row_threads) {
+        /* The same work-item wrote residual_out[j] in pass 1, so it sees its own write. */
+#if KF_HAS_RESIDUAL
+        kf_vec h = KF_LOAD(KF_RO_DT)(residual_out_row, j * KF_VEC);
+#else
+        kf_vec h = KF_LOAD(KF_X_DT)(x_row, j * KF_VEC);
+#endif
+        kf_store_y(y_row, weight, p.weight_stride, bias, p.bias_stride, j * KF_VEC, h, inv_rms);
+      }
+    }
+  }
+}
