@@ -1,0 +1,173 @@
+/* vulkan_internal.h — shared by the files of the Vulkan backend: the entry-point tables, the context,
+ * and the command stream every operation records into.
+ *
+ * libvulkan.so.1 is opened with dlopen at probe time. Only vkGetInstanceProcAddr is taken from the
+ * library itself; every other entry point comes from vkGetInstanceProcAddr (global and instance level)
+ * or vkGetDeviceProcAddr (device level, one table per context), each listed once in an X-macro table.
+ */
+#ifndef KF_BACKEND_VULKAN_INTERNAL_H_
+#define KF_BACKEND_VULKAN_INTERNAL_H_
+
+#define VK_NO_PROTOTYPES
+#include <vulkan/vulkan.h>
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/backend.h"
+#include "kernels_src/common/kf_embed.h"
+
+/* X(name, optional): entry points resolved with vkGetInstanceProcAddr(NULL, name). */
+#define KF_VK_GLOBAL_FUNCTIONS(X)            \
+  X(vkCreateInstance, 0)                     \
+  X(vkEnumerateInstanceVersion, 1)           \
+  X(vkEnumerateInstanceLayerProperties, 0)   \
+  X(vkEnumerateInstanceExtensionProperties, 0)
+
+/* Resolved with vkGetInstanceProcAddr(instance, name). */
+#define KF_VK_INSTANCE_FUNCTIONS(X)               \
+  X(vkEnumeratePhysicalDevices, 0)                \
+  X(vkGetPhysicalDeviceProperties, 0)             \
+  X(vkGetPhysicalDeviceProperties2, 0)            \
+  X(vkGetPhysicalDeviceFeatures2, 0)              \
+  X(vkGetPhysicalDeviceMemoryProperties, 0)       \
+  X(vkGetPhysicalDeviceQueueFamilyProperties, 0)  \
+  X(vkEnumerateDeviceExtensionProperties, 0)      \
+  X(vkCreateDevice, 0)                            \
+  X(vkGetDeviceProcAddr, 0)                       \
+  X(vkCreateDebugUtilsMessengerEXT, 1)
+
+/* Resolved per device with vkGetDeviceProcAddr(device, name). */
+#define KF_VK_DEVICE_FUNCTIONS(X)        \
+  X(vkDestroyDevice, 0)                  \
+  X(vkGetDeviceQueue, 0)                 \
+  X(vkDeviceWaitIdle, 0)                 \
+  X(vkCreateBuffer, 0)                   \
+  X(vkDestroyBuffer, 0)                  \
+  X(vkGetBufferMemoryRequirements, 0)    \
+  X(vkGetBufferDeviceAddress, 0)         \
+  X(vkAllocateMemory, 0)                 \
+  X(vkFreeMemory, 0)                     \
+  X(vkBindBufferMemory, 0)               \
+  X(vkMapMemory, 0)                      \
+  X(vkCreateCommandPool, 0)              \
+  X(vkDestroyCommandPool, 0)             \
+  X(vkAllocateCommandBuffers, 0)         \
+  X(vkBeginCommandBuffer, 0)             \
+  X(vkEndCommandBuffer, 0)               \
+  X(vkResetCommandBuffer, 0)             \
+  X(vkQueueSubmit, 0)                    \
+  X(vkCreateFence, 0)                    \
+  X(vkDestroyFence, 0)                   \
+  X(vkWaitForFences, 0)                  \
+  X(vkResetFences, 0)                    \
+  X(vkCreateQueryPool, 0)                \
+  X(vkDestroyQueryPool, 0)               \
+  X(vkGetQueryPoolResults, 0)            \
+  X(vkCreateShaderModule, 0)             \
+  X(vkDestroyShaderModule, 0)            \
+  X(vkCreatePipelineLayout, 0)           \
+  X(vkDestroyPipelineLayout, 0)          \
+  X(vkCreatePipelineCache, 0)            \
+  X(vkDestroyPipelineCache, 0)           \
+  X(vkCreateComputePipelines, 0)         \
+  X(vkDestroyPipeline, 0)                \
+  X(vkCmdPipelineBarrier, 0)             \
+  X(vkCmdCopyBuffer, 0)                  \
+  X(vkCmdBindPipeline, 0)                \
+  X(vkCmdPushConstants, 0)               \
+  X(vkCmdDispatch, 0)                    \
+  X(vkCmdResetQueryPool, 0)              \
+  X(vkCmdWriteTimestamp, 0)
+
+#define KF_VK_DECLARE_SLOT_(name, optional) PFN_##name name;
+
+typedef struct kf_vk_device_functions {
+  KF_VK_DEVICE_FUNCTIONS(KF_VK_DECLARE_SLOT_)
+} kf_vk_device_functions;
+
+/* Command buffers in the stream's ring. A context records into one; when it holds
+ * KF_VK_COMMANDS_PER_SUBMIT commands it is submitted without waiting and the next one is used, so a
+ * long run of queued ops neither grows one command buffer without bound nor waits on the device. */
+#define KF_VK_STREAM_SLOTS 3
+#define KF_VK_COMMANDS_PER_SUBMIT 256
+
+typedef struct kf_vk_stream_slot {
+  VkCommandBuffer commands;
+  VkFence done;
+  int pending; /* submitted, fence not yet waited on */
+} kf_vk_stream_slot;
+
+typedef struct kf_vk_pipeline {
+  uint32_t key; /* kf_vk_rmsnorm_key: dtypes, optional operands, load width, workgroup size */
+  VkPipeline pipeline;
+} kf_vk_pipeline;
+
+struct kf_buffer {
+  VkBuffer buffer;
+  VkDeviceMemory memory;
+  VkDeviceSize offset;   /* start of the kfuse buffer inside the VkBuffer (for 256-byte alignment) */
+  VkDeviceAddress address; /* device address of that start */
+  size_t size;
+};
+
+struct kf_backend_context {
+  VkPhysicalDevice physical_device;
+  VkDevice device;
+  VkQueue queue;
+  uint32_t queue_family;
+  kf_vk_device_functions fn;
+  VkPhysicalDeviceMemoryProperties memory_properties;
+  VkDeviceSize max_allocation_size;
+  uint32_t max_workgroup_invocations;
+  uint32_t max_workgroups_x;
+
+  /* Command stream (in-order queue). */
+  VkCommandPool command_pool;
+  kf_vk_stream_slot slots[KF_VK_STREAM_SLOTS];
+  int current_slot;
+  int recording;          /* slots[current_slot] is between begin and end */
+  uint32_t recorded_commands;
+
+  /* Host-visible staging buffer for buffer_write / buffer_read (grown on demand, capped). */
+  VkBuffer staging_buffer;
+  VkDeviceMemory staging_memory;
+  void *staging_mapped;
+  VkDeviceSize staging_size;
+
+  /* Device timer. */
+  VkQueryPool timer_queries; /* VK_NULL_HANDLE when the queue has no timestamps */
+  uint32_t timestamp_valid_bits;
+  float timestamp_period_ns;
+  int timer_running;
+
+  /* Kernels. */
+  VkShaderModule rmsnorm_module;
+  VkPipelineLayout push_constant_layout;
+  VkPipelineCache pipeline_cache;
+  kf_vk_pipeline *pipelines;
+  size_t pipeline_count, pipeline_capacity;
+};
+
+/* "VK_ERROR_DEVICE_LOST" */
+const char *kf_vk_result_name(VkResult result);
+
+/* KF_OK, or KF_ERROR_DEVICE_FAILURE when the validation layer has reported a message
+ * (KF_VULKAN_VALIDATION=1). Checked at the start and end of every context entry point. */
+kf_status kf_vk_check_validation(void);
+
+/* Records a memory barrier that orders the next command after every earlier one (the queue must
+ * behave in order) into the current command buffer, beginning one if needed. Call before each
+ * command; call kf_vk_stream_command_recorded after it. */
+kf_status kf_vk_stream_begin_command(kf_backend_context *ctx);
+kf_status kf_vk_stream_command_recorded(kf_backend_context *ctx);
+VkCommandBuffer kf_vk_stream_commands(kf_backend_context *ctx);
+
+/* The rmsnorm op (vulkan_rmsnorm.c). */
+kf_status kf_vk_rmsnorm(kf_backend_context *ctx, const kf_norm_args *args);
+kf_status kf_vk_kernels_init(kf_backend_context *ctx);
+void kf_vk_kernels_destroy(kf_backend_context *ctx);
+/* The embedded rmsnorm SPIR-V, or NULL when the build had no glslc. */
+const kf_embedded_file *kf_vk_rmsnorm_spirv(void);
+
+#endif /* KF_BACKEND_VULKAN_INTERNAL_H_ */
