@@ -1,0 +1,83 @@
+/* cuda_driver.h — the part of the CUDA driver API the CUDA backend uses, declared here so that the
+ * backend compiles on machines without the CUDA toolkit. libcuda.so.1 is opened at probe time and
+ * every function below is resolved through KF_CUDA_SYMBOLS (one X-macro table).
+ *
+ * Types, enum values and signatures follow the driver API's ABI (cuda.h of CUDA 13.0; the numeric
+ * values are part of the stable ABI). Where the library exports a versioned symbol (cuMemAlloc_v2 ...)
+ * the versioned one is resolved: that is the entry point cuda.h itself maps each call to.
+ */
+#ifndef KF_BACKEND_CUDA_DRIVER_H_
+#define KF_BACKEND_CUDA_DRIVER_H_
+
+#include <stddef.h>
+
+typedef int CUresult;       /* enum cudaError_enum */
+typedef int CUdevice;       /* an ordinal */
+typedef unsigned long long CUdeviceptr;
+typedef struct CUctx_st *CUcontext;
+typedef struct CUmod_st *CUmodule;
+typedef struct CUfunc_st *CUfunction;
+typedef struct CUstream_st *CUstream;
+typedef struct CUevent_st *CUevent;
+typedef struct CUuuid_st {
+  char bytes[16];
+} CUuuid;
+
+#define CUDA_SUCCESS 0
+#define CUDA_ERROR_OUT_OF_MEMORY 2
+#define CUDA_ERROR_NO_DEVICE 100
+
+/* CUdevice_attribute values. */
+#define CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT 16
+#define CU_DEVICE_ATTRIBUTE_INTEGRATED 18
+#define CU_DEVICE_ATTRIBUTE_PCI_BUS_ID 33
+#define CU_DEVICE_ATTRIBUTE_PCI_DEVICE_ID 34
+#define CU_DEVICE_ATTRIBUTE_L2_CACHE_SIZE 38
+#define CU_DEVICE_ATTRIBUTE_PCI_DOMAIN_ID 50
+#define CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR 75
+#define CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR 76
+#define CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN 97
+
+/* CUstream_flags / CUevent_flags. */
+#define CU_STREAM_NON_BLOCKING 0x1
+#define CU_EVENT_DEFAULT 0x0
+
+/* X(return/parameter signature as a function pointer type, field name, symbol exported by libcuda).
+ * Every symbol is required: all exist in drivers of CUDA 11.4 and later. */
+#define KF_CUDA_SYMBOLS(X)                                                                                 \
+  X(CUresult (*)(CUresult, const char **), GetErrorName, "cuGetErrorName")                               \
+  X(CUresult (*)(CUresult, const char **), GetErrorString, "cuGetErrorString")                           \
+  X(CUresult (*)(unsigned int), Init, "cuInit")                                                          \
+  X(CUresult (*)(int *), DriverGetVersion, "cuDriverGetVersion")                                         \
+  X(CUresult (*)(int *), DeviceGetCount, "cuDeviceGetCount")                                             \
+  X(CUresult (*)(CUdevice *, int), DeviceGet, "cuDeviceGet")                                             \
+  X(CUresult (*)(char *, int, CUdevice), DeviceGetName, "cuDeviceGetName")                               \
+  X(CUresult (*)(int *, int, CUdevice), DeviceGetAttribute, "cuDeviceGetAttribute")                      \
+  X(CUresult (*)(size_t *, CUdevice), DeviceTotalMem, "cuDeviceTotalMem_v2")                             \
+  X(CUresult (*)(CUuuid *, CUdevice), DeviceGetUuid, "cuDeviceGetUuid_v2")                               \
+  X(CUresult (*)(CUcontext *, CUdevice), DevicePrimaryCtxRetain, "cuDevicePrimaryCtxRetain")             \
+  X(CUresult (*)(CUdevice), DevicePrimaryCtxRelease, "cuDevicePrimaryCtxRelease_v2")                     \
+  X(CUresult (*)(CUcontext), CtxPushCurrent, "cuCtxPushCurrent_v2")                                      \
+  X(CUresult (*)(CUcontext *), CtxPopCurrent, "cuCtxPopCurrent_v2")                                      \
+  X(CUresult (*)(CUstream *, unsigned int), StreamCreate, "cuStreamCreate")                              \
+  X(CUresult (*)(CUstream), StreamDestroy, "cuStreamDestroy_v2")                                         \
+  X(CUresult (*)(CUstream), StreamSynchronize, "cuStreamSynchronize")                                    \
+  X(CUresult (*)(CUmodule *, const void *), ModuleLoadData, "cuModuleLoadData")                          \
+  X(CUresult (*)(CUmodule), ModuleUnload, "cuModuleUnload")                                              \
+  X(CUresult (*)(CUfunction *, CUmodule, const char *), ModuleGetFunction, "cuModuleGetFunction")        \
+  X(CUresult (*)(CUdeviceptr *, size_t), MemAlloc, "cuMemAlloc_v2")                                      \
+  X(CUresult (*)(CUdeviceptr), MemFree, "cuMemFree_v2")                                                  \
+  X(CUresult (*)(size_t *, size_t *), MemGetInfo, "cuMemGetInfo_v2")                                     \
+  X(CUresult (*)(CUdeviceptr, const void *, size_t, CUstream), MemcpyHtoDAsync, "cuMemcpyHtoDAsync_v2")  \
+  X(CUresult (*)(void *, CUdeviceptr, size_t, CUstream), MemcpyDtoHAsync, "cuMemcpyDtoHAsync_v2")        \
+  X(CUresult (*)(CUdeviceptr, CUdeviceptr, size_t, CUstream), MemcpyDtoDAsync, "cuMemcpyDtoDAsync_v2")   \
+  X(CUresult (*)(CUevent *, unsigned int), EventCreate, "cuEventCreate")                                 \
+  X(CUresult (*)(CUevent), EventDestroy, "cuEventDestroy_v2")                                            \
+  X(CUresult (*)(CUevent, CUstream), EventRecord, "cuEventRecord")                                       \
+  X(CUresult (*)(CUevent), EventSynchronize, "cuEventSynchronize")                                       \
+  X(CUresult (*)(float *, CUevent, CUevent), EventElapsedTime, "cuEventElapsedTime")                     \
+  X(CUresult (*)(CUfunction, unsigned int, unsigned int, unsigned int, unsigned int, unsigned int,        \
+                 unsigned int, unsigned int, CUstream, void **, void **),                                  \
+    LaunchKernel, "cuLaunchKernel")
+
+#endif /* KF_BACKEND_CUDA_DRIVER_H_ */

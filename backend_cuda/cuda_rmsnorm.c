@@ -1,0 +1,189 @@
+/* cuda_rmsnorm.c — chooses and launches the RMSNorm kernel of kernels_src/cuda/rmsnorm.cu.
+ *
+ * Kernel families (the .cu file's header says how each works):
+ *   register path  kf_rmsnorm_<x>_<y>_c<C>_<v|s>: rows up to C * blockDim.x * 8 elements;
+ *   looping path   kf_rmsnorm_<x>_<y>_loop_<v|s>: any row length (re-reads the row, from L2);
+ *   any dtypes     kf_rmsnorm_any_loop_<v|s>: residual / residual_out dtypes that differ from x.
+ * "v" kernels use 16-byte accesses and need every operand aligned; "s" kernels take any layout.
+ */
+#include <stdio.h>
+
+#include "backend_cuda/cuda_internal.h"
+#include "kernels_src/common/kf_params.h"
+
+#define PACK_ELEMENTS 8   /* elements per pack, as in rmsnorm.cu */
+#define VECTOR_BYTES 16   /* one LDG.128 */
+#define LOOP_THREADS 512  /* blockDim.x of the looping kernels, as in rmsnorm.cu */
+/* Register-path block size when a row takes fewer threads: several rows per block keep blocks at a
+ * size where the SM holds many of them (enough rows, and so bytes, in flight per SM). */
+#define TARGET_BLOCK_THREADS 256
+/* Rows per launch: keeps gridDim.x below 2^31 for any rows_per_block. */
+#define MAX_ROWS_PER_LAUNCH ((int64_t)1 << 30)
+
+/* Largest block for each chunk count (rmsnorm.cu's __launch_bounds__). */
+static int max_threads_for_chunks(int chunks) {
+  switch (chunks) {
+    case 1:
+    case 2:
+      return 1024;
+    case 4:
+      return 512;
+    case 8:
+      return 256;
+    default:
+      return 0;
+  }
+}
+
+static int64_t element_size(kf_dtype dtype) { return dtype == KF_F32 ? 4 : 2; }
+
+static const char *dtype_name(kf_dtype dtype) {
+  switch (dtype) {
+    case KF_F32:
+      return "f32";
+    case KF_F16:
+      return "f16";
+    default:
+      return "bf16";
+  }
+}
+
+static int present(const kf_tensor_arg *arg) { return arg->buffer != NULL; }
+
+static uint64_t device_address(const kf_tensor_arg *arg) {
+  return present(arg) ? arg->buffer->address + (uint64_t)(arg->offset * element_size(arg->dtype)) : 0;
+}
+
+/* x, residual and residual_out share one dtype: the kernels specialised on (x, y) dtypes apply. */
+static int fixed_dtypes(const kf_norm_args *args) {
+  return !present(&args->residual) ||
+         (args->residual.dtype == args->x.dtype && args->residual_out.dtype == args->x.dtype);
+}
+
+static int row_operand_aligned(const kf_tensor_arg *arg, int64_t rows) {
+  if (!present(arg)) return 1;
+  if (device_address(arg) % VECTOR_BYTES != 0) return 0;
+  return rows == 1 || (arg->row_stride * element_size(arg->dtype)) % VECTOR_BYTES == 0;
+}
+
+static int column_operand_aligned(const kf_tensor_arg *arg) {
+  return !present(arg) || (arg->col_stride == 1 && device_address(arg) % VECTOR_BYTES == 0);
+}
+
+static int vectorizable(const kf_norm_args *args) {
+  return args->row_len % PACK_ELEMENTS == 0 && row_operand_aligned(&args->x, args->rows) &&
+         row_operand_aligned(&args->y, args->rows) && row_operand_aligned(&args->residual, args->rows) &&
+         row_operand_aligned(&args->residual_out, args->rows) && column_operand_aligned(&args->weight) &&
+         column_operand_aligned(&args->bias);
+}
+
+static int64_t packs_per_row(const kf_norm_args *args) { return (args->row_len + PACK_ELEMENTS - 1) / PACK_ELEMENTS; }
+
+void kf_cuda_rmsnorm_plan(const kf_norm_args *args, kf_cuda_norm_plan *out_plan) {
+  const int64_t packs = packs_per_row(args);
+  kf_cuda_norm_plan plan = {.chunks = 0, .threads_per_row = LOOP_THREADS, .rows_per_block = 1,
+                            .vectorized = vectorizable(args)};
+  if (fixed_dtypes(args)) {
+    if (packs <= 4 * 32) {
+      /* Rows up to 1024 elements: one warp per row, reduced with shuffles alone. */
+      plan.chunks = packs <= 32 ? 1 : packs <= 64 ? 2 : 4;
+      plan.threads_per_row = 32;
+    } else if (packs <= 4 * (int64_t)max_threads_for_chunks(4)) {
+      /* Up to 16384 elements: 4 packs per thread (4 loads in flight per operand per thread) and as
+       * many warps as that takes. 8192 bf16 elements: 256 threads. */
+      plan.chunks = 4;
+      plan.threads_per_row = (int)((packs + 4 * 32 - 1) / (4 * 32)) * 32;
+    }
+    if (plan.chunks > 0 && plan.threads_per_row < TARGET_BLOCK_THREADS)
+      plan.rows_per_block = TARGET_BLOCK_THREADS / plan.threads_per_row;
+  }
+  *out_plan = plan;
+}
+
+int kf_cuda_rmsnorm_plan_valid(const kf_norm_args *args, const kf_cuda_norm_plan *plan) {
+  if (plan->vectorized && !vectorizable(args)) return 0;
+  if (plan->chunks == 0) return plan->threads_per_row == LOOP_THREADS && plan->rows_per_block == 1;
+  const int max_threads = max_threads_for_chunks(plan->chunks);
+  return max_threads > 0 && fixed_dtypes(args) && plan->threads_per_row > 0 && plan->threads_per_row % 32 == 0 &&
+         plan->rows_per_block > 0 && plan->threads_per_row * plan->rows_per_block <= max_threads &&
+         (int64_t)plan->threads_per_row * plan->chunks >= packs_per_row(args);
+}
+
+/* Function-cache slot of a kernel: (dtype combination, family, v|s). */
+static int function_slot(const kf_norm_args *args, const kf_cuda_norm_plan *plan) {
+  const int dtypes = fixed_dtypes(args) ? (int)args->x.dtype * 3 + (int)args->y.dtype : 9;
+  const int family = plan->chunks == 1 ? 0 : plan->chunks == 2 ? 1 : plan->chunks == 4 ? 2 : plan->chunks == 8 ? 3 : 4;
+  return (dtypes * 5 + family) * 2 + (plan->vectorized ? 1 : 0);
+}
+
+static void kernel_name(const kf_norm_args *args, const kf_cuda_norm_plan *plan, char *name, size_t size) {
+  const char access = plan->vectorized ? 'v' : 's';
+  if (!fixed_dtypes(args))
+    snprintf(name, size, "kf_rmsnorm_any_loop_%c", access);
+  else if (plan->chunks == 0)
+    snprintf(name, size, "kf_rmsnorm_%s_%s_loop_%c", dtype_name(args->x.dtype), dtype_name(args->y.dtype), access);
+  else
+    snprintf(name, size, "kf_rmsnorm_%s_%s_c%d_%c", dtype_name(args->x.dtype), dtype_name(args->y.dtype), plan->chunks,
+             access);
+}
+
+static uint32_t dtype_bits(const kf_tensor_arg *arg, int shift) {
+  return present(arg) ? (uint32_t)arg->dtype << shift : 0u;
+}
+
+kf_status kf_cuda_rmsnorm_with_plan(kf_backend_context *ctx, const kf_norm_args *args, const kf_cuda_norm_plan *plan) {
+  if (args->weight.col_stride > INT32_MAX || args->bias.col_stride > INT32_MAX)
+    return kf_fail(KF_ERROR_UNSUPPORTED, "weight/bias element strides above 2^31 - 1 are not supported by CUDA");
+  struct kf_norm_params params = {
+      .x = device_address(&args->x),
+      .residual = device_address(&args->residual),
+      .residual_out = device_address(&args->residual_out),
+      .weight = device_address(&args->weight),
+      .bias = device_address(&args->bias),
+      .y = device_address(&args->y),
+      .x_row_stride = args->x.row_stride,
+      .residual_row_stride = args->residual.row_stride,
+      .residual_out_row_stride = args->residual_out.row_stride,
+      .y_row_stride = args->y.row_stride,
+      .row_len = (int32_t)args->row_len,
+      .weight_stride = (int32_t)args->weight.col_stride,
+      .bias_stride = (int32_t)args->bias.col_stride,
+      .eps = args->eps,
+      .flags = (present(&args->weight) ? KF_NORM_HAS_WEIGHT : 0u) | (present(&args->bias) ? KF_NORM_HAS_BIAS : 0u) |
+               (present(&args->residual) ? KF_NORM_HAS_RESIDUAL : 0u),
+      .dtypes = dtype_bits(&args->x, KF_NORM_DT_SHIFT_X) | dtype_bits(&args->residual, KF_NORM_DT_SHIFT_RESIDUAL) |
+                dtype_bits(&args->residual_out, KF_NORM_DT_SHIFT_RESIDUAL_OUT) |
+                dtype_bits(&args->weight, KF_NORM_DT_SHIFT_WEIGHT) | dtype_bits(&args->bias, KF_NORM_DT_SHIFT_BIAS) |
+                dtype_bits(&args->y, KF_NORM_DT_SHIFT_Y),
+  };
+  char name[64];
+  kernel_name(args, plan, name, sizeof name);
+
+  kf_status status = kf_cuda_enter(ctx);
+  if (status != KF_OK) return status;
+  CUfunction function;
+  status = kf_cuda_function(ctx, function_slot(args, plan), name, &function);
+  for (int64_t first = 0; status == KF_OK && first < args->rows; first += MAX_ROWS_PER_LAUNCH) {
+    const int64_t rows = args->rows - first < MAX_ROWS_PER_LAUNCH ? args->rows - first : MAX_ROWS_PER_LAUNCH;
+    struct kf_norm_params slice = params;
+    slice.rows = rows;
+    slice.x += (uint64_t)(first * args->x.row_stride * element_size(args->x.dtype));
+    slice.y += (uint64_t)(first * args->y.row_stride * element_size(args->y.dtype));
+    if (present(&args->residual)) {
+      slice.residual += (uint64_t)(first * args->residual.row_stride * element_size(args->residual.dtype));
+      slice.residual_out +=
+          (uint64_t)(first * args->residual_out.row_stride * element_size(args->residual_out.dtype));
+    }
+    const unsigned grid = (unsigned)((rows + plan->rows_per_block - 1) / plan->rows_per_block);
+    status = kf_cuda_launch(ctx, function, name, grid, (unsigned)plan->threads_per_row,
+                            (unsigned)plan->rows_per_block, &slice);
+  }
+  kf_cuda_leave(ctx);
+  return status;
+}
+
+kf_status kf_cuda_rmsnorm(kf_backend_context *ctx, const kf_norm_args *args) {
+  kf_cuda_norm_plan plan;
+  kf_cuda_rmsnorm_plan(args, &plan);
+  return kf_cuda_rmsnorm_with_plan(ctx, args, &plan);
+}
