@@ -252,7 +252,9 @@ KF_API int64_t kf_tensor_numel(const kf_tensor *tensor);
  * gathered / scattered). bytes must equal numel * dtype size. Synchronous. */
 KF_API kf_status kf_tensor_write(kf_tensor *tensor, const void *src, size_t bytes);
 KF_API kf_status kf_tensor_read(const kf_tensor *tensor, void *dst, size_t bytes);
-/* Device-side copy between tensors of the same dtype and shape (queued). */
+/* Device-side copy between tensors of the same dtype and shape (queued). Views are copied run by run
+ * along their last dimension, which must then have stride 1 in both (else KF_ERROR_UNSUPPORTED);
+ * src and dst must not overlap. */
 KF_API kf_status kf_tensor_copy(kf_context *context, const kf_tensor *src, kf_tensor *dst);
 
 /* Host conversion helpers (round to nearest even; NaN stays NaN). */
