@@ -294,7 +294,7 @@ static void print_default_device(const kf_device_info *devices, size_t count) {
     printf("  chosen with%s%s%s%s\n", backend_set ? " KF_BACKEND=" : "", backend_set ? env_backend : "",
            device_set ? " KF_DEVICE=" : "", device_set ? env_device : "");
   else
-    printf("  policy: CUDA, then a discrete Vulkan GPU, then an OpenCL GPU, then the CPU backend\n");
+    printf("  policy: CUDA, then a discrete Vulkan GPU, then an OpenCL GPU, then an integrated Vulkan GPU, then the CPU backend\n");
   printf("  choose another with KF_BACKEND=cpu|cuda|opencl|vulkan and/or KF_DEVICE=<#>|<backend>:<n>|<name part>\n");
 }
 
