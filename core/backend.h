@@ -76,6 +76,44 @@ typedef struct kf_norm_args {
   kf_tensor_arg y;
 } kf_norm_args;
 
+/* RoPE over `tokens` tokens. For q, k, q_out, k_out: row_stride is the token stride and col_stride the
+ * head stride (elements); head_dim is contiguous. q_out/k_out are always present: the core passes
+ * q/k themselves for in-place calls (then they are identical operands). k absent when k_heads == 0.
+ * positions: KF_I32, col_stride = stride between tokens. cos_sin: optional f32 table, row_stride per
+ * position, cos_sin_rows rows. */
+typedef struct kf_rope_args {
+  int64_t tokens;
+  int32_t q_heads;
+  int32_t k_heads;
+  int32_t head_dim;
+  int32_t rotary_dim;
+  kf_rope_style style;
+  float theta;
+  float position_scale;
+  int64_t cos_sin_rows;
+  kf_tensor_arg q, k, q_out, k_out;
+  kf_tensor_arg positions;
+  kf_tensor_arg cos_sin;
+} kf_rope_args;
+
+/* out[r, c] = act(gate[r, c]) * up[r, c] over rows × inner. gate and up are always separate operands
+ * (the core splits a fused [.., 2*inner] gate into two). */
+typedef struct kf_glu_args {
+  int64_t rows;
+  int64_t inner;
+  kf_glu_activation activation;
+  kf_tensor_arg gate, up, out;
+} kf_glu_args;
+
+/* y = softmax(x * scale + mask) over rows × row_len. mask optional, with its own row stride (0 when
+ * broadcast over rows). y may be identical to x (in place): read every element before writing it. */
+typedef struct kf_softmax_args {
+  int64_t rows;
+  int64_t row_len;
+  float scale;
+  kf_tensor_arg x, mask, y;
+} kf_softmax_args;
+
 typedef struct kf_backend_iface {
   kf_backend backend;
   const char *name;
@@ -102,6 +140,10 @@ typedef struct kf_backend_iface {
 
   /* Ops (NULL: unsupported). */
   kf_status (*rmsnorm)(kf_backend_context *ctx, const kf_norm_args *args);
+  kf_status (*layernorm)(kf_backend_context *ctx, const kf_norm_args *args);
+  kf_status (*rope)(kf_backend_context *ctx, const kf_rope_args *args);
+  kf_status (*glu)(kf_backend_context *ctx, const kf_glu_args *args);
+  kf_status (*softmax)(kf_backend_context *ctx, const kf_softmax_args *args);
 } kf_backend_iface;
 
 /* The backends compiled into this build (core/registry.c). */

@@ -116,4 +116,23 @@ int64_t kf_row_layout_blocks(const kf_row_layout *layout);
 /* Element offset (relative to the tensor's own offset) of block `block` for operand `operand`. */
 int64_t kf_row_layout_block_offset(const kf_row_layout *layout, int operand, int64_t block);
 
+/* ---- validate.c: checks shared by the ops; `name` is the argument as the user wrote it ---- */
+kf_status kf_check_float_operand(const kf_tensor *t, const char *name);
+kf_status kf_check_desc_size(size_t struct_size, size_t expected, const char *init_macro);
+bool kf_same_shape(const kf_tensor *a, const kf_tensor *b);
+kf_status kf_check_shape_like(const kf_tensor *t, const char *name, const kf_tensor *ref, const char *ref_name);
+/* The last dimension has stride 1 (or length 1). */
+kf_status kf_check_rows_contiguous(const kf_tensor *t, const char *name);
+/* A [length] vector (leading dims of 1 allowed); its element stride (<= 2^31-1) in *out_stride. */
+kf_status kf_check_vector(const kf_tensor *t, const char *name, int64_t length, const char *length_what,
+                          int64_t *out_stride);
+/* No two elements of the view share an address (sufficient test on sorted strides). */
+bool kf_elements_distinct(const kf_tensor *t);
+kf_status kf_check_output(const kf_tensor *out, const char *name);
+/* out must not overlap in (NULL: nothing to check); identical_allowed permits the very same view. */
+kf_status kf_check_no_overlap(const kf_tensor *out, const char *out_name, const kf_tensor *in, const char *in_name,
+                              bool identical_allowed);
+/* A backend operand for t (NULL: absent) at t's offset + offset. */
+kf_tensor_arg kf_make_arg(const kf_tensor *t, int64_t offset, int64_t row_stride, int64_t col_stride);
+
 #endif /* KF_CORE_INTERNAL_H_ */

@@ -288,6 +288,88 @@ typedef struct kf_norm_desc {
 /* desc may be NULL (eps 1e-6, no weight, bias or residual). */
 KF_API kf_status kf_rmsnorm(kf_context *context, const kf_tensor *x, kf_tensor *y, const kf_norm_desc *desc);
 
+/*   LayerNorm: y = (h - mean(h)) / sqrt(var(h) + eps) * weight (+ bias), h as for RMSNorm (the same
+ * descriptor, the same fused residual, the same shapes and dtypes). Variance is the biased (1/row_len)
+ * one, computed stably. */
+KF_API kf_status kf_layernorm(kf_context *context, const kf_tensor *x, kf_tensor *y, const kf_norm_desc *desc);
+
+/* ---------------------------------------------------------------------------------------------
+ * Rotary position embedding on Q and K in one call.
+ *   q: [tokens, q_heads, head_dim], k: [tokens, k_heads, head_dim] (k may be NULL: Q only). Strided
+ *   views are accepted (Q and K may be slices of a packed QKV projection) as long as head_dim is
+ *   contiguous; q_heads and k_heads may differ (GQA).
+ *   positions: [tokens] KF_I32, the position of each token (decoding with a KV cache uses arbitrary
+ *   positions). A position outside [0, cos_sin rows) with a cos_sin table gives NaN in that token's
+ *   rotated part.
+ * For pair i in [0, rotary_dim/2): angle = position * position_scale * theta^(-2i/rotary_dim), and
+ *   NeoX style rotates (x[i], x[i + rotary_dim/2]); GPT-J style rotates (x[2i], x[2i+1]):
+ *   (a, b) -> (a cos - b sin, a sin + b cos). Elements from rotary_dim to head_dim pass through.
+ * cos/sin are computed in f32 in the kernel, or taken from desc->cos_sin: [max_position, rotary_dim]
+ * f32 holding cos of the rotary_dim/2 angles followed by their sin.
+ * In place (q_out/k_out NULL) or out of place (q_out like q, k_out like k; may have other strides). */
+typedef enum kf_rope_style {
+  KF_ROPE_NEOX = 0, /* rotate halves (GPT-NeoX, Llama in HF layout) */
+  KF_ROPE_GPTJ = 1, /* rotate interleaved pairs (GPT-J, Llama's original layout) */
+  KF_ROPE_STYLE_MAX_ENUM = 0x7fffffff
+} kf_rope_style;
+
+typedef struct kf_rope_desc {
+  size_t struct_size;
+  kf_rope_style style;
+  int32_t rotary_dim;          /* even, <= head_dim; 0 means head_dim */
+  float theta;                 /* base, default 10000 */
+  float position_scale;        /* linear position scaling (1 / factor), default 1 */
+  const kf_tensor *cos_sin;    /* optional precomputed table, see above */
+  kf_tensor *q_out;            /* NULL: rotate q in place */
+  kf_tensor *k_out;            /* NULL: rotate k in place */
+} kf_rope_desc;
+
+#define KF_ROPE_DESC_INIT {sizeof(kf_rope_desc), KF_ROPE_NEOX, 0, 10000.0f, 1.0f, NULL, NULL, NULL}
+
+KF_API kf_status kf_rope(kf_context *context, kf_tensor *q, kf_tensor *k, const kf_tensor *positions,
+                         const kf_rope_desc *desc);
+
+/* ---------------------------------------------------------------------------------------------
+ * Gated linear units: out = act(gate) * up, act = SiLU (SwiGLU) or tanh-approximated GELU (GeGLU).
+ *   gate, up, out: [..., inner], same shape; or up == NULL and gate: [..., 2*inner] holding gate in its
+ *   first half and up in its second half (the output of a fused gate+up projection). Rows may be
+ *   strided (last dimension contiguous). Dtypes f32/f16/bf16 independently, f32 arithmetic.
+ */
+typedef enum kf_glu_activation {
+  KF_GLU_SILU = 0,      /* silu(g) = g / (1 + exp(-g)) */
+  KF_GLU_GELU_TANH = 1, /* 0.5 g (1 + tanh(sqrt(2/pi) (g + 0.044715 g^3))) */
+  KF_GLU_ACTIVATION_MAX_ENUM = 0x7fffffff
+} kf_glu_activation;
+
+typedef struct kf_glu_desc {
+  size_t struct_size;
+  kf_glu_activation activation;
+} kf_glu_desc;
+
+#define KF_GLU_DESC_INIT {sizeof(kf_glu_desc), KF_GLU_SILU}
+
+/* desc may be NULL (SiLU). */
+KF_API kf_status kf_glu(kf_context *context, const kf_tensor *gate, const kf_tensor *up, kf_tensor *out,
+                        const kf_glu_desc *desc);
+
+/* ---------------------------------------------------------------------------------------------
+ * Softmax over the last dimension: y = softmax(x * scale + mask), numerically stable (max subtracted).
+ *   x, y: [..., row_len], same shape, rows may be strided (last dimension contiguous); y may be x
+ *   itself (in place). mask: optional additive mask broadcastable to x (same ndim or fewer, each
+ *   dimension equal to x's or 1; -inf allowed). A row whose every entry is -inf gives NaN, as in the
+ *   mathematical definition. Dtypes f32/f16/bf16 independently, f32 arithmetic.
+ */
+typedef struct kf_softmax_desc {
+  size_t struct_size;
+  float scale;                 /* default 1 */
+  const kf_tensor *mask;       /* optional */
+} kf_softmax_desc;
+
+#define KF_SOFTMAX_DESC_INIT {sizeof(kf_softmax_desc), 1.0f, NULL}
+
+/* desc may be NULL (scale 1, no mask). */
+KF_API kf_status kf_softmax(kf_context *context, const kf_tensor *x, kf_tensor *y, const kf_softmax_desc *desc);
+
 #ifdef __cplusplus
 }
 #endif

@@ -74,4 +74,94 @@ struct kf_norm_params {
   KF_P_U32 dtypes;                  /* KF_DT_* << KF_NORM_DT_SHIFT_* */
 };
 
+/* LayerNorm uses kf_norm_params as RMSNorm does. */
+
+/* kf_rope_params.flags */
+#define KF_ROPE_GPTJ_STYLE 1u     /* else NeoX (rotate halves) */
+#define KF_ROPE_HAS_K 2u
+#define KF_ROPE_HAS_COS_SIN 4u    /* use the table instead of computing cos/sin */
+
+/* kf_rope_params.dtypes: 4 bits per operand (q, k, q_out, k_out). */
+#define KF_ROPE_DT_SHIFT_Q 0
+#define KF_ROPE_DT_SHIFT_K 4
+#define KF_ROPE_DT_SHIFT_Q_OUT 8
+#define KF_ROPE_DT_SHIFT_K_OUT 12
+
+/* RoPE on Q and K: strides in elements (the core rejects strides, token counts and table sizes above
+ * 2^31 - 1, so everything after the addresses is 32-bit and the block is exactly 128 bytes). */
+struct kf_rope_params {
+  KF_P_ADDR q;
+  KF_P_ADDR k;
+  KF_P_ADDR q_out;
+  KF_P_ADDR k_out;
+  KF_P_ADDR positions;          /* i32 */
+  KF_P_ADDR cos_sin;            /* f32 [cos_sin_rows, rotary_dim], or 0 */
+  KF_P_I32 tokens;
+  KF_P_I32 q_token_stride;
+  KF_P_I32 q_head_stride;
+  KF_P_I32 k_token_stride;
+  KF_P_I32 k_head_stride;
+  KF_P_I32 q_out_token_stride;
+  KF_P_I32 q_out_head_stride;
+  KF_P_I32 k_out_token_stride;
+  KF_P_I32 k_out_head_stride;
+  KF_P_I32 positions_stride;
+  KF_P_I32 cos_sin_row_stride;
+  KF_P_I32 cos_sin_rows;        /* the core rejects tables of more than 2^31 - 1 rows */
+  KF_P_I32 q_heads;
+  KF_P_I32 k_heads;
+  KF_P_I32 head_dim;
+  KF_P_I32 rotary_dim;
+  KF_P_U32 flags;               /* KF_ROPE_* */
+  KF_P_U32 dtypes;              /* KF_DT_* << KF_ROPE_DT_SHIFT_* */
+  KF_P_F32 theta;
+  KF_P_F32 position_scale;
+};
+
+/* kf_glu_params.flags */
+#define KF_GLU_ACT_GELU_TANH 1u   /* else SiLU */
+
+/* kf_glu_params.dtypes */
+#define KF_GLU_DT_SHIFT_GATE 0
+#define KF_GLU_DT_SHIFT_UP 4
+#define KF_GLU_DT_SHIFT_RESULT 8
+
+/* result = act(gate) * up over rows × inner (the API's `out`; `out` is a GLSL keyword). 72 bytes. */
+struct kf_glu_params {
+  KF_P_ADDR gate;
+  KF_P_ADDR up;
+  KF_P_ADDR result;
+  KF_P_I64 gate_row_stride;
+  KF_P_I64 up_row_stride;
+  KF_P_I64 result_row_stride;
+  KF_P_I64 rows;
+  KF_P_I32 inner;               /* the core rejects rows longer than 2^31 - 1 */
+  KF_P_U32 flags;               /* KF_GLU_* */
+  KF_P_U32 dtypes;              /* KF_DT_* << KF_GLU_DT_SHIFT_* */
+  KF_P_U32 pad0;
+};
+
+/* kf_softmax_params.flags */
+#define KF_SOFTMAX_HAS_MASK 1u
+
+/* kf_softmax_params.dtypes */
+#define KF_SOFTMAX_DT_SHIFT_X 0
+#define KF_SOFTMAX_DT_SHIFT_MASK 4
+#define KF_SOFTMAX_DT_SHIFT_Y 8
+
+/* y = softmax(x * scale + mask). 72 bytes. */
+struct kf_softmax_params {
+  KF_P_ADDR x;
+  KF_P_ADDR mask;
+  KF_P_ADDR y;
+  KF_P_I64 x_row_stride;
+  KF_P_I64 mask_row_stride;     /* 0 when the mask is broadcast over rows */
+  KF_P_I64 y_row_stride;
+  KF_P_I64 rows;
+  KF_P_I32 row_len;
+  KF_P_F32 scale;
+  KF_P_U32 flags;               /* KF_SOFTMAX_* */
+  KF_P_U32 dtypes;              /* KF_DT_* << KF_SOFTMAX_DT_SHIFT_* */
+};
+
 #endif /* KF_PARAMS_H_ */
