@@ -47,7 +47,20 @@ bool kf_tensors_overlap(const kf_tensor *a, const kf_tensor *b) {
   size_t sa = kf_dtype_size(a->dtype), sb = kf_dtype_size(b->dtype);
   int64_t a_begin = a0 * (int64_t)sa, a_end = (a1 + 1) * (int64_t)sa;
   int64_t b_begin = b0 * (int64_t)sb, b_end = (b1 + 1) * (int64_t)sb;
-  return a_begin < b_end && b_begin < a_end;
+  if (!(a_begin < b_end && b_begin < a_end)) return false;
+  if (a->dtype != b->dtype || a->ndim < 2 || b->ndim < 2) return true;
+  /* Interleaved views such as Q, K and V slices of one packed QKV tensor: both repeat with the same
+   * outermost stride S, and within each period occupy [offset mod S, + extent of the inner dims). If
+   * those windows do not meet modulo S, no element is shared. */
+  int64_t period = a->strides[0];
+  if (period <= 0 || b->strides[0] != period || a->shape[0] < 1 || b->shape[0] < 1) return true;
+  int64_t inner_a = 1, inner_b = 1;
+  for (int32_t d = 1; d < a->ndim; ++d) inner_a += (a->shape[d] - 1) * a->strides[d];
+  for (int32_t d = 1; d < b->ndim; ++d) inner_b += (b->shape[d] - 1) * b->strides[d];
+  if (inner_a > period || inner_b > period) return true;
+  int64_t shift = ((b->offset - a->offset) % period + period) % period; /* b's window start, relative to a's */
+  bool meets = shift < inner_a || shift + inner_b > period;             /* [shift, shift+inner_b) vs [0, inner_a) mod S */
+  return meets;
 }
 
 bool kf_tensors_identical(const kf_tensor *a, const kf_tensor *b) {
