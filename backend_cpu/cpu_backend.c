@@ -181,4 +181,8 @@ const kf_backend_iface kf_cpu_backend = {
     .timer_begin = cpu_timer_begin,
     .timer_end = cpu_timer_end,
     .rmsnorm = kf_cpu_rmsnorm,
+    .layernorm = kf_cpu_layernorm,
+    .rope = kf_cpu_rope,
+    .glu = kf_cpu_glu,
+    .softmax = kf_cpu_softmax,
 };

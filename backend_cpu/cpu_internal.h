@@ -15,5 +15,9 @@ struct kf_backend_context {
 static inline char *kf_cpu_buffer_data(kf_buffer *buffer) { return (char *)buffer; }
 
 kf_status kf_cpu_rmsnorm(kf_backend_context *ctx, const kf_norm_args *args);
+kf_status kf_cpu_layernorm(kf_backend_context *ctx, const kf_norm_args *args);
+kf_status kf_cpu_rope(kf_backend_context *ctx, const kf_rope_args *args);
+kf_status kf_cpu_glu(kf_backend_context *ctx, const kf_glu_args *args);
+kf_status kf_cpu_softmax(kf_backend_context *ctx, const kf_softmax_args *args);
 
 #endif /* KF_BACKEND_CPU_CPU_INTERNAL_H_ */
