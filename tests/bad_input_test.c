@@ -1,6 +1,7 @@
 /* bad_input_test.c — every public function given bad input: NULL handles and pointers, invalid enums,
  * wrong dtypes, mismatched shapes, tensors of another context, overflowing sizes, wrong byte counts,
- * out-of-bounds views, undersized descriptors. Each call must return its specific status, leave a
+ * out-of-bounds views, undersized descriptors, outputs overlapping inputs (every op: RMSNorm,
+ * LayerNorm, RoPE, GLU, softmax). Each call must return its specific status, leave a
  * kf_last_error() message that starts with the function's name and names the argument, and leave its
  * outputs untouched. Runs on the CPU backend: the core validates before any backend is called, so the
  * backend does not matter. One line per check, then `N passed, N failed`.
@@ -87,13 +88,15 @@ static bool holds_pattern(const kf_tensor *t) {
   return ok;
 }
 
-/* A kf_rmsnorm call that must fail; y and residual_out must keep their contents. */
-static void rmsnorm_rejects(const char *what, kf_context *c, const kf_tensor *in, kf_tensor *out,
-                            const kf_norm_desc *desc, kf_status want, const char *argument) {
+typedef kf_status (*norm_fn)(kf_context *, const kf_tensor *, kf_tensor *, const kf_norm_desc *);
+
+/* A kf_rmsnorm / kf_layernorm call that must fail; y and residual_out must keep their contents. */
+static void norm_rejects(norm_fn fn, const char *function, const char *what, kf_context *c, const kf_tensor *in,
+                         kf_tensor *out, const kf_norm_desc *desc, kf_status want, const char *argument) {
   fill_pattern(y);
   fill_pattern(residual_out);
   char detail[1200];
-  bool ok = check_status(what, kf_rmsnorm(c, in, out, desc), want, "kf_rmsnorm", argument, detail, sizeof detail);
+  bool ok = check_status(what, fn(c, in, out, desc), want, function, argument, detail, sizeof detail);
   char full[1400];
   if (!ok) {
     snprintf(full, sizeof full, "expected %s, got %s", kf_status_name(want), detail);
@@ -105,6 +108,9 @@ static void rmsnorm_rejects(const char *what, kf_context *c, const kf_tensor *in
   }
   report(ok, what, full);
 }
+
+#define rmsnorm_rejects(...) norm_rejects(kf_rmsnorm, "kf_rmsnorm", __VA_ARGS__)
+#define layernorm_rejects(...) norm_rejects(kf_layernorm, "kf_layernorm", __VA_ARGS__)
 
 static void setup(void) {
   kf_context_options options = KF_CONTEXT_OPTIONS_INIT;
@@ -446,6 +452,309 @@ static void test_rmsnorm(void) {
   rmsnorm_rejects("kf_rmsnorm(residual_out is y)", ctx, x, y, &desc, KF_ERROR_INVALID_ARGUMENT, "y");
 }
 
+/* ---- the memory-bound ops (LayerNorm, RoPE, GLU, softmax) ----
+ * Their fixtures: every 4-byte tensor below is filled with PATTERN before each check and must still
+ * hold it after the rejected call (q and k are outputs too: RoPE rotates in place). */
+#define TOKENS 4
+#define Q_HEADS 4
+#define K_HEADS 2
+#define HEAD_DIM 64
+static kf_tensor *rq, *rk, *rpos, *rpos_f32, *rpos_short, *rk_hd32, *rk_tokens5, *rq_i32, *rq_2d, *rq_wide,
+    *rq_strided_last, *rcos, *rcos_f16, *rcos_w32, *rq_out, *rq_out_hd32, *rqk, *rqk_k, *rqk_q_out, *rq_other,
+    *rpos_other;
+static kf_tensor *g, *u, *o, *g_fused, *g_fused_odd, *o_narrow, *u_i32, *g_strided_last, *o_alias_g, *g_other;
+static kf_tensor *sx, *sy, *smask, *smask_rows3, *smask_row, *sx_i32, *sy_narrow, *sstore, *sx_part, *sy_part,
+    *sx_strided_last, *sx_other, *smask_half;
+
+static kf_tensor *make3(kf_context *c, kf_dtype dtype, int64_t d0, int64_t d1, int64_t d2) {
+  int64_t shape[3] = {d0, d1, d2};
+  kf_tensor *t = NULL;
+  if (kf_tensor_create(c, dtype, 3, shape, &t) != KF_OK) {
+    printf("FAIL setup: kf_tensor_create: %s\n", kf_last_error());
+    exit(1);
+  }
+  return t;
+}
+
+static kf_tensor *view_of(const kf_tensor *base, int32_t ndim, const int64_t *shape, const int64_t *strides,
+                          int64_t offset) {
+  kf_tensor *t = NULL;
+  if (kf_tensor_view(base, ndim, shape, strides, offset, &t) != KF_OK) {
+    printf("FAIL setup: kf_tensor_view: %s\n", kf_last_error());
+    exit(1);
+  }
+  return t;
+}
+
+/* The storages (not views) the new-op checks may write: refilled before and verified after each. */
+static kf_tensor **new_op_storages[] = {&rq, &rk, &rpos, &rpos_f32, &rpos_short, &rk_hd32, &rk_tokens5, &rq_i32,
+                                        &rq_2d, &rq_wide, &rcos, &rcos_w32, &rq_out, &rq_out_hd32, &rqk, &g, &u, &o,
+                                        &g_fused, &g_fused_odd, &o_narrow, &u_i32, &sx, &sy, &smask, &smask_rows3,
+                                        &smask_row, &sx_i32, &sy_narrow, &sstore, &smask_half};
+#define NEW_OP_STORAGE_COUNT (sizeof new_op_storages / sizeof new_op_storages[0])
+
+static void setup_new_ops(void) {
+  rq = make3(ctx, KF_F32, TOKENS, Q_HEADS, HEAD_DIM);
+  rk = make3(ctx, KF_F32, TOKENS, K_HEADS, HEAD_DIM);
+  rpos = make(ctx, KF_I32, 1, TOKENS, 0);
+  rpos_f32 = make(ctx, KF_F32, 1, TOKENS, 0);
+  rpos_short = make(ctx, KF_I32, 1, TOKENS - 1, 0);
+  rk_hd32 = make3(ctx, KF_F32, TOKENS, K_HEADS, HEAD_DIM / 2);
+  rk_tokens5 = make3(ctx, KF_F32, TOKENS + 1, K_HEADS, HEAD_DIM);
+  rq_i32 = make3(ctx, KF_I32, TOKENS, Q_HEADS, HEAD_DIM);
+  rq_2d = make(ctx, KF_F32, 2, TOKENS, Q_HEADS * HEAD_DIM);
+  rq_wide = make3(ctx, KF_F32, TOKENS, Q_HEADS, 2 * HEAD_DIM);
+  rq_strided_last = view_of(rq_wide, 3, (int64_t[]){TOKENS, Q_HEADS, HEAD_DIM},
+                            (int64_t[]){Q_HEADS * 2 * HEAD_DIM, 2 * HEAD_DIM, 2}, 0);
+  rcos = make(ctx, KF_F32, 2, 16, HEAD_DIM);
+  rcos_f16 = make(ctx, KF_F16, 2, 16, HEAD_DIM);
+  rcos_w32 = make(ctx, KF_F32, 2, 16, HEAD_DIM / 2);
+  rq_out = make3(ctx, KF_F32, TOKENS, Q_HEADS, HEAD_DIM);
+  rq_out_hd32 = make3(ctx, KF_F32, TOKENS, Q_HEADS, HEAD_DIM / 2);
+  /* One [tokens, 6 heads] storage: k = heads 4..5, and a q_out of heads 2..5 that overlaps it. */
+  rqk = make3(ctx, KF_F32, TOKENS, Q_HEADS + K_HEADS, HEAD_DIM);
+  int64_t qk_strides[3] = {(Q_HEADS + K_HEADS) * HEAD_DIM, HEAD_DIM, 1};
+  rqk_k = view_of(rqk, 3, (int64_t[]){TOKENS, K_HEADS, HEAD_DIM}, qk_strides, Q_HEADS * HEAD_DIM);
+  rqk_q_out = view_of(rqk, 3, (int64_t[]){TOKENS, Q_HEADS, HEAD_DIM}, qk_strides, 2 * HEAD_DIM);
+  rq_other = make3(other_ctx, KF_F32, TOKENS, Q_HEADS, HEAD_DIM);
+  rpos_other = make(other_ctx, KF_I32, 1, TOKENS, 0);
+
+  g = make(ctx, KF_F32, 2, ROWS, ROW_LEN);
+  u = make(ctx, KF_F32, 2, ROWS, ROW_LEN);
+  o = make(ctx, KF_F32, 2, ROWS, ROW_LEN);
+  g_fused = make(ctx, KF_F32, 2, ROWS, 2 * ROW_LEN);
+  g_fused_odd = make(ctx, KF_F32, 2, ROWS, 2 * ROW_LEN - 1);
+  o_narrow = make(ctx, KF_F32, 2, ROWS, ROW_LEN - 1);
+  u_i32 = make(ctx, KF_I32, 2, ROWS, ROW_LEN);
+  g_strided_last = view_of(g_fused, 2, (int64_t[]){ROWS, ROW_LEN}, (int64_t[]){2 * ROW_LEN, 2}, 0);
+  o_alias_g = view_of(g, 2, (int64_t[]){ROWS, ROW_LEN}, NULL, 0);
+  g_other = make(other_ctx, KF_F32, 2, ROWS, ROW_LEN);
+
+  sx = make(ctx, KF_F32, 2, ROWS, ROW_LEN);
+  sy = make(ctx, KF_F32, 2, ROWS, ROW_LEN);
+  smask = make(ctx, KF_F32, 2, ROWS, ROW_LEN);
+  smask_rows3 = make(ctx, KF_F32, 2, ROWS - 1, ROW_LEN);
+  smask_row = make(ctx, KF_F32, 1, ROW_LEN, 0);
+  smask_half = make(ctx, KF_F32, 2, ROWS, ROW_LEN / 2);
+  sx_i32 = make(ctx, KF_I32, 2, ROWS, ROW_LEN);
+  sy_narrow = make(ctx, KF_F32, 2, ROWS, ROW_LEN - 1);
+  /* x = rows 0..3 and y = rows 1..4 of one [5, 64] storage: a partial overlap. */
+  sstore = make(ctx, KF_F32, 2, ROWS + 1, ROW_LEN);
+  sx_part = view_of(sstore, 2, (int64_t[]){ROWS, ROW_LEN}, NULL, 0);
+  sy_part = view_of(sstore, 2, (int64_t[]){ROWS, ROW_LEN}, NULL, ROW_LEN);
+  sx_strided_last = view_of(g_fused, 2, (int64_t[]){ROWS, ROW_LEN}, (int64_t[]){2 * ROW_LEN, 2}, 1);
+  sx_other = make(other_ctx, KF_F32, 2, ROWS, ROW_LEN);
+}
+
+static void teardown_new_ops(void) {
+  kf_tensor *views[] = {rq_strided_last, rqk_k, rqk_q_out, g_strided_last, o_alias_g, sx_part, sy_part,
+                        sx_strided_last, rcos_f16, rq_other, rpos_other, g_other, sx_other};
+  for (size_t i = 0; i < sizeof views / sizeof views[0]; ++i) kf_tensor_destroy(views[i]);
+  for (size_t i = 0; i < NEW_OP_STORAGE_COUNT; ++i) kf_tensor_destroy(*new_op_storages[i]);
+}
+
+static void fill_new_op_storages(void) {
+  for (size_t i = 0; i < NEW_OP_STORAGE_COUNT; ++i) fill_pattern(*new_op_storages[i]);
+}
+
+static const char *modified_new_op_storage(void) {
+  static const char *const names[] = {"q", "k", "positions", "positions_f32", "positions_short", "k_hd32",
+                                      "k_tokens5", "q_i32", "q_2d", "q_wide", "cos_sin", "cos_sin_w32", "q_out",
+                                      "q_out_hd32", "qk", "gate", "up", "out", "gate_fused", "gate_fused_odd",
+                                      "out_narrow", "up_i32", "x", "y", "mask", "mask_rows3", "mask_row", "x_i32",
+                                      "y_narrow", "x/y storage", "mask_half"};
+  for (size_t i = 0; i < NEW_OP_STORAGE_COUNT; ++i)
+    if (!holds_pattern(*new_op_storages[i])) return names[i];
+  return NULL;
+}
+
+/* A call that must fail with `want`, a message "<function>: ..." naming `argument`, and no tensor
+ * modified. The fixtures are refilled first, so one failure does not cascade. */
+#define REJECTS(what, call, want, function, argument)                                                      \
+  do {                                                                                                     \
+    fill_new_op_storages();                                                                                \
+    char detail_[1200], full_[1400];                                                                       \
+    bool ok_ = check_status(what, (call), (want), (function), (argument), detail_, sizeof detail_);        \
+    const char *modified_ = modified_new_op_storage();                                                     \
+    if (!ok_) snprintf(full_, sizeof full_, "expected %s, got %s", kf_status_name(want), detail_);          \
+    else if (modified_) snprintf(full_, sizeof full_, "%s, but %s was modified", detail_, modified_);      \
+    else snprintf(full_, sizeof full_, "%s", detail_);                                                     \
+    report(ok_ && !modified_, what, full_);                                                                \
+  } while (0)
+
+static void test_layernorm(void) {
+  kf_norm_desc desc = KF_NORM_DESC_INIT;
+  layernorm_rejects("kf_layernorm(context=NULL)", NULL, x, y, NULL, KF_ERROR_NULL_ARGUMENT, "context");
+  layernorm_rejects("kf_layernorm(x=NULL)", ctx, NULL, y, NULL, KF_ERROR_NULL_ARGUMENT, "x");
+  layernorm_rejects("kf_layernorm(y=NULL)", ctx, x, NULL, NULL, KF_ERROR_NULL_ARGUMENT, "y");
+  desc.struct_size = sizeof desc - sizeof(void *);
+  layernorm_rejects("kf_layernorm(desc->struct_size too small)", ctx, x, y, &desc, KF_ERROR_INVALID_ARGUMENT,
+                    "struct_size");
+  desc = (kf_norm_desc)KF_NORM_DESC_INIT;
+  desc.eps = NAN;
+  layernorm_rejects("kf_layernorm(desc->eps=NaN)", ctx, x, y, &desc, KF_ERROR_INVALID_ARGUMENT, "eps");
+  desc.eps = -1.0f;
+  layernorm_rejects("kf_layernorm(desc->eps<0)", ctx, x, y, &desc, KF_ERROR_INVALID_ARGUMENT, "eps");
+  layernorm_rejects("kf_layernorm(x dtype i32)", ctx, x_i32, y, NULL, KF_ERROR_DTYPE_MISMATCH, "x");
+  layernorm_rejects("kf_layernorm(y shape [4,63])", ctx, x, y_narrow, NULL, KF_ERROR_SHAPE_MISMATCH, "y");
+  desc = (kf_norm_desc)KF_NORM_DESC_INIT;
+  desc.weight = weight_short;
+  layernorm_rejects("kf_layernorm(weight has 63 elements)", ctx, x, y, &desc, KF_ERROR_SHAPE_MISMATCH, "weight");
+  desc = (kf_norm_desc)KF_NORM_DESC_INIT;
+  desc.residual = residual;
+  layernorm_rejects("kf_layernorm(residual without residual_out)", ctx, x, y, &desc, KF_ERROR_NULL_ARGUMENT,
+                    "residual_out");
+  layernorm_rejects("kf_layernorm(x of another context)", ctx, x_other, y, NULL, KF_ERROR_CONTEXT_MISMATCH, "x");
+  layernorm_rejects("kf_layernorm(x rows not contiguous)", ctx, x_row_strided, y, NULL, KF_ERROR_UNSUPPORTED, "x");
+  layernorm_rejects("kf_layernorm(y overlaps x)", ctx, x, y_alias_x, NULL, KF_ERROR_INVALID_ARGUMENT, "y");
+}
+
+static void test_rope(void) {
+  kf_rope_desc desc = KF_ROPE_DESC_INIT;
+  REJECTS("kf_rope(context=NULL)", kf_rope(NULL, rq, rk, rpos, NULL), KF_ERROR_NULL_ARGUMENT, "kf_rope", "context");
+  REJECTS("kf_rope(q=NULL)", kf_rope(ctx, NULL, rk, rpos, NULL), KF_ERROR_NULL_ARGUMENT, "kf_rope", "q");
+  REJECTS("kf_rope(positions=NULL)", kf_rope(ctx, rq, rk, NULL, NULL), KF_ERROR_NULL_ARGUMENT, "kf_rope", "positions");
+
+  desc.struct_size = 0;
+  REJECTS("kf_rope(desc->struct_size=0)", kf_rope(ctx, rq, rk, rpos, &desc), KF_ERROR_INVALID_ARGUMENT, "kf_rope",
+          "struct_size");
+  desc.struct_size = sizeof desc - sizeof(void *);
+  REJECTS("kf_rope(desc->struct_size too small)", kf_rope(ctx, rq, rk, rpos, &desc), KF_ERROR_INVALID_ARGUMENT,
+          "kf_rope", "struct_size");
+  desc = (kf_rope_desc)KF_ROPE_DESC_INIT;
+  desc.style = (kf_rope_style)7;
+  REJECTS("kf_rope(desc->style=7)", kf_rope(ctx, rq, rk, rpos, &desc), KF_ERROR_INVALID_ARGUMENT, "kf_rope", "style");
+  desc = (kf_rope_desc)KF_ROPE_DESC_INIT;
+  desc.rotary_dim = 63;
+  REJECTS("kf_rope(desc->rotary_dim odd)", kf_rope(ctx, rq, rk, rpos, &desc), KF_ERROR_INVALID_ARGUMENT, "kf_rope",
+          "rotary_dim");
+  desc.rotary_dim = HEAD_DIM + 2;
+  REJECTS("kf_rope(desc->rotary_dim > head_dim)", kf_rope(ctx, rq, rk, rpos, &desc), KF_ERROR_INVALID_ARGUMENT,
+          "kf_rope", "rotary_dim");
+  desc.rotary_dim = -2;
+  REJECTS("kf_rope(desc->rotary_dim negative)", kf_rope(ctx, rq, rk, rpos, &desc), KF_ERROR_INVALID_ARGUMENT,
+          "kf_rope", "rotary_dim");
+  desc = (kf_rope_desc)KF_ROPE_DESC_INIT;
+  desc.theta = 0.0f;
+  REJECTS("kf_rope(desc->theta=0)", kf_rope(ctx, rq, rk, rpos, &desc), KF_ERROR_INVALID_ARGUMENT, "kf_rope", "theta");
+  desc.theta = NAN;
+  REJECTS("kf_rope(desc->theta=NaN)", kf_rope(ctx, rq, rk, rpos, &desc), KF_ERROR_INVALID_ARGUMENT, "kf_rope", "theta");
+  desc = (kf_rope_desc)KF_ROPE_DESC_INIT;
+  desc.position_scale = INFINITY;
+  REJECTS("kf_rope(desc->position_scale=inf)", kf_rope(ctx, rq, rk, rpos, &desc), KF_ERROR_INVALID_ARGUMENT,
+          "kf_rope", "position_scale");
+
+  REJECTS("kf_rope(q dtype i32)", kf_rope(ctx, rq_i32, rk, rpos, NULL), KF_ERROR_DTYPE_MISMATCH, "kf_rope", "q");
+  REJECTS("kf_rope(positions dtype f32)", kf_rope(ctx, rq, rk, rpos_f32, NULL), KF_ERROR_DTYPE_MISMATCH, "kf_rope",
+          "positions");
+  desc = (kf_rope_desc)KF_ROPE_DESC_INIT;
+  desc.cos_sin = rcos_f16;
+  REJECTS("kf_rope(cos_sin dtype f16)", kf_rope(ctx, rq, rk, rpos, &desc), KF_ERROR_DTYPE_MISMATCH, "kf_rope",
+          "cos_sin");
+
+  REJECTS("kf_rope(q 2-D)", kf_rope(ctx, rq_2d, rk, rpos, NULL), KF_ERROR_SHAPE_MISMATCH, "kf_rope", "q");
+  REJECTS("kf_rope(k head_dim 32, q head_dim 64)", kf_rope(ctx, rq, rk_hd32, rpos, NULL), KF_ERROR_SHAPE_MISMATCH,
+          "kf_rope", "k");
+  REJECTS("kf_rope(k has 5 tokens, q 4)", kf_rope(ctx, rq, rk_tokens5, rpos, NULL), KF_ERROR_SHAPE_MISMATCH, "kf_rope",
+          "k");
+  REJECTS("kf_rope(positions has 3 elements, 4 tokens)", kf_rope(ctx, rq, rk, rpos_short, NULL),
+          KF_ERROR_SHAPE_MISMATCH, "kf_rope", "positions");
+  desc = (kf_rope_desc)KF_ROPE_DESC_INIT;
+  desc.cos_sin = rcos_w32;
+  REJECTS("kf_rope(cos_sin [16,32], rotary_dim 64)", kf_rope(ctx, rq, rk, rpos, &desc), KF_ERROR_SHAPE_MISMATCH,
+          "kf_rope", "cos_sin");
+  desc = (kf_rope_desc)KF_ROPE_DESC_INIT;
+  desc.q_out = rq_out_hd32;
+  REJECTS("kf_rope(q_out shape [4,4,32])", kf_rope(ctx, rq, rk, rpos, &desc), KF_ERROR_SHAPE_MISMATCH, "kf_rope",
+          "q_out");
+  REJECTS("kf_rope(q head_dim not contiguous)", kf_rope(ctx, rq_strided_last, NULL, rpos, NULL), KF_ERROR_UNSUPPORTED,
+          "kf_rope", "q");
+
+  desc = (kf_rope_desc)KF_ROPE_DESC_INIT;
+  desc.k_out = rk_hd32;
+  REJECTS("kf_rope(k_out without k)", kf_rope(ctx, rq, NULL, rpos, &desc), KF_ERROR_INVALID_ARGUMENT, "kf_rope",
+          "k_out");
+  desc = (kf_rope_desc)KF_ROPE_DESC_INIT;
+  desc.q_out = rqk_q_out;
+  REJECTS("kf_rope(q_out overlaps k)", kf_rope(ctx, rq, rqk_k, rpos, &desc), KF_ERROR_INVALID_ARGUMENT, "kf_rope",
+          "q_out");
+  desc = (kf_rope_desc)KF_ROPE_DESC_INIT;
+  desc.k_out = rq_out;
+  REJECTS("kf_rope(k_out shape [4,4,64], k [4,2,64])", kf_rope(ctx, rq, rk, rpos, &desc), KF_ERROR_SHAPE_MISMATCH,
+          "kf_rope", "k_out");
+
+  REJECTS("kf_rope(q of another context)", kf_rope(ctx, rq_other, rk, rpos, NULL), KF_ERROR_CONTEXT_MISMATCH,
+          "kf_rope", "q");
+  REJECTS("kf_rope(positions of another context)", kf_rope(ctx, rq, rk, rpos_other, NULL), KF_ERROR_CONTEXT_MISMATCH,
+          "kf_rope", "positions");
+  desc = (kf_rope_desc)KF_ROPE_DESC_INIT;
+  desc.q_out = rq_other;
+  REJECTS("kf_rope(q_out of another context)", kf_rope(ctx, rq, rk, rpos, &desc), KF_ERROR_CONTEXT_MISMATCH, "kf_rope",
+          "q_out");
+}
+
+static void test_glu(void) {
+  kf_glu_desc desc = KF_GLU_DESC_INIT;
+  REJECTS("kf_glu(context=NULL)", kf_glu(NULL, g, u, o, NULL), KF_ERROR_NULL_ARGUMENT, "kf_glu", "context");
+  REJECTS("kf_glu(gate=NULL)", kf_glu(ctx, NULL, u, o, NULL), KF_ERROR_NULL_ARGUMENT, "kf_glu", "gate");
+  REJECTS("kf_glu(out=NULL)", kf_glu(ctx, g, u, NULL, NULL), KF_ERROR_NULL_ARGUMENT, "kf_glu", "out");
+  desc.struct_size = sizeof desc - 1;
+  REJECTS("kf_glu(desc->struct_size too small)", kf_glu(ctx, g, u, o, &desc), KF_ERROR_INVALID_ARGUMENT, "kf_glu",
+          "struct_size");
+  desc = (kf_glu_desc)KF_GLU_DESC_INIT;
+  desc.activation = (kf_glu_activation)9;
+  REJECTS("kf_glu(desc->activation=9)", kf_glu(ctx, g, u, o, &desc), KF_ERROR_INVALID_ARGUMENT, "kf_glu",
+          "activation");
+  REJECTS("kf_glu(up dtype i32)", kf_glu(ctx, g, u_i32, o, NULL), KF_ERROR_DTYPE_MISMATCH, "kf_glu", "up");
+  REJECTS("kf_glu(out shape [4,63])", kf_glu(ctx, g, u, o_narrow, NULL), KF_ERROR_SHAPE_MISMATCH, "kf_glu", "out");
+  REJECTS("kf_glu(fused gate [4,127], out [4,63])", kf_glu(ctx, g_fused_odd, NULL, o_narrow, NULL),
+          KF_ERROR_SHAPE_MISMATCH, "kf_glu", "gate");
+  REJECTS("kf_glu(fused gate [4,128], out [4,63])", kf_glu(ctx, g_fused, NULL, o_narrow, NULL),
+          KF_ERROR_SHAPE_MISMATCH, "kf_glu", "gate");
+  REJECTS("kf_glu(gate [4,64] with up == NULL, out [4,64])", kf_glu(ctx, g, NULL, o, NULL), KF_ERROR_SHAPE_MISMATCH,
+          "kf_glu", "gate");
+  REJECTS("kf_glu(gate rows not contiguous)", kf_glu(ctx, g_strided_last, u, o, NULL), KF_ERROR_UNSUPPORTED, "kf_glu",
+          "gate");
+  REJECTS("kf_glu(out overlaps gate)", kf_glu(ctx, g, u, o_alias_g, NULL), KF_ERROR_INVALID_ARGUMENT, "kf_glu", "out");
+  REJECTS("kf_glu(gate of another context)", kf_glu(ctx, g_other, u, o, NULL), KF_ERROR_CONTEXT_MISMATCH, "kf_glu",
+          "gate");
+}
+
+static void test_softmax(void) {
+  kf_softmax_desc desc = KF_SOFTMAX_DESC_INIT;
+  REJECTS("kf_softmax(context=NULL)", kf_softmax(NULL, sx, sy, NULL), KF_ERROR_NULL_ARGUMENT, "kf_softmax", "context");
+  REJECTS("kf_softmax(x=NULL)", kf_softmax(ctx, NULL, sy, NULL), KF_ERROR_NULL_ARGUMENT, "kf_softmax", "x");
+  REJECTS("kf_softmax(y=NULL)", kf_softmax(ctx, sx, NULL, NULL), KF_ERROR_NULL_ARGUMENT, "kf_softmax", "y");
+  desc.struct_size = sizeof desc - sizeof(void *);
+  REJECTS("kf_softmax(desc->struct_size too small)", kf_softmax(ctx, sx, sy, &desc), KF_ERROR_INVALID_ARGUMENT,
+          "kf_softmax", "struct_size");
+  desc = (kf_softmax_desc)KF_SOFTMAX_DESC_INIT;
+  desc.scale = NAN;
+  REJECTS("kf_softmax(desc->scale=NaN)", kf_softmax(ctx, sx, sy, &desc), KF_ERROR_INVALID_ARGUMENT, "kf_softmax",
+          "scale");
+  REJECTS("kf_softmax(x dtype i32)", kf_softmax(ctx, sx_i32, sy, NULL), KF_ERROR_DTYPE_MISMATCH, "kf_softmax", "x");
+  REJECTS("kf_softmax(y shape [4,63])", kf_softmax(ctx, sx, sy_narrow, NULL), KF_ERROR_SHAPE_MISMATCH, "kf_softmax",
+          "y");
+  desc = (kf_softmax_desc)KF_SOFTMAX_DESC_INIT;
+  desc.mask = smask_rows3;
+  REJECTS("kf_softmax(mask [3,64] over x [4,64])", kf_softmax(ctx, sx, sy, &desc), KF_ERROR_SHAPE_MISMATCH,
+          "kf_softmax", "mask");
+  desc.mask = smask_half;
+  REJECTS("kf_softmax(mask [4,32] over x [4,64])", kf_softmax(ctx, sx, sy, &desc), KF_ERROR_SHAPE_MISMATCH,
+          "kf_softmax", "mask");
+  REJECTS("kf_softmax(x rows not contiguous)", kf_softmax(ctx, sx_strided_last, sy, NULL), KF_ERROR_UNSUPPORTED,
+          "kf_softmax", "x");
+  REJECTS("kf_softmax(y partially overlaps x)", kf_softmax(ctx, sx_part, sy_part, NULL), KF_ERROR_INVALID_ARGUMENT,
+          "kf_softmax", "y");
+  desc = (kf_softmax_desc)KF_SOFTMAX_DESC_INIT;
+  desc.mask = sy;
+  REJECTS("kf_softmax(y is the mask)", kf_softmax(ctx, sx, sy, &desc), KF_ERROR_INVALID_ARGUMENT, "kf_softmax", "mask");
+  REJECTS("kf_softmax(x of another context)", kf_softmax(ctx, sx_other, sy, NULL), KF_ERROR_CONTEXT_MISMATCH,
+          "kf_softmax", "x");
+  REJECTS("kf_softmax(context is not x's)", kf_softmax(other_ctx, sx, sy, NULL), KF_ERROR_CONTEXT_MISMATCH,
+          "kf_softmax", "x");
+}
+
 static void test_destroy_null(void) {
   kf_context_destroy(NULL);
   report(true, "kf_context_destroy(NULL) returns", "");
@@ -461,6 +770,12 @@ int main(void) {
   test_contexts();
   test_tensors();
   test_rmsnorm();
+  setup_new_ops();
+  test_layernorm();
+  test_rope();
+  test_glu();
+  test_softmax();
+  teardown_new_ops();
   test_destroy_null();
   teardown();
   printf("%d passed, %d failed\n", g_passed, g_failed);

@@ -3,6 +3,7 @@
 #include "tests/reference/reference.h"
 
 #include <math.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -74,6 +75,97 @@ void kf_ref_rmsnorm(const double *x, const double *residual, const double *weigh
       if (bias) y += bias[c];
       out_y[r * row_len + c] = y;
     }
+  }
+}
+
+void kf_ref_layernorm(const double *x, const double *residual, const double *weight, const double *bias, int64_t rows,
+                      int64_t row_len, double eps, double *out_residual, double *out_y) {
+  for (int64_t r = 0; r < rows; ++r) {
+    const double *xr = x + r * row_len;
+    const double *rr = residual ? residual + r * row_len : NULL;
+    double sum = 0.0;
+    for (int64_t c = 0; c < row_len; ++c) sum += xr[c] + (rr ? rr[c] : 0.0);
+    double mean = sum / (double)row_len;
+    double sum_squares = 0.0;
+    for (int64_t c = 0; c < row_len; ++c) {
+      double d = xr[c] + (rr ? rr[c] : 0.0) - mean;
+      sum_squares += d * d;
+    }
+    double inv_std = 1.0 / sqrt(sum_squares / (double)row_len + eps);
+    for (int64_t c = 0; c < row_len; ++c) {
+      double h = xr[c] + (rr ? rr[c] : 0.0);
+      if (out_residual) out_residual[r * row_len + c] = h;
+      double y = (h - mean) * inv_std;
+      if (weight) y *= weight[c];
+      if (bias) y += bias[c];
+      out_y[r * row_len + c] = y;
+    }
+  }
+}
+
+void kf_ref_rope(const double *x, int64_t tokens, int64_t heads, int64_t head_dim, const int32_t *positions,
+                 kf_rope_style style, int64_t rotary_dim, double theta, double position_scale, const double *cos_sin,
+                 int64_t cos_sin_rows, double *out) {
+  const int64_t half = rotary_dim / 2;
+  double *rotated = malloc((size_t)(head_dim > 0 ? head_dim : 1) * sizeof(double)); /* out may be x */
+  if (!rotated) abort();
+  for (int64_t t = 0; t < tokens; ++t) {
+    const int64_t pos = positions[t];
+    const bool in_table = cos_sin == NULL || (pos >= 0 && pos < cos_sin_rows);
+    for (int64_t h = 0; h < heads; ++h) {
+      const double *xv = x + (t * heads + h) * head_dim;
+      double *ov = out + (t * heads + h) * head_dim;
+      for (int64_t i = 0; i < half; ++i) {
+        double c, s;
+        if (!in_table) {
+          c = s = NAN;
+        } else if (cos_sin) {
+          c = cos_sin[pos * rotary_dim + i];
+          s = cos_sin[pos * rotary_dim + half + i];
+        } else {
+          double angle = (double)pos * position_scale * pow(theta, -2.0 * (double)i / (double)rotary_dim);
+          c = cos(angle);
+          s = sin(angle);
+        }
+        int64_t ia = style == KF_ROPE_GPTJ ? 2 * i : i, ib = style == KF_ROPE_GPTJ ? 2 * i + 1 : i + half;
+        rotated[ia] = xv[ia] * c - xv[ib] * s;
+        rotated[ib] = xv[ia] * s + xv[ib] * c;
+      }
+      for (int64_t d = rotary_dim; d < head_dim; ++d) rotated[d] = xv[d];
+      for (int64_t d = 0; d < head_dim; ++d) ov[d] = rotated[d];
+    }
+  }
+  free(rotated);
+}
+
+void kf_ref_glu(const double *gate, const double *up, size_t count, kf_glu_activation activation, double *out) {
+  for (size_t i = 0; i < count; ++i) {
+    double g = gate[i], act;
+    if (activation == KF_GLU_GELU_TANH)
+      act = 0.5 * g * (1.0 + tanh(sqrt(2.0 / 3.14159265358979323846) * (g + 0.044715 * g * g * g)));
+    else
+      act = g / (1.0 + exp(-g)); /* exp(-g) = inf for g < -709 gives -0, the limit */
+    out[i] = act * up[i];
+  }
+}
+
+void kf_ref_softmax(const double *x, int64_t rows, int64_t row_len, double scale, const double *mask,
+                    int64_t mask_rows, double *out) {
+  for (int64_t r = 0; r < rows; ++r) {
+    const double *xr = x + r * row_len;
+    const double *mr = mask ? mask + (r % mask_rows) * row_len : NULL;
+    double *yr = out + r * row_len;
+    double max = -INFINITY;
+    for (int64_t c = 0; c < row_len; ++c) {
+      yr[c] = xr[c] * scale + (mr ? mr[c] : 0.0);
+      if (yr[c] > max) max = yr[c];
+    }
+    double sum = 0.0;
+    for (int64_t c = 0; c < row_len; ++c) {
+      yr[c] = exp(yr[c] - max); /* all -inf: -inf - -inf = NaN, and the row is NaN */
+      sum += yr[c];
+    }
+    for (int64_t c = 0; c < row_len; ++c) yr[c] /= sum;
   }
 }
 
@@ -241,8 +333,59 @@ kf_test_error kf_test_compare(const double *out, const double *ref, const double
  * Residual add, residual_out = round_out(f32(x + residual)): one f32 rounding and one to the output
  * dtype, no reduction, relative to |x| + |residual|: 2 u_out.
  *
+ * LayerNorm, y_i = (h_i - mean) r w_i + b_i, r = 1/sqrt(var + eps), against m_i = |(h_i - mean) r w_i|
+ * + |b_i| (the normalized value, i.e. errors in units of the row's std, not of |h|):
+ *  - output rounding and the variance / rsqrt / multiply-add chain as for RMSNorm: 2 u_out +
+ *    (16 + 2 sqrt(row_len)) u_f32. The variance is a sum of squares of deviations (two-pass or
+ *    Welford), so its relative error is that of RMSNorm's sum of squares; an error d in the mean
+ *    changes it only by d² (the deviations sum to 0);
+ *  - the mean: its f32 sum has absolute error up to 2 sqrt(row_len) u_f32 mean(|h|) (as above, relative
+ *    to the terms), and it enters every h_i - mean unscaled, so in units of the std it is
+ *    2 sqrt(row_len) u_f32 mean(|h|) / std = 2 sqrt(row_len) u_f32 * condition.
+ * So tolerance = 2 u_out + (16 + 2 sqrt(row_len)) (1 + condition) u_f32. A row of mean 1000 and std 1
+ * (condition 1000), row_len 4096, f32 output: 8.7e-3 -- while a one-pass E[h²] - mean² in f32 loses
+ * 2 sqrt(4096) u_f32 * 1e6 ~ 8 to cancellation in a variance of 1: the test of that row still fails an
+ * unstable variance by orders of magnitude.
+ *
+ * RoPE, y = a cos - b sin (or a sin + b cos) against m = |a| + |b|, passed-through elements against |x|:
+ *  - output rounding 2 u_out; sin/cos of the f32 angle (accurate library sinf/cosf, ~1 ulp), two
+ *    products and a difference: 8 u_f32, doubled to 16 as for the norms;
+ *  - the angle: the kernels compute inv_freq = exp2(-f log2(theta)), f = 2i/rotary_dim, in f32 and
+ *    angle = (position * position_scale) * inv_freq in f32. f and log2(theta) are rounded (2 u relative
+ *    error of an exponent of size f log2(theta)) and exp2 may be off by 3 + 2|x| ulp (the Vulkan bound);
+ *    that is a relative error of inv_freq of about (3 + 2 f log2 theta + 1.4 f log2 theta) u_f32, and
+ *    since inv_freq = theta^-f, the absolute angle error P theta^-f (3 + 3.4 f log2 theta) u_f32 (P =
+ *    |position * position_scale|) peaks below P (3 + 3.4 / (e ln 2)) u_f32 = 4.8 P u_f32 whatever
+ *    theta is; two more roundings (the product and the angle itself): ~7 P u_f32, taken as 8 P u_f32.
+ *    An angle error d moves the pair (a, b) by d |(a, b)| <= d (|a| + |b|).
+ *  So tolerance = 2 u_out + (16 + 8 P) u_f32 with condition = max P. Positions up to 8192 (scale 1):
+ *  f32 3.9e-3 -- the angle is only good to ~P u_f32 = 5e-4 rad there, an inherent limit of f32
+ *  angles, not slack; a position of 100000 (a decode step in a long context): 4.8e-2. With a cos_sin
+ *  table (condition 0) the reference uses the table's f32 values, and only the 16 u_f32 remain.
+ *
+ * GLU, out = act(g) up against m = |g up| (act(g) = g sigmoid(g) or 0.5 g + 0.5 g tanh(z): terms of
+ * size |g|):
+ *  - output rounding 2 u_out; the products and the polynomial in z: 16 u_f32;
+ *  - exp (SiLU, and tanh built from exp) of an argument of size up to |g| may be off by 3 + 2|g| ulp
+ *    (Vulkan's bound; CUDA / OpenCL are tighter); the sigmoid inherits that relative error, tanh an
+ *    absolute error no larger (and it saturates for |z| > 9). So + 4 |g| u_f32 covers it, with
+ *    condition = max |g|: tolerance = 2 u_out + (16 + 4 condition) u_f32.
+ *
+ * Softmax, y_i = e^(z_i - M) / sum_j e^(z_j - M), z = x scale + mask, against m = |y| (max per row):
+ *  - z_i and z_i - M are rounded in f32: an absolute error of up to 3 L u_f32 in the exponent (L =
+ *    max |z| over finite logits, the condition), i.e. a relative error of 3 L u_f32 in each term, and
+ *    the same again through the sum: 6 L u_f32;
+ *  - exp itself (3 + 2|x| ulp for Vulkan, relative): a term e^t of t << 0 is tiny, and |t| e^t <= 1/e
+ *    relative to the row's largest term, so a few u_f32; the sum of row_len terms: 2 sqrt(row_len)
+ *    u_f32 as for the norms; the division: together 16 u_f32;
+ *  - output rounding: 2 u_out relative, and below the dtype's normal range an absolute error up to the
+ *    smallest subnormal: relative to the row's largest y (>= 1 / row_len) that is row_len * tiny_out
+ *    (f16: 6e-8 * 65537 = 3.9e-3 for a flat row of 65537; negligible for f32 and bf16).
+ *  So tolerance = 2 u_out + row_len tiny_out + (16 + 2 sqrt(row_len) + 6 condition) u_f32.
+ *
  * Every bound above is per element relative to m_i, so it bounds both max_err (in units of max m per
- * row) and sqrt(nmse). */
+ * row) and sqrt(nmse) (softmax's subnormal term: sum err² <= row_len (tiny/2)², sum y² >= 1/row_len,
+ * so nmse <= (row_len tiny)² too). */
 static double unit_roundoff(kf_dtype dtype) {
   switch (dtype) {
     case KF_F32: return 0x1p-24;
@@ -253,11 +396,32 @@ static double unit_roundoff(kf_dtype dtype) {
   }
 }
 
-double kf_test_tolerance(kf_test_op op, kf_dtype out_dtype, int64_t reduction_len) {
-  double u_out = unit_roundoff(out_dtype), u_f32 = unit_roundoff(KF_F32);
-  switch (op) {
-    case KF_TEST_OP_RMSNORM: return 2.0 * u_out + (16.0 + 2.0 * sqrt((double)reduction_len)) * u_f32;
-    case KF_TEST_OP_RESIDUAL_ADD: return 2.0 * u_out;
+/* The smallest positive (subnormal) value of a dtype. */
+static double smallest_subnormal(kf_dtype dtype) {
+  switch (dtype) {
+    case KF_F32: return 0x1p-149;
+    case KF_F16: return 0x1p-24;
+    case KF_BF16: return 0x1p-133;
+    case KF_F8_E4M3: return 0x1p-9;
     default: return 0.0;
   }
+}
+
+double kf_test_tolerance_conditioned(kf_test_op op, kf_dtype out_dtype, int64_t reduction_len, double condition) {
+  double u_out = unit_roundoff(out_dtype), u_f32 = unit_roundoff(KF_F32);
+  double n = (double)reduction_len;
+  switch (op) {
+    case KF_TEST_OP_RMSNORM: return 2.0 * u_out + (16.0 + 2.0 * sqrt(n)) * u_f32;
+    case KF_TEST_OP_RESIDUAL_ADD: return 2.0 * u_out;
+    case KF_TEST_OP_LAYERNORM: return 2.0 * u_out + (16.0 + 2.0 * sqrt(n)) * (1.0 + condition) * u_f32;
+    case KF_TEST_OP_ROPE: return 2.0 * u_out + (16.0 + 8.0 * condition) * u_f32;
+    case KF_TEST_OP_GLU: return 2.0 * u_out + (16.0 + 4.0 * condition) * u_f32;
+    case KF_TEST_OP_SOFTMAX:
+      return 2.0 * u_out + n * smallest_subnormal(out_dtype) + (16.0 + 2.0 * sqrt(n) + 6.0 * condition) * u_f32;
+    default: return 0.0;
+  }
+}
+
+double kf_test_tolerance(kf_test_op op, kf_dtype out_dtype, int64_t reduction_len) {
+  return kf_test_tolerance_conditioned(op, out_dtype, reduction_len, 0.0);
 }

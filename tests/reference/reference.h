@@ -37,6 +37,33 @@ void kf_test_use_writable_caches(void);
 void kf_ref_rmsnorm(const double *x, const double *residual, const double *weight, const double *bias, int64_t rows,
                     int64_t row_len, double eps, double *out_residual, double *out_y);
 
+/* LayerNorm over packed rows, h as for kf_ref_rmsnorm: y = (h - mean) / sqrt(var + eps) * weight + bias
+ * with the biased variance mean((h - mean)²), both in fp64 from the exact h (two passes). */
+void kf_ref_layernorm(const double *x, const double *residual, const double *weight, const double *bias, int64_t rows,
+                      int64_t row_len, double eps, double *out_residual, double *out_y);
+
+/* RoPE on one packed tensor x [tokens, heads, head_dim] (apply it to Q and to K separately).
+ * Pair i in [0, rotary_dim/2) of token t: angle = positions[t] * position_scale * theta^(-2i/rotary_dim)
+ * in fp64; NeoX pairs (x[i], x[i + rotary_dim/2]), GPT-J pairs (x[2i], x[2i+1]);
+ * (a, b) -> (a cos - b sin, a sin + b cos); elements from rotary_dim on are copied.
+ * With cos_sin ([cos_sin_rows, rotary_dim]: the rotary_dim/2 cosines, then the sines) the table is
+ * used instead of the angle, and a position outside [0, cos_sin_rows) gives NaN in the rotated part.
+ * out may be x (in place). */
+void kf_ref_rope(const double *x, int64_t tokens, int64_t heads, int64_t head_dim, const int32_t *positions,
+                 kf_rope_style style, int64_t rotary_dim, double theta, double position_scale, const double *cos_sin,
+                 int64_t cos_sin_rows, double *out);
+
+/* out = act(gate) * up elementwise over count elements: SiLU g / (1 + e^-g) or the tanh GELU
+ * 0.5 g (1 + tanh(sqrt(2/pi) (g + 0.044715 g³))). */
+void kf_ref_glu(const double *gate, const double *up, size_t count, kf_glu_activation activation, double *out);
+
+/* Softmax of each packed row of x * scale + mask. mask (may be NULL) holds mask_rows rows of row_len;
+ * row r uses mask row r % mask_rows: mask_rows == rows is a full mask, 1 one row broadcast over all
+ * rows, q a [q, kv] mask broadcast over a [b, h, q, kv] x (other broadcasts: expand the mask first).
+ * Max subtracted; a row whose every logit is -inf gives NaN (0/0), as the API specifies. */
+void kf_ref_softmax(const double *x, int64_t rows, int64_t row_len, double scale, const double *mask,
+                    int64_t mask_rows, double *out);
+
 /* ---- random data -------------------------------------------------------------------------------- */
 typedef struct kf_test_rng {
   uint64_t state;
@@ -93,14 +120,30 @@ kf_test_error kf_test_compare(const double *out, const double *ref, const double
 /* ---- tolerances: one table, per op and output dtype ----------------------------------------------
  * The bound on max_err for an output of `out_dtype` whose elements come from reductions over
  * `reduction_len` elements accumulated in f32 (see reference.c for how each entry follows from the
- * math). A result passes when max_err <= tolerance and nmse <= tolerance². */
+ * math). A result passes when max_err <= tolerance and nmse <= tolerance².
+ * Some ops' error also grows with a property of the data, `condition` (0 where the op has none):
+ *   LAYERNORM: max over rows of mean(|h|) / sqrt(var(h) + eps) (a large mean cancels in h - mean);
+ *   ROPE:      max |position * position_scale| in radians (the f32 angle's error grows with it); 0
+ *              when a cos_sin table is used;
+ *   GLU:       max |gate| (exp / tanh of a large argument);
+ *   SOFTMAX:   max |x * scale + mask| over the finite logits (f32 rounding of the exp argument).
+ * Magnitudes to pass to kf_test_compare with each op (the size of the terms each output is formed from):
+ *   RMSNORM, LAYERNORM: |normalized(h) * weight| + |bias|;  RESIDUAL_ADD: |x| + |residual|;
+ *   ROPE: |a| + |b| for a rotated element of pair (a, b), |x| for a passed-through one;
+ *   GLU: |gate * up|;  SOFTMAX: |y| (NULL). */
 typedef enum kf_test_op {
   KF_TEST_OP_RMSNORM = 0,
   KF_TEST_OP_RESIDUAL_ADD = 1, /* residual_out = round(x + residual): one rounding, no reduction */
-  KF_TEST_OP_COUNT = 2,
+  KF_TEST_OP_LAYERNORM = 2,
+  KF_TEST_OP_ROPE = 3,
+  KF_TEST_OP_GLU = 4,
+  KF_TEST_OP_SOFTMAX = 5,
+  KF_TEST_OP_COUNT = 6,
 } kf_test_op;
 
+/* kf_test_tolerance_conditioned(op, out_dtype, reduction_len, 0). */
 double kf_test_tolerance(kf_test_op op, kf_dtype out_dtype, int64_t reduction_len);
+double kf_test_tolerance_conditioned(kf_test_op op, kf_dtype out_dtype, int64_t reduction_len, double condition);
 
 #ifdef __cplusplus
 }
