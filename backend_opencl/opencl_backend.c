@@ -309,6 +309,13 @@ static kf_status opencl_context_create(const kf_backend_device *device, uint32_t
 
   char platform_name[256], platform_version[256], device_name[256], driver_version[256];
   platform_string(ctx->platform, CL_PLATFORM_NAME, platform_name, sizeof platform_name);
+  /* NVIDIA's OpenCL compiler accepts inline PTX: warp shuffles for the row reductions. */
+  ctx->nvidia_ptx = strstr(platform_name, "NVIDIA") != NULL;
+  /* On a GPU a program with constant dtypes is worth its one-time (cached) build; on a CPU device
+   * (PoCL) builds are slow and the run-time dtype switches cost little. */
+  cl_device_type device_type = 0;
+  kf_cl.clGetDeviceInfo(ctx->device, CL_DEVICE_TYPE, sizeof device_type, &device_type, NULL);
+  ctx->specialize_dtypes = (device_type & CL_DEVICE_TYPE_GPU) != 0;
   platform_string(ctx->platform, CL_PLATFORM_VERSION, platform_version, sizeof platform_version);
   device_string(ctx->device, CL_DEVICE_NAME, device_name, sizeof device_name);
   device_string(ctx->device, CL_DRIVER_VERSION, driver_version, sizeof driver_version);
@@ -448,4 +455,8 @@ const kf_backend_iface kf_opencl_backend = {
     .timer_begin = opencl_timer_begin,
     .timer_end = opencl_timer_end,
     .rmsnorm = kf_ocl_rmsnorm,
+    .layernorm = kf_ocl_layernorm,
+    .rope = kf_ocl_rope,
+    .glu = kf_ocl_glu,
+    .softmax = kf_ocl_softmax,
 };

@@ -220,23 +220,29 @@ static void program_to_cache(kf_backend_context *ctx, cl_program program, uint64
   free(binary);
 }
 
-kf_status kf_ocl_build_program(kf_backend_context *ctx, const char *source_name, const char *options,
-                               cl_program *out_program) {
+kf_status kf_ocl_build_program(kf_backend_context *ctx, const char *prelude_name, const char *source_name,
+                               const char *options, cl_program *out_program) {
   const kf_embedded_file *header = find_embedded(KF_PARAMS_HEADER_NAME);
+  const kf_embedded_file *prelude = prelude_name != NULL ? find_embedded(prelude_name) : NULL;
   const kf_embedded_file *body = find_embedded(source_name);
-  if (header == NULL || body == NULL || body->size == 0)
+  if (header == NULL || body == NULL || body->size == 0 || (prelude_name != NULL && prelude == NULL))
     return kf_fail(KF_ERROR_INTERNAL, "OpenCL kernel source %s is not embedded in this build", source_name);
 
-  /* kf_params.h, then a #line so compiler messages name the kernel file's own lines. */
-  char line_directive[128];
-  snprintf(line_directive, sizeof line_directive, "\n#line 1 \"%s\"\n", source_name);
-  const char *parts[3] = {(const char *)header->data, line_directive, (const char *)body->data};
-  size_t lengths[3] = {header->size, strlen(line_directive), body->size};
+  /* kf_params.h, [the prelude,] the kernel file, each after a #line so compiler messages name the
+   * file's own lines. */
+  char prelude_line[128], body_line[128];
+  snprintf(prelude_line, sizeof prelude_line, "\n#line 1 \"%s\"\n", prelude_name != NULL ? prelude_name : "");
+  snprintf(body_line, sizeof body_line, "\n#line 1 \"%s\"\n", source_name);
+  /* An absent prelude is two empty strings (a zero length means NUL-terminated to OpenCL). */
+  const char *parts[5] = {(const char *)header->data, prelude ? prelude_line : "",
+                          prelude ? (const char *)prelude->data : "", body_line, (const char *)body->data};
+  size_t lengths[5] = {header->size, prelude ? strlen(prelude_line) : 0, prelude ? prelude->size : 0,
+                       strlen(body_line), body->size};
 
   uint64_t key = fnv1a_str(KF_FNV_OFFSET, "kfuse opencl binary cache v1");
   key = fnv1a_str(key, ctx->cache_identity);
   key = fnv1a_str(key, options);
-  for (int i = 0; i < 3; ++i) key = fnv1a(key, parts[i], lengths[i]);
+  for (int i = 0; i < 5; ++i) key = fnv1a(key, parts[i], lengths[i]);
 
   cl_program program = program_from_cache(ctx, key, options);
   if (program != NULL) {
@@ -245,7 +251,7 @@ kf_status kf_ocl_build_program(kf_backend_context *ctx, const char *source_name,
   }
 
   cl_int err = CL_SUCCESS;
-  program = kf_cl.clCreateProgramWithSource(ctx->context, 3, parts, lengths, &err);
+  program = kf_cl.clCreateProgramWithSource(ctx->context, 5, parts, lengths, &err);
   if (program == NULL || err != CL_SUCCESS)
     return kf_fail(KF_ERROR_DEVICE_FAILURE, "clCreateProgramWithSource(%s) failed: %s", source_name,
                    kf_cl_error_name(err));
@@ -271,11 +277,11 @@ kf_ocl_program *kf_ocl_find_program(kf_backend_context *ctx, uint32_t key) {
   return NULL;
 }
 
-kf_status kf_ocl_add_program(kf_backend_context *ctx, uint32_t key, const char *source_name, const char *options,
-                             kf_ocl_program **out_entry) {
+kf_status kf_ocl_add_program(kf_backend_context *ctx, uint32_t key, const char *prelude_name, const char *source_name,
+                             const char *options, kf_ocl_program **out_entry) {
   kf_ocl_program *entry = calloc(1, sizeof *entry);
   if (entry == NULL) return kf_fail(KF_ERROR_OUT_OF_MEMORY, "out of host memory for an OpenCL program");
-  kf_status status = kf_ocl_build_program(ctx, source_name, options, &entry->program);
+  kf_status status = kf_ocl_build_program(ctx, prelude_name, source_name, options, &entry->program);
   if (status != KF_OK) {
     free(entry);
     return status;

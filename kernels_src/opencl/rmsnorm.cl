@@ -12,6 +12,7 @@
  *                                          work-item then moves 8 elements per access (16 bytes for
  *                                          16-bit types, the widest load GPUs issue; 32 bytes for f32).
  *   KF_SUBGROUPS                           1 when the device has sub_group_reduce_add
+ *   KF_NV_PTX                              1 on NVIDIA: warp reductions through inline PTX shuffles
  *
  * Work decomposition: a row is handled by `row_threads` work-items (a power of two chosen by the
  * host); a work-group holds get_local_size(0) / row_threads rows, so short rows still fill a group.
@@ -178,6 +179,23 @@ KF_HELPER kf_vec kf_load_bias(const global B_T *bias, int stride, long col) {
 /* Sum of `value` over the row_threads work-items of each row. Every work-item of the group must call
  * it (it contains barriers). scratch holds get_local_size(0) floats. */
 KF_HELPER float kf_row_sum(float value, local float *scratch, uint lid, uint lane, uint row_threads) {
+#if KF_NV_PTX
+  /* NVIDIA: butterfly shuffles inside each warp of 32 consecutive work-items (segments of row_threads
+   * stay separate), then one value per warp through local memory; the group size is a multiple of 32. */
+  for (uint mask = min(row_threads, 32u) >> 1; mask > 0; mask >>= 1) {
+    uint other;
+    asm volatile("shfl.sync.bfly.b32 %0, %1, %2, 0x1f, 0xffffffff;" : "=r"(other) : "r"(as_uint(value)), "r"(mask));
+    value += as_float(other);
+  }
+  if (row_threads <= 32) return value;
+  if ((lid & 31u) == 0) scratch[lid >> 5] = value;
+  barrier(CLK_LOCAL_MEM_FENCE);
+  const uint first_warp = (lid - lane) >> 5;
+  float total = 0.0f;
+  for (uint w = 0; w < row_threads >> 5; ++w) total += scratch[first_warp + w];
+  barrier(CLK_LOCAL_MEM_FENCE); /* scratch is reused by the next row */
+  return total;
+#else
 #if KF_USE_SUBGROUPS
   /* One row per group: whatever the work-item-to-sub-group mapping, all sub-groups belong to it. */
   if (row_threads == get_local_size(0)) {
@@ -199,6 +217,7 @@ KF_HELPER float kf_row_sum(float value, local float *scratch, uint lid, uint lan
   float total = scratch[lid - lane];
   barrier(CLK_LOCAL_MEM_FENCE); /* scratch is reused by the next row */
   return total;
+#endif
 }
 
 /* Loads vector j of h for this row: x (+ residual, rounded to and stored in residual_out). */
@@ -294,13 +313,11 @@ kernel void kf_rmsnorm_regs2(KF_KERNEL_ARGS) {
 kernel void kf_rmsnorm_regs4(KF_KERNEL_ARGS) {
   kf_rmsnorm_regs(p, x, residual, residual_out, weight_base, bias_base, y, row_threads, scratch, 4);
 }
-#if KF_VEC == 1
-/* 8 scalars per work-item; the 8-wide variant stops at 4 chunks (32 floats) to leave registers for
- * 1024-item groups. */
+/* 8 vectors per work-item (64 floats of h in the 8-wide variant): the host gives this kernel rows that
+ * fill at most its CL_KERNEL_WORK_GROUP_SIZE. */
 kernel void kf_rmsnorm_regs8(KF_KERNEL_ARGS) {
   kf_rmsnorm_regs(p, x, residual, residual_out, weight_base, bias_base, y, row_threads, scratch, 8);
 }
-#endif
 
 /* Streaming path for rows longer than the register path holds. */
 kernel void kf_rmsnorm_stream(KF_KERNEL_ARGS) {

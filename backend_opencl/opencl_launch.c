@@ -1,0 +1,132 @@
+/* opencl_launch.c — what the OpenCL ops built on kernels_src/opencl/common.cl share: their programs
+ * (one per op, dtypes chosen at run time, plus constant-dtype variants on GPUs), kernel arguments and
+ * launches, and the row decomposition of the row-reduction ops (layernorm, softmax). */
+#include <stdio.h>
+#include <string.h>
+
+#include "backend_opencl/opencl_internal.h"
+
+/* Work-group size to aim for when rows are short (several rows per group). */
+#define KF_ROW_GROUP_TARGET 256
+/* Vectors each work-item of a row op holds in registers: 8 independent 16-byte loads in flight per
+ * work-item hide memory latency, and a bf16 row of 8192 then needs only 128 work-items, so the
+ * per-row reductions are short (measured on the H200: 4 per item left bf16 at about 56% of copy). */
+#define KF_ROW_VECS_PER_ITEM 8
+/* Groups beyond this loop over rows inside the kernel (keeps the grid within every driver's limits). */
+#define KF_ROW_MAX_GROUPS (1 << 20)
+
+static const char *const kOpSources[] = {
+    [KF_OCL_OP_LAYERNORM] = "layernorm.cl",
+    [KF_OCL_OP_ROPE] = "rope.cl",
+    [KF_OCL_OP_GLU] = "glu.cl",
+    [KF_OCL_OP_SOFTMAX] = "softmax.cl",
+};
+
+kf_status kf_ocl_op_program(kf_backend_context *ctx, kf_ocl_op op, int fixed_dtype, kf_ocl_program **out) {
+  /* Above the keys of opencl_rmsnorm.c (13 bits). */
+  const uint32_t key = 0x10000u | (uint32_t)op << 4 | (uint32_t)(fixed_dtype + 1);
+  *out = kf_ocl_find_program(ctx, key);
+  if (*out != NULL) return KF_OK;
+  char options[256];
+  snprintf(options, sizeof options, "-DKF_NV_PTX=%d -DKF_FIXED_DT=%d", ctx->nvidia_ptx, fixed_dtype);
+  return kf_ocl_add_program(ctx, key, "common.cl", kOpSources[op], options, out);
+}
+
+int kf_ocl_uniform_dtype(const kf_backend_context *ctx, const kf_tensor_arg *const *operands, int count) {
+  if (!ctx->specialize_dtypes) return -1;
+  int dtype = -1;
+  for (int i = 0; i < count; ++i) {
+    if (operands[i]->buffer == NULL) continue;
+    if (dtype >= 0 && (int)operands[i]->dtype != dtype) return -1;
+    dtype = (int)operands[i]->dtype;
+  }
+  return dtype;
+}
+
+cl_mem kf_ocl_operand_mem(kf_backend_context *ctx, const kf_tensor_arg *arg) {
+  return arg->buffer != NULL ? arg->buffer->mem : ctx->placeholder;
+}
+
+int kf_ocl_rows_aligned(const kf_tensor_arg *arg, int64_t rows) {
+  if (arg->buffer == NULL) return 1;
+  return arg->offset % KF_OCL_VEC == 0 && (rows == 1 || arg->row_stride % KF_OCL_VEC == 0);
+}
+
+kf_status kf_ocl_set_args(cl_kernel kernel, const char *kernel_name, int count, const size_t *sizes,
+                          const void *const *values) {
+  for (int i = 0; i < count; ++i) {
+    cl_int err = kf_cl.clSetKernelArg(kernel, (cl_uint)i, sizes[i], values[i]);
+    if (err != CL_SUCCESS)
+      return kf_fail(KF_ERROR_DEVICE_FAILURE, "clSetKernelArg(%s, %d) failed: %s", kernel_name, i,
+                     kf_cl_error_name(err));
+  }
+  return KF_OK;
+}
+
+kf_status kf_ocl_enqueue(kf_backend_context *ctx, cl_kernel kernel, const char *kernel_name, cl_uint dims,
+                         const size_t *global, const size_t *local) {
+  cl_event event;
+  cl_int err = kf_cl.clEnqueueNDRangeKernel(ctx->queue, kernel, dims, NULL, global, local, 0, NULL,
+                                            kf_ocl_timer_event_slot(ctx, &event));
+  if (err != CL_SUCCESS)
+    return kf_fail(KF_ERROR_DEVICE_FAILURE, "clEnqueueNDRangeKernel(%s, global %zu) failed: %s", kernel_name,
+                   global[0], kf_cl_error_name(err));
+  kf_ocl_timer_record(ctx, event);
+  return KF_OK;
+}
+
+static size_t pow2_floor(size_t n) {
+  size_t p = 1;
+  while (p * 2 <= n) p *= 2;
+  return p;
+}
+
+static size_t pow2_ceil(int64_t n) {
+  size_t p = 1;
+  while ((int64_t)p < n) p *= 2;
+  return p;
+}
+
+static int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+/* Register kernels hold 1, 2, 4 or 8 vectors per work-item; slots: width 8 first, then width 1. */
+static const int kChunks[] = {1, 2, 4, 8};
+#define KF_ROW_KERNELS_PER_WIDTH 5 /* 4 register kernels + stream */
+
+kf_status kf_ocl_plan_rows(kf_backend_context *ctx, kf_ocl_program *program, const char *prefix, int width,
+                           int64_t rows, int64_t vecs, kf_ocl_row_plan *out) {
+  const int slot_base = width == KF_OCL_VEC ? 0 : KF_ROW_KERNELS_PER_WIDTH;
+  const size_t desired = pow2_ceil(ceil_div(vecs, KF_ROW_VECS_PER_ITEM));
+  memset(out, 0, sizeof *out);
+  size_t limit = 0;
+  for (int k = 0; k < 4 && out->kernel == NULL; ++k) {
+    char name[64];
+    snprintf(name, sizeof name, "%s_w%d_r%d", prefix, width, kChunks[k]);
+    cl_kernel candidate;
+    size_t max_group;
+    kf_status status = kf_ocl_get_kernel(ctx, program, slot_base + k, name, &candidate, &max_group);
+    if (status != KF_OK) return status;
+    size_t candidate_limit = pow2_floor(max_group < ctx->max_group_size ? max_group : ctx->max_group_size);
+    size_t threads = desired < candidate_limit ? desired : candidate_limit;
+    if (ceil_div(vecs, (int64_t)threads) <= kChunks[k]) {
+      out->kernel = candidate;
+      out->row_threads = threads;
+      limit = candidate_limit;
+    }
+  }
+  if (out->kernel == NULL) {
+    char name[64];
+    snprintf(name, sizeof name, "%s_w%d_stream", prefix, width);
+    size_t max_group;
+    kf_status status = kf_ocl_get_kernel(ctx, program, slot_base + 4, name, &out->kernel, &max_group);
+    if (status != KF_OK) return status;
+    limit = pow2_floor(max_group < ctx->max_group_size ? max_group : ctx->max_group_size);
+    out->row_threads = limit;
+  }
+  out->kernel_name = prefix;
+  const size_t group_target = KF_ROW_GROUP_TARGET < limit ? KF_ROW_GROUP_TARGET : limit;
+  out->group = out->row_threads > group_target ? out->row_threads : group_target;
+  int64_t groups = ceil_div(rows, (int64_t)(out->group / out->row_threads));
+  out->groups = (size_t)(groups < KF_ROW_MAX_GROUPS ? groups : KF_ROW_MAX_GROUPS);
+  return KF_OK;
+}

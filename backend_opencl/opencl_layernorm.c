@@ -1,0 +1,67 @@
+/* opencl_layernorm.c — LayerNorm on OpenCL: kernels_src/opencl/layernorm.cl with the row plan of
+ * opencl_launch.c. */
+#include <string.h>
+
+#include "backend_opencl/opencl_internal.h"
+#include "kernels_src/common/kf_params.h"
+
+static int vector_operand_aligned(const kf_tensor_arg *arg) {
+  return arg->buffer == NULL || (arg->col_stride == 1 && arg->offset % KF_OCL_VEC == 0);
+}
+
+kf_status kf_ocl_layernorm(kf_backend_context *ctx, const kf_norm_args *args) {
+  const int64_t rows = args->rows;
+  if (rows == 0 || args->row_len == 0) return KF_OK;
+  const int vectorized = args->row_len % KF_OCL_VEC == 0 && kf_ocl_rows_aligned(&args->x, rows) &&
+                         kf_ocl_rows_aligned(&args->residual, rows) &&
+                         kf_ocl_rows_aligned(&args->residual_out, rows) && kf_ocl_rows_aligned(&args->y, rows) &&
+                         vector_operand_aligned(&args->weight) && vector_operand_aligned(&args->bias);
+  const int width = vectorized ? KF_OCL_VEC : 1;
+
+  const kf_tensor_arg *const operands[] = {&args->x, &args->residual, &args->residual_out,
+                                           &args->weight, &args->bias, &args->y};
+  kf_ocl_program *program;
+  kf_status status = kf_ocl_op_program(ctx, KF_OCL_OP_LAYERNORM, kf_ocl_uniform_dtype(ctx, operands, 6), &program);
+  if (status != KF_OK) return status;
+  kf_ocl_row_plan plan;
+  status = kf_ocl_plan_rows(ctx, program, "kf_layernorm", width, rows, args->row_len / width, &plan);
+  if (status != KF_OK) return status;
+
+  struct kf_norm_params params;
+  memset(&params, 0, sizeof params);
+  params.x = (uint64_t)args->x.offset;
+  params.residual = (uint64_t)args->residual.offset;
+  params.residual_out = (uint64_t)args->residual_out.offset;
+  params.weight = (uint64_t)args->weight.offset;
+  params.bias = (uint64_t)args->bias.offset;
+  params.y = (uint64_t)args->y.offset;
+  params.x_row_stride = args->x.row_stride;
+  params.residual_row_stride = args->residual.row_stride;
+  params.residual_out_row_stride = args->residual_out.row_stride;
+  params.y_row_stride = args->y.row_stride;
+  params.rows = rows;
+  params.row_len = (int32_t)args->row_len;
+  params.weight_stride = (int32_t)args->weight.col_stride;
+  params.bias_stride = (int32_t)args->bias.col_stride;
+  params.eps = args->eps;
+  params.flags = (args->weight.buffer ? KF_NORM_HAS_WEIGHT : 0u) | (args->bias.buffer ? KF_NORM_HAS_BIAS : 0u) |
+                 (args->residual.buffer ? KF_NORM_HAS_RESIDUAL : 0u);
+  params.dtypes = (uint32_t)args->x.dtype << KF_NORM_DT_SHIFT_X | (uint32_t)args->y.dtype << KF_NORM_DT_SHIFT_Y;
+  if (args->residual.buffer)
+    params.dtypes |= (uint32_t)args->residual.dtype << KF_NORM_DT_SHIFT_RESIDUAL |
+                     (uint32_t)args->residual_out.dtype << KF_NORM_DT_SHIFT_RESIDUAL_OUT;
+  if (args->weight.buffer) params.dtypes |= (uint32_t)args->weight.dtype << KF_NORM_DT_SHIFT_WEIGHT;
+  if (args->bias.buffer) params.dtypes |= (uint32_t)args->bias.dtype << KF_NORM_DT_SHIFT_BIAS;
+
+  cl_mem mems[6];
+  for (int i = 0; i < 6; ++i) mems[i] = kf_ocl_operand_mem(ctx, operands[i]);
+  cl_uint row_threads = (cl_uint)plan.row_threads;
+  const size_t sizes[9] = {sizeof params, sizeof(cl_mem), sizeof(cl_mem), sizeof(cl_mem), sizeof(cl_mem),
+                           sizeof(cl_mem), sizeof(cl_mem), sizeof row_threads, plan.group * sizeof(float)};
+  const void *const values[9] = {&params, &mems[0], &mems[1], &mems[2], &mems[3], &mems[4], &mems[5],
+                                 &row_threads, NULL};
+  status = kf_ocl_set_args(plan.kernel, "kf_layernorm", 9, sizes, values);
+  if (status != KF_OK) return status;
+  const size_t global = plan.groups * plan.group;
+  return kf_ocl_enqueue(ctx, plan.kernel, "kf_layernorm", 1, &global, &plan.group);
+}

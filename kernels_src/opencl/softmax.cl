@@ -1,0 +1,121 @@
+/* softmax.cl — y = softmax(x * scale + mask) over each row (common.cl is prepended).
+ *
+ * Stable: the row maximum is subtracted before exp. A row whose every value is -inf has maximum -inf,
+ * so exp(-inf - -inf) = NaN: the row comes out NaN, as the mathematical definition gives (0/0).
+ * The mask is optional, with its own row stride (0 when one mask row is broadcast over all rows).
+ * y may be x itself: every element is read, by the work-item that later writes it, before any write.
+ *
+ * Work decomposition as layernorm.cl (row_threads work-items per row, W = 8 or 1):
+ *   kf_softmax_w<W>_r<N>   the row's N vectors per work-item stay in registers (x read once)
+ *   kf_softmax_w<W>_stream any row length: pass 1 keeps a running (max, sum of exp) per work-item,
+ *                          rescaling the sum when the max grows (online softmax); the per-item pairs
+ *                          are merged; pass 2 re-reads x and writes y.
+ */
+
+#define KF_SM_KERNEL_ARGS                                                                             \
+  struct kf_softmax_params p, const global uchar *x, const global uchar *mask, global uchar *y,       \
+      uint row_threads, local float *scratch
+
+#define KF_SM_SETUP(W)                                                                                \
+  const uint x_dt = KF_DT_OF(p.dtypes, KF_SOFTMAX_DT_SHIFT_X);                                        \
+  const uint m_dt = KF_DT_OF(p.dtypes, KF_SOFTMAX_DT_SHIFT_MASK);                                     \
+  const uint y_dt = KF_DT_OF(p.dtypes, KF_SOFTMAX_DT_SHIFT_Y);                                        \
+  const bool has_mask = (p.flags & KF_SOFTMAX_HAS_MASK) != 0;                                         \
+  const uint lid = get_local_id(0);                                                                   \
+  const uint lane = lid & (row_threads - 1);                                                          \
+  const uint rows_per_group = get_local_size(0) / row_threads;                                        \
+  const long vecs = p.row_len / W;
+
+#define KF_SM_ROW_START                                                                               \
+  const long row = first_row + lid / row_threads;                                                     \
+  const bool active = row < p.rows;                                                                   \
+  const long r_ = active ? row : 0;                                                                   \
+  const long x_row = (long)p.x + r_ * p.x_row_stride;                                                 \
+  const long m_row = (long)p.mask + r_ * p.mask_row_stride;                                           \
+  const long y_row = (long)p.y + r_ * p.y_row_stride;
+
+#define KF_SM_ROW_LOOP                                                                                \
+  for (long first_row = (long)get_group_id(0) * rows_per_group; first_row < p.rows;                   \
+       first_row += (long)get_num_groups(0) * rows_per_group)
+
+/* x * scale + mask for the vector at element `col`. */
+#define KF_SM_LOAD(W, col)                                                                            \
+  (has_mask ? kf_load##W(x, x_row + (col), x_dt) * p.scale + kf_load##W(mask, m_row + (col), m_dt)   \
+            : kf_load##W(x, x_row + (col), x_dt) * p.scale)
+
+#define KF_SM_REGS_KERNEL(W, F, CHUNKS)                                                               \
+  kernel void kf_softmax_w##W##_r##CHUNKS(KF_SM_KERNEL_ARGS) {                                        \
+    KF_SM_SETUP(W)                                                                                    \
+    KF_SM_ROW_LOOP {                                                                                  \
+      KF_SM_ROW_START                                                                                 \
+      F v[CHUNKS];                                                                                    \
+      float local_max = -INFINITY;                                                                    \
+      if (active) {                                                                                   \
+        KF_UNROLL for (int c = 0; c < CHUNKS; ++c) {                                                  \
+          const long j = lane + (long)c * row_threads;                                                \
+          if (j < vecs) {                                                                             \
+            v[c] = KF_SM_LOAD(W, j * W);                                                              \
+            local_max = fmax(local_max, kf_max##W(v[c]));                                             \
+          }                                                                                           \
+        }                                                                                             \
+      }                                                                                               \
+      const float row_max = kf_row_reduce(local_max, KF_REDUCE_MAX, scratch, lid, lane, row_threads); \
+      float sum = 0.0f;                                                                               \
+      if (active) {                                                                                   \
+        KF_UNROLL for (int c = 0; c < CHUNKS; ++c) {                                                  \
+          const long j = lane + (long)c * row_threads;                                                \
+          if (j < vecs) {                                                                             \
+            v[c] = exp(v[c] - row_max);                                                               \
+            sum += kf_sum##W(v[c]);                                                                   \
+          }                                                                                           \
+        }                                                                                             \
+      }                                                                                               \
+      const float inv_sum = 1.0f / kf_row_reduce(sum, KF_REDUCE_SUM, scratch, lid, lane, row_threads); \
+      if (active) {                                                                                   \
+        KF_UNROLL for (int c = 0; c < CHUNKS; ++c) {                                                  \
+          const long j = lane + (long)c * row_threads;                                                \
+          if (j < vecs) kf_store##W(y, y_row + j * W, v[c] * inv_sum, y_dt);                          \
+        }                                                                                             \
+      }                                                                                               \
+    }                                                                                                 \
+  }
+
+#define KF_SM_STREAM_KERNEL(W, F)                                                                     \
+  kernel void kf_softmax_w##W##_stream(KF_SM_KERNEL_ARGS) {                                           \
+    KF_SM_SETUP(W)                                                                                    \
+    KF_SM_ROW_LOOP {                                                                                  \
+      KF_SM_ROW_START                                                                                 \
+      /* Running max and sum of exp(v - max) of this work-item's elements. While the max is -inf     \
+       * every element so far is -inf and contributes nothing (skipped: -inf - -inf is NaN). */       \
+      float item_max = -INFINITY, item_sum = 0.0f;                                                    \
+      if (active) {                                                                                   \
+        for (long j = lane; j < vecs; j += row_threads) {                                             \
+          const F v = KF_SM_LOAD(W, j * W);                                                           \
+          const float v_max = kf_max##W(v);                                                           \
+          if (v_max > item_max) {                                                                     \
+            item_sum *= exp(item_max - v_max);                                                        \
+            item_max = v_max;                                                                         \
+          }                                                                                           \
+          if (item_max != -INFINITY) item_sum += kf_sum##W(exp(v - item_max));                        \
+        }                                                                                             \
+      }                                                                                               \
+      const float row_max = kf_row_reduce(item_max, KF_REDUCE_MAX, scratch, lid, lane, row_threads);  \
+      const float scaled = item_max == -INFINITY ? 0.0f : item_sum * exp(item_max - row_max);         \
+      const float inv_sum = 1.0f / kf_row_reduce(scaled, KF_REDUCE_SUM, scratch, lid, lane, row_threads); \
+      if (active) {                                                                                   \
+        for (long j = lane; j < vecs; j += row_threads)                                               \
+          kf_store##W(y, y_row + j * W, exp(KF_SM_LOAD(W, j * W) - row_max) * inv_sum, y_dt);         \
+      }                                                                                               \
+    }                                                                                                 \
+  }
+
+KF_SM_REGS_KERNEL(8, float8, 1)
+KF_SM_REGS_KERNEL(8, float8, 2)
+KF_SM_REGS_KERNEL(8, float8, 4)
+KF_SM_REGS_KERNEL(8, float8, 8)
+KF_SM_STREAM_KERNEL(8, float8)
+KF_SM_REGS_KERNEL(1, float, 1)
+KF_SM_REGS_KERNEL(1, float, 2)
+KF_SM_REGS_KERNEL(1, float, 4)
+KF_SM_REGS_KERNEL(1, float, 8)
+KF_SM_STREAM_KERNEL(1, float)
