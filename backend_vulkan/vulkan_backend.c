@@ -1,5 +1,5 @@
 /* vulkan_backend.c — the Vulkan backend: loader, probe, contexts, memory, the command stream and timers.
- * The rmsnorm op and its pipelines are in vulkan_rmsnorm.c.
+ * The kernels and their pipelines are in vulkan_kernels.c, the operations in vulkan_ops.c.
  *
  * One VkInstance serves the whole process (created at probe, never destroyed: devices listed by
  * kf_devices() refer to it). A context is a VkDevice with one compute queue. Every queued operation
@@ -508,8 +508,7 @@ static void vulkan_probe(kf_probe_result *out) {
   }
   out->device_count = (int)count;
 
-  const kf_embedded_file *spirv = kf_vk_rmsnorm_spirv();
-  g_have_kernels = spirv != NULL;
+  g_have_kernels = kf_vk_kernels_built();
   if (!g_have_kernels) {
     snprintf(out->reason, sizeof out->reason, "built without Vulkan kernels (glslc not found at build time)");
     return;
@@ -654,6 +653,7 @@ static kf_status vulkan_context_create(const kf_backend_device *device, uint32_t
   if (properties.properties.limits.maxComputeWorkGroupSize[0] < ctx->max_workgroup_invocations)
     ctx->max_workgroup_invocations = properties.properties.limits.maxComputeWorkGroupSize[0];
   ctx->max_workgroups_x = properties.properties.limits.maxComputeWorkGroupCount[0];
+  ctx->max_workgroups_y = properties.properties.limits.maxComputeWorkGroupCount[1];
   ctx->timestamp_period_ns = properties.properties.limits.timestampPeriod;
   vkGetPhysicalDeviceMemoryProperties(ctx->physical_device, &ctx->memory_properties);
 
@@ -926,15 +926,12 @@ static kf_status vulkan_buffer_read(kf_backend_context *ctx, kf_buffer *src, siz
   return status;
 }
 
+/* A compute-shader copy (kf_vk_copy), not vkCmdCopyBuffer: see vulkan_ops.c. */
 static kf_status vulkan_buffer_copy(kf_backend_context *ctx, kf_buffer *src, size_t src_offset, kf_buffer *dst,
                                     size_t dst_offset, size_t bytes) {
   kf_status status = kf_vk_check_validation();
   if (status != KF_OK) return status;
-  if (bytes == 0) return KF_OK;
-  if ((status = kf_vk_stream_begin_command(ctx)) != KF_OK) return status;
-  VkBufferCopy region = {.srcOffset = src->offset + src_offset, .dstOffset = dst->offset + dst_offset, .size = bytes};
-  ctx->fn.vkCmdCopyBuffer(kf_vk_stream_commands(ctx), src->buffer, dst->buffer, 1, &region);
-  if ((status = kf_vk_stream_command_recorded(ctx)) != KF_OK) return status;
+  if ((status = kf_vk_copy(ctx, src, src_offset, dst, dst_offset, bytes)) != KF_OK) return status;
   return kf_vk_check_validation();
 }
 
@@ -979,11 +976,35 @@ static kf_status vulkan_timer_end(kf_backend_context *ctx, double *out_ms) {
   return KF_OK;
 }
 
+/* Ops: the validation state is checked before and after each (KF_VULKAN_VALIDATION=1). */
 static kf_status vulkan_rmsnorm(kf_backend_context *ctx, const kf_norm_args *args) {
   kf_status status = kf_vk_check_validation();
-  if (status != KF_OK) return status;
-  if ((status = kf_vk_rmsnorm(ctx, args)) != KF_OK) return status;
-  return kf_vk_check_validation();
+  if (status == KF_OK) status = kf_vk_norm(ctx, args, 0);
+  return status != KF_OK ? status : kf_vk_check_validation();
+}
+
+static kf_status vulkan_layernorm(kf_backend_context *ctx, const kf_norm_args *args) {
+  kf_status status = kf_vk_check_validation();
+  if (status == KF_OK) status = kf_vk_norm(ctx, args, 1);
+  return status != KF_OK ? status : kf_vk_check_validation();
+}
+
+static kf_status vulkan_rope(kf_backend_context *ctx, const kf_rope_args *args) {
+  kf_status status = kf_vk_check_validation();
+  if (status == KF_OK) status = kf_vk_rope(ctx, args);
+  return status != KF_OK ? status : kf_vk_check_validation();
+}
+
+static kf_status vulkan_glu(kf_backend_context *ctx, const kf_glu_args *args) {
+  kf_status status = kf_vk_check_validation();
+  if (status == KF_OK) status = kf_vk_glu(ctx, args);
+  return status != KF_OK ? status : kf_vk_check_validation();
+}
+
+static kf_status vulkan_softmax(kf_backend_context *ctx, const kf_softmax_args *args) {
+  kf_status status = kf_vk_check_validation();
+  if (status == KF_OK) status = kf_vk_softmax(ctx, args);
+  return status != KF_OK ? status : kf_vk_check_validation();
 }
 
 const kf_backend_iface kf_vulkan_backend = {
@@ -1001,4 +1022,8 @@ const kf_backend_iface kf_vulkan_backend = {
     .timer_begin = vulkan_timer_begin,
     .timer_end = vulkan_timer_end,
     .rmsnorm = vulkan_rmsnorm,
+    .layernorm = vulkan_layernorm,
+    .rope = vulkan_rope,
+    .glu = vulkan_glu,
+    .softmax = vulkan_softmax,
 };

@@ -98,8 +98,24 @@ typedef struct kf_vk_stream_slot {
   int pending; /* submitted, fence not yet waited on */
 } kf_vk_stream_slot;
 
+/* The compute shaders, one SPIR-V module each (kernels_src/vulkan/<name>.comp). */
+typedef enum kf_vk_kernel {
+  KF_VK_KERNEL_NORM,    /* RMSNorm and LayerNorm */
+  KF_VK_KERNEL_ROPE,
+  KF_VK_KERNEL_GLU,
+  KF_VK_KERNEL_SOFTMAX,
+  KF_VK_KERNEL_COPY,    /* buffer_copy */
+  KF_VK_KERNEL_COUNT
+} kf_vk_kernel;
+
+/* Most specialization constants any shader has. */
+#define KF_VK_MAX_SPEC_CONSTANTS 16
+
+/* One compute pipeline: a kernel with one set of specialization constant values (ids 0 ... count-1). */
 typedef struct kf_vk_pipeline {
-  uint32_t key; /* kf_vk_rmsnorm_key: dtypes, optional operands, load width, workgroup size */
+  kf_vk_kernel kernel;
+  uint32_t spec_count;
+  uint32_t spec[KF_VK_MAX_SPEC_CONSTANTS];
   VkPipeline pipeline;
 } kf_vk_pipeline;
 
@@ -121,6 +137,7 @@ struct kf_backend_context {
   VkDeviceSize max_allocation_size;
   uint32_t max_workgroup_invocations;
   uint32_t max_workgroups_x;
+  uint32_t max_workgroups_y;
 
   /* Command stream (in-order queue). */
   VkCommandPool command_pool;
@@ -142,7 +159,7 @@ struct kf_backend_context {
   int timer_running;
 
   /* Kernels. */
-  VkShaderModule rmsnorm_module;
+  VkShaderModule modules[KF_VK_KERNEL_COUNT];
   VkPipelineLayout push_constant_layout;
   VkPipelineCache pipeline_cache;
   kf_vk_pipeline *pipelines;
@@ -163,11 +180,30 @@ kf_status kf_vk_stream_begin_command(kf_backend_context *ctx);
 kf_status kf_vk_stream_command_recorded(kf_backend_context *ctx);
 VkCommandBuffer kf_vk_stream_commands(kf_backend_context *ctx);
 
-/* The rmsnorm op (vulkan_rmsnorm.c). */
-kf_status kf_vk_rmsnorm(kf_backend_context *ctx, const kf_norm_args *args);
+/* Kernels and pipelines (vulkan_kernels.c). */
 kf_status kf_vk_kernels_init(kf_backend_context *ctx);
 void kf_vk_kernels_destroy(kf_backend_context *ctx);
-/* The embedded rmsnorm SPIR-V, or NULL when the build had no glslc. */
-const kf_embedded_file *kf_vk_rmsnorm_spirv(void);
+/* Whether the library was built with every kernel's SPIR-V (not without glslc). */
+int kf_vk_kernels_built(void);
+/* The pipeline of `kernel` with specialization constants spec[0 ... count-1], created on first use and
+ * cached for the context's life. */
+kf_status kf_vk_get_pipeline(kf_backend_context *ctx, kf_vk_kernel kernel, const uint32_t *spec, uint32_t count,
+                             VkPipeline *out_pipeline);
+/* Records bind + push constants (params: `size` bytes, at most 128) + dispatch into the current command
+ * buffer (after kf_vk_stream_begin_command). */
+void kf_vk_record_dispatch(kf_backend_context *ctx, VkPipeline pipeline, const void *params, uint32_t size,
+                           uint32_t groups_x, uint32_t groups_y);
+/* One queued dispatch: kf_vk_stream_begin_command, kf_vk_record_dispatch, kf_vk_stream_command_recorded. */
+kf_status kf_vk_dispatch(kf_backend_context *ctx, VkPipeline pipeline, const void *params, uint32_t size,
+                         uint32_t groups_x, uint32_t groups_y);
+
+/* Operations (vulkan_ops.c); arguments are validated by the core. */
+kf_status kf_vk_norm(kf_backend_context *ctx, const kf_norm_args *args, int centered);
+kf_status kf_vk_rope(kf_backend_context *ctx, const kf_rope_args *args);
+kf_status kf_vk_glu(kf_backend_context *ctx, const kf_glu_args *args);
+kf_status kf_vk_softmax(kf_backend_context *ctx, const kf_softmax_args *args);
+/* Device-side copy of `bytes` between non-overlapping ranges at any byte offsets. */
+kf_status kf_vk_copy(kf_backend_context *ctx, kf_buffer *src, size_t src_offset, kf_buffer *dst, size_t dst_offset,
+                     size_t bytes);
 
 #endif /* KF_BACKEND_VULKAN_INTERNAL_H_ */
