@@ -17,8 +17,13 @@
 extern const kf_embedded_file kf_cuda_kernels[];
 extern const size_t kf_cuda_kernels_count;
 
-/* The fatbin every context loads (kernels_src/cuda/BUILD). */
-#define KF_CUDA_MODULE_FILE "rmsnorm.fatbin"
+/* The fatbins every context loads (kernels_src/cuda/BUILD), indexed by kf_cuda_module. */
+static const char *const module_files[KF_CUDA_MODULE_COUNT] = {
+    [KF_CUDA_MODULE_NORM] = "rmsnorm.fatbin",
+    [KF_CUDA_MODULE_ROPE] = "rope.fatbin",
+    [KF_CUDA_MODULE_GLU] = "glu.fatbin",
+    [KF_CUDA_MODULE_SOFTMAX] = "softmax.fatbin",
+};
 /* The oldest architecture the fatbin has machine code or PTX for. */
 #define KF_CUDA_MIN_CC_MAJOR 8
 
@@ -40,15 +45,19 @@ const char *kf_cuda_error_text(CUresult result) {
   return text;
 }
 
-static const kf_embedded_file *module_image(void) {
+static const kf_embedded_file *module_image(kf_cuda_module module) {
   for (size_t i = 0; i < kf_cuda_kernels_count && kf_cuda_kernels[i].name != NULL; ++i)
-    if (strcmp(kf_cuda_kernels[i].name, KF_CUDA_MODULE_FILE) == 0) return &kf_cuda_kernels[i];
+    if (strcmp(kf_cuda_kernels[i].name, module_files[module]) == 0) return &kf_cuda_kernels[i];
   return NULL;
 }
 
+/* Every module is embedded and non-empty (nvcc ran at build time). */
 static int kernels_embedded(void) {
-  const kf_embedded_file *image = module_image();
-  return image != NULL && image->size > 0;
+  for (int m = 0; m < KF_CUDA_MODULE_COUNT; ++m) {
+    const kf_embedded_file *image = module_image((kf_cuda_module)m);
+    if (image == NULL || image->size == 0) return 0;
+  }
+  return 1;
 }
 
 static void unload_library(void) {
@@ -186,14 +195,14 @@ static void release_context_objects(kf_backend_context *ctx) {
   if (ctx->stream) kf_cu.StreamSynchronize(ctx->stream);
   if (ctx->timer_start) kf_cu.EventDestroy(ctx->timer_start);
   if (ctx->timer_end) kf_cu.EventDestroy(ctx->timer_end);
-  if (ctx->module) kf_cu.ModuleUnload(ctx->module);
+  for (int m = 0; m < KF_CUDA_MODULE_COUNT; ++m)
+    if (ctx->modules[m]) kf_cu.ModuleUnload(ctx->modules[m]);
   if (ctx->stream) kf_cu.StreamDestroy(ctx->stream);
 }
 
 static kf_status cuda_context_create(const kf_backend_device *device, uint32_t flags, kf_backend_context **out_ctx) {
   (void)flags;
-  const kf_embedded_file *image = module_image();
-  if (image == NULL || image->size == 0)
+  if (!kernels_embedded())
     return kf_fail(KF_ERROR_BACKEND_UNAVAILABLE, "built without CUDA kernels (nvcc not found at build time)");
   kf_backend_context *ctx = calloc(1, sizeof *ctx);
   if (ctx == NULL) return kf_fail(KF_ERROR_OUT_OF_MEMORY, "out of host memory");
@@ -211,7 +220,8 @@ static kf_status cuda_context_create(const kf_backend_device *device, uint32_t f
   status = kf_cuda_enter(ctx);
   if (status != KF_OK) goto fail_release;
   status = check(kf_cu.StreamCreate(&ctx->stream, CU_STREAM_NON_BLOCKING), "cuStreamCreate");
-  if (status == KF_OK) status = check(kf_cu.ModuleLoadData(&ctx->module, image->data), "cuModuleLoadData");
+  for (int m = 0; m < KF_CUDA_MODULE_COUNT && status == KF_OK; ++m)
+    status = check(kf_cu.ModuleLoadData(&ctx->modules[m], module_image((kf_cuda_module)m)->data), "cuModuleLoadData");
   if (status == KF_OK) status = check(kf_cu.EventCreate(&ctx->timer_start, CU_EVENT_DEFAULT), "cuEventCreate");
   if (status == KF_OK) status = check(kf_cu.EventCreate(&ctx->timer_end, CU_EVENT_DEFAULT), "cuEventCreate");
   if (status != KF_OK) {
@@ -332,23 +342,26 @@ static kf_status cuda_timer_end(kf_backend_context *ctx, double *out_ms) {
   return status;
 }
 
-kf_status kf_cuda_function(kf_backend_context *ctx, int slot, const char *name, CUfunction *out_function) {
+kf_status kf_cuda_function(kf_backend_context *ctx, kf_cuda_module module, int slot, const char *name,
+                           CUfunction *out_function) {
   if (slot < 0 || slot >= KF_CUDA_FUNCTION_SLOTS) return kf_fail(KF_ERROR_INTERNAL, "kernel slot %d out of range", slot);
-  if (ctx->functions[slot] == NULL) {
-    CUresult result = kf_cu.ModuleGetFunction(&ctx->functions[slot], ctx->module, name);
+  CUfunction *cached = &ctx->functions[module][slot];
+  if (*cached == NULL) {
+    CUresult result = kf_cu.ModuleGetFunction(cached, ctx->modules[module], name);
     if (result != CUDA_SUCCESS) {
-      ctx->functions[slot] = NULL;
+      *cached = NULL;
       return kf_fail(KF_ERROR_DEVICE_FAILURE, "cuModuleGetFunction(%s) failed: %s", name, kf_cuda_error_text(result));
     }
   }
-  *out_function = ctx->functions[slot];
+  *out_function = *cached;
   return KF_OK;
 }
 
 kf_status kf_cuda_launch(kf_backend_context *ctx, CUfunction function, const char *name, unsigned grid_x,
-                         unsigned block_x, unsigned block_y, void *params) {
+                         unsigned block_x, unsigned block_y, unsigned shared_bytes, void *params) {
   void *arguments[] = {params};
-  CUresult result = kf_cu.LaunchKernel(function, grid_x, 1, 1, block_x, block_y, 1, 0, ctx->stream, arguments, NULL);
+  CUresult result =
+      kf_cu.LaunchKernel(function, grid_x, 1, 1, block_x, block_y, 1, shared_bytes, ctx->stream, arguments, NULL);
   if (result != CUDA_SUCCESS)
     return kf_fail(KF_ERROR_DEVICE_FAILURE, "cuLaunchKernel(%s, grid %u, block %ux%u) failed: %s", name, grid_x,
                    block_x, block_y, kf_cuda_error_text(result));
@@ -370,4 +383,8 @@ const kf_backend_iface kf_cuda_backend = {
     .timer_begin = cuda_timer_begin,
     .timer_end = cuda_timer_end,
     .rmsnorm = kf_cuda_rmsnorm,
+    .layernorm = kf_cuda_layernorm,
+    .rope = kf_cuda_rope,
+    .glu = kf_cuda_glu,
+    .softmax = kf_cuda_softmax,
 };

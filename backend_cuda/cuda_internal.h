@@ -1,5 +1,5 @@
 /* cuda_internal.h — state shared by the CUDA backend's files: the resolved driver API, the context,
- * the one launch helper, and the RMSNorm launch plan. */
+ * the modules and the one launch helper, operand helpers, and the norm launch plan. */
 #ifndef KF_BACKEND_CUDA_INTERNAL_H_
 #define KF_BACKEND_CUDA_INTERNAL_H_
 
@@ -17,18 +17,27 @@ typedef struct kf_cuda_api {
 
 extern kf_cuda_api kf_cu;
 
-/* Module functions are looked up on first use and cached per context: one slot per entry point of
- * kernels_src/cuda/rmsnorm.cu (see kf_cuda_rmsnorm_slot). */
-#define KF_CUDA_FUNCTION_SLOTS 128
+/* One module per .cu file of kernels_src/cuda (one fatbin each, all loaded by context_create). */
+typedef enum kf_cuda_module {
+  KF_CUDA_MODULE_NORM,    /* rmsnorm.fatbin: RMSNorm and LayerNorm */
+  KF_CUDA_MODULE_ROPE,    /* rope.fatbin */
+  KF_CUDA_MODULE_GLU,     /* glu.fatbin */
+  KF_CUDA_MODULE_SOFTMAX, /* softmax.fatbin */
+  KF_CUDA_MODULE_COUNT
+} kf_cuda_module;
+
+/* Module functions are looked up on first use and cached per context: each op file numbers its
+ * entry points within its module (function_slot there). */
+#define KF_CUDA_FUNCTION_SLOTS 160
 
 struct kf_backend_context {
   CUdevice device;
   CUcontext context; /* the device's primary context, retained */
   CUstream stream;   /* non-blocking: never waits for the legacy NULL stream */
-  CUmodule module;
+  CUmodule modules[KF_CUDA_MODULE_COUNT];
   CUevent timer_start, timer_end;
   int sm_count;
-  CUfunction functions[KF_CUDA_FUNCTION_SLOTS];
+  CUfunction functions[KF_CUDA_MODULE_COUNT][KF_CUDA_FUNCTION_SLOTS];
 };
 
 struct kf_buffer {
@@ -43,17 +52,40 @@ const char *kf_cuda_error_text(CUresult result);
 kf_status kf_cuda_enter(kf_backend_context *ctx);
 void kf_cuda_leave(kf_backend_context *ctx);
 
-/* The function `name` of the embedded module, cached in functions[slot]. */
-kf_status kf_cuda_function(kf_backend_context *ctx, int slot, const char *name, CUfunction *out_function);
+/* The function `name` of `module`, cached in functions[module][slot]. */
+kf_status kf_cuda_function(kf_backend_context *ctx, kf_cuda_module module, int slot, const char *name,
+                           CUfunction *out_function);
 
-/* Queues one kernel on the context's stream; reports failures with the kernel's name. The caller has
- * entered the context. */
+/* Queues one kernel on the context's stream with `shared_bytes` of dynamic shared memory; reports
+ * failures with the kernel's name. The caller has entered the context. */
 kf_status kf_cuda_launch(kf_backend_context *ctx, CUfunction function, const char *name, unsigned grid_x,
-                         unsigned block_x, unsigned block_y, void *params);
+                         unsigned block_x, unsigned block_y, unsigned shared_bytes, void *params);
 
-/* How one RMSNorm call is launched. chunks == 0 selects the looping kernel. */
+/* Operand helpers shared by the op files. */
+#define KF_CUDA_PACK_ELEMENTS 8 /* elements per pack, as in kernels_src/cuda/kf_pack.cuh */
+#define KF_CUDA_VECTOR_BYTES 16 /* one LDG.128 */
+
+static inline int64_t kf_cuda_element_size(kf_dtype dtype) { return dtype == KF_F32 ? 4 : 2; }
+
+static inline const char *kf_cuda_dtype_name(kf_dtype dtype) {
+  return dtype == KF_F32 ? "f32" : dtype == KF_F16 ? "f16" : "bf16";
+}
+
+static inline int kf_cuda_present(const kf_tensor_arg *arg) { return arg->buffer != NULL; }
+
+/* Device address of element 0 of the operand, or 0 when absent. */
+static inline uint64_t kf_cuda_address(const kf_tensor_arg *arg) {
+  return kf_cuda_present(arg) ? arg->buffer->address + (uint64_t)(arg->offset * kf_cuda_element_size(arg->dtype))
+                              : 0;
+}
+
+/* Whether the kernels have a specialisation for activations of dtype x producing y: one dtype
+ * throughout, or 16-bit activations into f32 (kernels_src/cuda: the KF_KERNELS_* lists). */
+static inline int kf_cuda_specialised_pair(kf_dtype x, kf_dtype y) { return x == y || (y == KF_F32 && x != KF_F32); }
+
+/* How one RMSNorm or LayerNorm call is launched. chunks == 0 selects the looping kernel. */
 typedef struct kf_cuda_norm_plan {
-  int chunks;          /* packs of 8 elements each thread holds in registers: 1, 2, 4, 8; or 0 */
+  int chunks;          /* packs of 8 elements each thread holds in registers: 1, 2, 4; or 0 */
   int threads_per_row; /* blockDim.x, a multiple of 32 */
   int rows_per_block;  /* blockDim.y */
   int vectorized;      /* 16-byte loads and stores (every operand aligned) */
@@ -67,5 +99,13 @@ int kf_cuda_rmsnorm_plan_valid(const kf_norm_args *args, const kf_cuda_norm_plan
 kf_status kf_cuda_rmsnorm_with_plan(kf_backend_context *ctx, const kf_norm_args *args,
                                     const kf_cuda_norm_plan *plan);
 kf_status kf_cuda_rmsnorm(kf_backend_context *ctx, const kf_norm_args *args);
+/* LayerNorm: the same plans and kernels with the mean subtracted (rmsnorm.cu's CENTER flag). */
+kf_status kf_cuda_layernorm_with_plan(kf_backend_context *ctx, const kf_norm_args *args,
+                                      const kf_cuda_norm_plan *plan);
+kf_status kf_cuda_layernorm(kf_backend_context *ctx, const kf_norm_args *args);
+
+kf_status kf_cuda_rope(kf_backend_context *ctx, const kf_rope_args *args);
+kf_status kf_cuda_glu(kf_backend_context *ctx, const kf_glu_args *args);
+kf_status kf_cuda_softmax(kf_backend_context *ctx, const kf_softmax_args *args);
 
 #endif /* KF_BACKEND_CUDA_INTERNAL_H_ */

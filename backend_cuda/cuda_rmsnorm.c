@@ -1,9 +1,11 @@
-/* cuda_rmsnorm.c — chooses and launches the RMSNorm kernel of kernels_src/cuda/rmsnorm.cu.
+/* cuda_rmsnorm.c — chooses and launches the RMSNorm and LayerNorm kernels of
+ * kernels_src/cuda/rmsnorm.cu (<op> = rmsnorm | layernorm; both ops share every plan).
  *
  * Kernel families (the .cu file's header says how each works):
- *   register path  kf_rmsnorm_<x>_<y>_c<C>_<v|s>: rows up to C * blockDim.x * 8 elements;
- *   looping path   kf_rmsnorm_<x>_<y>_loop_<v|s>: any row length (re-reads the row, from L2);
- *   any dtypes     kf_rmsnorm_any_loop_<v|s>: residual / residual_out dtypes that differ from x.
+ *   register path  kf_<op>_<x>_<y>_c<C>_<v|s>: rows up to C * blockDim.x * 8 elements;
+ *   looping path   kf_<op>_<x>_<y>_loop_<v|s>: any row length (re-reads the row, from L2);
+ *   any dtypes     kf_<op>_any_loop_<v|s>: residual / residual_out dtypes that differ from x, or an
+ *                  (x, y) pair without a specialisation (kf_cuda_specialised_pair).
  * "v" kernels use 16-byte accesses and need every operand aligned; "s" kernels take any layout.
  */
 #include <stdio.h>
@@ -11,8 +13,8 @@
 #include "backend_cuda/cuda_internal.h"
 #include "kernels_src/common/kf_params.h"
 
-#define PACK_ELEMENTS 8   /* elements per pack, as in rmsnorm.cu */
-#define VECTOR_BYTES 16   /* one LDG.128 */
+#define PACK_ELEMENTS KF_CUDA_PACK_ELEMENTS
+#define VECTOR_BYTES KF_CUDA_VECTOR_BYTES
 #define LOOP_THREADS 512  /* blockDim.x of the looping kernels, as in rmsnorm.cu */
 /* Register-path block size when a row takes fewer threads: several rows per block keep blocks at a
  * size where the SM holds many of them (enough rows, and so bytes, in flight per SM). */
@@ -28,36 +30,21 @@ static int max_threads_for_chunks(int chunks) {
       return 1024;
     case 4:
       return 512;
-    case 8:
-      return 256;
     default:
       return 0;
   }
 }
 
-static int64_t element_size(kf_dtype dtype) { return dtype == KF_F32 ? 4 : 2; }
+#define element_size kf_cuda_element_size
+#define present kf_cuda_present
+#define device_address kf_cuda_address
 
-static const char *dtype_name(kf_dtype dtype) {
-  switch (dtype) {
-    case KF_F32:
-      return "f32";
-    case KF_F16:
-      return "f16";
-    default:
-      return "bf16";
-  }
-}
-
-static int present(const kf_tensor_arg *arg) { return arg->buffer != NULL; }
-
-static uint64_t device_address(const kf_tensor_arg *arg) {
-  return present(arg) ? arg->buffer->address + (uint64_t)(arg->offset * element_size(arg->dtype)) : 0;
-}
-
-/* x, residual and residual_out share one dtype: the kernels specialised on (x, y) dtypes apply. */
+/* x, residual and residual_out share one dtype and (x, y) is specialised: the kernels specialised on
+ * (x, y) dtypes apply. */
 static int fixed_dtypes(const kf_norm_args *args) {
-  return !present(&args->residual) ||
-         (args->residual.dtype == args->x.dtype && args->residual_out.dtype == args->x.dtype);
+  return kf_cuda_specialised_pair(args->x.dtype, args->y.dtype) &&
+         (!present(&args->residual) ||
+          (args->residual.dtype == args->x.dtype && args->residual_out.dtype == args->x.dtype));
 }
 
 static int row_operand_aligned(const kf_tensor_arg *arg, int64_t rows) {
@@ -109,29 +96,32 @@ int kf_cuda_rmsnorm_plan_valid(const kf_norm_args *args, const kf_cuda_norm_plan
          (int64_t)plan->threads_per_row * plan->chunks >= packs_per_row(args);
 }
 
-/* Function-cache slot of a kernel: (dtype combination, family, v|s). */
-static int function_slot(const kf_norm_args *args, const kf_cuda_norm_plan *plan) {
+/* Function-cache slot of a kernel: (op, dtype combination, family, v|s); 2 * 10 * 4 * 2 slots. */
+static int function_slot(int center, const kf_norm_args *args, const kf_cuda_norm_plan *plan) {
   const int dtypes = fixed_dtypes(args) ? (int)args->x.dtype * 3 + (int)args->y.dtype : 9;
-  const int family = plan->chunks == 1 ? 0 : plan->chunks == 2 ? 1 : plan->chunks == 4 ? 2 : plan->chunks == 8 ? 3 : 4;
-  return (dtypes * 5 + family) * 2 + (plan->vectorized ? 1 : 0);
+  const int family = plan->chunks == 1 ? 0 : plan->chunks == 2 ? 1 : plan->chunks == 4 ? 2 : 3;
+  return ((center * 10 + dtypes) * 4 + family) * 2 + (plan->vectorized ? 1 : 0);
 }
 
-static void kernel_name(const kf_norm_args *args, const kf_cuda_norm_plan *plan, char *name, size_t size) {
+static void kernel_name(int center, const kf_norm_args *args, const kf_cuda_norm_plan *plan, char *name, size_t size) {
   const char access = plan->vectorized ? 'v' : 's';
+  const char *op = center ? "layernorm" : "rmsnorm";
   if (!fixed_dtypes(args))
-    snprintf(name, size, "kf_rmsnorm_any_loop_%c", access);
+    snprintf(name, size, "kf_%s_any_loop_%c", op, access);
   else if (plan->chunks == 0)
-    snprintf(name, size, "kf_rmsnorm_%s_%s_loop_%c", dtype_name(args->x.dtype), dtype_name(args->y.dtype), access);
+    snprintf(name, size, "kf_%s_%s_%s_loop_%c", op, kf_cuda_dtype_name(args->x.dtype),
+             kf_cuda_dtype_name(args->y.dtype), access);
   else
-    snprintf(name, size, "kf_rmsnorm_%s_%s_c%d_%c", dtype_name(args->x.dtype), dtype_name(args->y.dtype), plan->chunks,
-             access);
+    snprintf(name, size, "kf_%s_%s_%s_c%d_%c", op, kf_cuda_dtype_name(args->x.dtype), kf_cuda_dtype_name(args->y.dtype),
+             plan->chunks, access);
 }
 
 static uint32_t dtype_bits(const kf_tensor_arg *arg, int shift) {
   return present(arg) ? (uint32_t)arg->dtype << shift : 0u;
 }
 
-kf_status kf_cuda_rmsnorm_with_plan(kf_backend_context *ctx, const kf_norm_args *args, const kf_cuda_norm_plan *plan) {
+static kf_status run_norm(kf_backend_context *ctx, int center, const kf_norm_args *args,
+                          const kf_cuda_norm_plan *plan) {
   if (args->weight.col_stride > INT32_MAX || args->bias.col_stride > INT32_MAX)
     return kf_fail(KF_ERROR_UNSUPPORTED, "weight/bias element strides above 2^31 - 1 are not supported by CUDA");
   struct kf_norm_params params = {
@@ -157,12 +147,12 @@ kf_status kf_cuda_rmsnorm_with_plan(kf_backend_context *ctx, const kf_norm_args 
                 dtype_bits(&args->y, KF_NORM_DT_SHIFT_Y),
   };
   char name[64];
-  kernel_name(args, plan, name, sizeof name);
+  kernel_name(center, args, plan, name, sizeof name);
 
   kf_status status = kf_cuda_enter(ctx);
   if (status != KF_OK) return status;
   CUfunction function;
-  status = kf_cuda_function(ctx, function_slot(args, plan), name, &function);
+  status = kf_cuda_function(ctx, KF_CUDA_MODULE_NORM, function_slot(center, args, plan), name, &function);
   for (int64_t first = 0; status == KF_OK && first < args->rows; first += MAX_ROWS_PER_LAUNCH) {
     const int64_t rows = args->rows - first < MAX_ROWS_PER_LAUNCH ? args->rows - first : MAX_ROWS_PER_LAUNCH;
     struct kf_norm_params slice = params;
@@ -176,14 +166,29 @@ kf_status kf_cuda_rmsnorm_with_plan(kf_backend_context *ctx, const kf_norm_args 
     }
     const unsigned grid = (unsigned)((rows + plan->rows_per_block - 1) / plan->rows_per_block);
     status = kf_cuda_launch(ctx, function, name, grid, (unsigned)plan->threads_per_row,
-                            (unsigned)plan->rows_per_block, &slice);
+                            (unsigned)plan->rows_per_block, 0, &slice);
   }
   kf_cuda_leave(ctx);
   return status;
 }
 
+kf_status kf_cuda_rmsnorm_with_plan(kf_backend_context *ctx, const kf_norm_args *args, const kf_cuda_norm_plan *plan) {
+  return run_norm(ctx, 0, args, plan);
+}
+
+kf_status kf_cuda_layernorm_with_plan(kf_backend_context *ctx, const kf_norm_args *args,
+                                      const kf_cuda_norm_plan *plan) {
+  return run_norm(ctx, 1, args, plan);
+}
+
 kf_status kf_cuda_rmsnorm(kf_backend_context *ctx, const kf_norm_args *args) {
   kf_cuda_norm_plan plan;
   kf_cuda_rmsnorm_plan(args, &plan);
-  return kf_cuda_rmsnorm_with_plan(ctx, args, &plan);
+  return run_norm(ctx, 0, args, &plan);
+}
+
+kf_status kf_cuda_layernorm(kf_backend_context *ctx, const kf_norm_args *args) {
+  kf_cuda_norm_plan plan;
+  kf_cuda_rmsnorm_plan(args, &plan);
+  return run_norm(ctx, 1, args, &plan);
 }

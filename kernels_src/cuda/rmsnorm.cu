@@ -1,7 +1,9 @@
-/* rmsnorm.cu — RMSNorm with optional fused residual add, for the CUDA backend.
+/* rmsnorm.cu — RMSNorm and LayerNorm with optional fused residual add, for the CUDA backend.
  *
  *   h = x (+ residual; then residual_out = h, rounded to residual_out's dtype)
- *   y = h / sqrt(mean(h²) + eps) * weight (+ bias)          f32 accumulation
+ *   RMSNorm:   y = h / sqrt(mean(h²) + eps) * weight (+ bias)                 f32 accumulation
+ *   LayerNorm: y = (h - mean(h)) / sqrt(mean((h - mean(h))²) + eps) * weight (+ bias)
+ * Both ops are one template with a CENTER flag, so LayerNorm has RMSNorm's memory behaviour.
  *
  * The op is memory bound (one read of x, one write of y, weight from cache), so everything here is
  * about moving bytes: each row is read from device memory once, held in registers across the
@@ -11,8 +13,8 @@
  * f32). blockDim.x threads share a row (a multiple of 32), blockDim.y rows share a block; thread t
  * owns packs t, t + blockDim.x, ... so every warp-wide load is 512 contiguous bytes. Each kernel
  * holds CHUNKS packs per thread (a compile-time count so the packs stay in registers); rows longer
- * than the register path holds use the looping kernel, which streams the row twice (the second read
- * mostly hits L2).
+ * than the register path holds use the looping kernel, which streams the row two (RMSNorm) or three
+ * (LayerNorm) times; the later reads mostly hit L2.
  *
  * Two memory paths: VEC (16-byte loads and stores; the host picks it when row_len is a multiple of 8,
  * every row start is 16-byte aligned and weight/bias are contiguous and aligned) and scalar (element
@@ -23,209 +25,26 @@
  * are issued before its stores of that batch, so nothing is overwritten before it is read. x and
  * residual are therefore never read through the non-coherent (read-only) cache path.
  *
- * Entry points (extern "C", parameters: struct kf_norm_params by value):
- *   kf_rmsnorm_<x>_<y>_c<CHUNKS>_<v|s>   register path; x = residual = residual_out dtype
- *   kf_rmsnorm_<x>_<y>_loop_<v|s>        long rows; same dtype rule
- *   kf_rmsnorm_any_loop_<v|s>            any dtype of every operand (read from params.dtypes)
+ * Entry points (extern "C", parameters: struct kf_norm_params by value; <op> = rmsnorm | layernorm):
+ *   kf_<op>_<x>_<y>_c<CHUNKS>_<v|s>   register path; x = residual = residual_out dtype, (x, y) one of
+ *                                     the specialised pairs at the end of this file
+ *   kf_<op>_<x>_<y>_loop_<v|s>        long rows; same dtype rule
+ *   kf_<op>_any_loop_<v|s>            any dtype of every operand (read from params.dtypes)
  * Weight and bias dtypes are read from params.dtypes in every kernel (a uniform branch).
  */
-#include <cuda_bf16.h>
-#include <cuda_fp16.h>
-#include <stdint.h>
+#include "kernels_src/cuda/kf_pack.cuh"
 
-#include "kernels_src/common/kf_params.h"
-
-#define PACK_ELEMENTS 8
-/* Dtype template argument meaning "read it from params.dtypes at run time". */
-#define DT_RUNTIME (-1)
 /* The looping kernel: threads per row, and packs each thread loads before its first use (enough
  * independent 16-byte loads in flight to cover memory latency). */
 #define LOOP_THREADS 512
 #define LOOP_CHUNKS 4
 
-enum load_kind {
-  LOAD_STREAM,   /* x, residual on the register path: read once, evict first */
-  LOAD_COHERENT, /* x, residual, residual_out on the looping path: re-read later from L2 */
-  LOAD_READONLY, /* weight, bias: shared by every row, kept in L1 through the read-only path */
-};
-
-/* One pack in its storage format: 16-bit dtypes use q[0] only. With a run-time dtype the size must
- * cover f32. */
-template <int DT>
-struct raw_pack {
-  uint4 q[(DT == KF_DT_F16 || DT == KF_DT_BF16) ? 1 : 2];
-};
-
-__device__ __forceinline__ int element_size(int dt) { return dt == KF_DT_F32 ? 4 : 2; }
-
-template <int KIND>
-__device__ __forceinline__ uint4 load16(const void *address) {
-  const uint4 *p = static_cast<const uint4 *>(address);
-  if (KIND == LOAD_STREAM) return __ldcs(p);
-  if (KIND == LOAD_READONLY) return __ldg(p);
-  return *p;
-}
-
-template <int KIND>
-__device__ __forceinline__ uint32_t load_element_bits(int dt, const char *base, int64_t index) {
-  if (dt == KF_DT_F32) {
-    const unsigned int *p = reinterpret_cast<const unsigned int *>(base) + index;
-    if (KIND == LOAD_STREAM) return __ldcs(p);
-    if (KIND == LOAD_READONLY) return __ldg(p);
-    return *p;
-  }
-  const unsigned short *p = reinterpret_cast<const unsigned short *>(base) + index;
-  if (KIND == LOAD_STREAM) return __ldcs(p);
-  if (KIND == LOAD_READONLY) return __ldg(p);
-  return *p;
-}
-
-/* The scalar path fills elements past row_len with zero bits (0.0 in every dtype). */
-template <int DT, int KIND>
-__device__ __forceinline__ raw_pack<DT> load_pack_scalar(int dt, const char *base, int64_t pack, int row_len,
-                                                         int stride) {
-  raw_pack<DT> r;
-  uint32_t words[8];
-#pragma unroll
-  for (int e = 0; e < PACK_ELEMENTS; ++e) {
-    const int64_t c = pack * PACK_ELEMENTS + e;
-    words[e] = c < row_len ? load_element_bits<KIND>(dt, base, c * stride) : 0u;
-  }
-  if (dt == KF_DT_F32) {
-    if (sizeof(r.q) > 16) {
-      r.q[0] = make_uint4(words[0], words[1], words[2], words[3]);
-      r.q[sizeof(r.q) / 16 - 1] = make_uint4(words[4], words[5], words[6], words[7]);
-    }
-  } else {
-    r.q[0] = make_uint4(words[0] | (words[1] << 16), words[2] | (words[3] << 16), words[4] | (words[5] << 16),
-                        words[6] | (words[7] << 16));
-  }
-  return r;
-}
-
-/* Loads pack `pack` of a row: element c of the row is at base + c * stride * size. */
-template <int DT, bool VEC, int KIND>
-__device__ __forceinline__ raw_pack<DT> load_pack(int dt, const char *base, int64_t pack, int row_len,
-                                                  int stride) {
-  raw_pack<DT> r;
-  if (VEC) {
-    const char *p = base + pack * PACK_ELEMENTS * element_size(dt);
-    r.q[0] = load16<KIND>(p);
-    if (sizeof(r.q) > 16 && dt == KF_DT_F32) r.q[sizeof(r.q) / 16 - 1] = load16<KIND>(p + 16);
-    return r;
-  }
-  return load_pack_scalar<DT, KIND>(dt, base, pack, row_len, stride);
-}
-
-__device__ __forceinline__ void unpack_word(int dt, uint32_t w, float *lo_hi) {
-  if (dt == KF_DT_BF16) {
-    lo_hi[0] = __uint_as_float(w << 16);
-    lo_hi[1] = __uint_as_float(w & 0xffff0000u);
-  } else {
-    __half2 h2 = *reinterpret_cast<__half2 *>(&w);
-    float2 f = __half22float2(h2);
-    lo_hi[0] = f.x;
-    lo_hi[1] = f.y;
-  }
-}
-
-template <int DT>
-__device__ __forceinline__ void unpack(int dt, const raw_pack<DT> &r, float v[PACK_ELEMENTS]) {
-  if (dt == KF_DT_F32) {
-    if (sizeof(r.q) > 16) {
-      const uint4 a = r.q[0], b = r.q[sizeof(r.q) / 16 - 1];
-      v[0] = __uint_as_float(a.x), v[1] = __uint_as_float(a.y), v[2] = __uint_as_float(a.z);
-      v[3] = __uint_as_float(a.w), v[4] = __uint_as_float(b.x), v[5] = __uint_as_float(b.y);
-      v[6] = __uint_as_float(b.z), v[7] = __uint_as_float(b.w);
-    }
-    return;
-  }
-  unpack_word(dt, r.q[0].x, v + 0);
-  unpack_word(dt, r.q[0].y, v + 2);
-  unpack_word(dt, r.q[0].z, v + 4);
-  unpack_word(dt, r.q[0].w, v + 6);
-}
-
-__device__ __forceinline__ uint32_t pack_word(int dt, float lo, float hi) {
-  if (dt == KF_DT_BF16) {
-    __nv_bfloat162 b = __floats2bfloat162_rn(lo, hi);
-    return *reinterpret_cast<uint32_t *>(&b);
-  }
-  __half2 h = __floats2half2_rn(lo, hi);
-  return *reinterpret_cast<uint32_t *>(&h);
-}
-
-/* Rounds to nearest even into the storage format. */
-template <int DT>
-__device__ __forceinline__ raw_pack<DT> pack(int dt, const float v[PACK_ELEMENTS]) {
-  raw_pack<DT> r;
-  if (dt == KF_DT_F32) {
-    if (sizeof(r.q) > 16) {
-      r.q[0] = make_uint4(__float_as_uint(v[0]), __float_as_uint(v[1]), __float_as_uint(v[2]),
-                          __float_as_uint(v[3]));
-      r.q[sizeof(r.q) / 16 - 1] = make_uint4(__float_as_uint(v[4]), __float_as_uint(v[5]),
-                                             __float_as_uint(v[6]), __float_as_uint(v[7]));
-    }
-    return r;
-  }
-  r.q[0] = make_uint4(pack_word(dt, v[0], v[1]), pack_word(dt, v[2], v[3]), pack_word(dt, v[4], v[5]),
-                      pack_word(dt, v[6], v[7]));
-  return r;
-}
-
-/* Stores pack `pack` of a row; the scalar path writes only elements below row_len. Stores use the
- * default write-back policy: y and residual_out are usually read by the next op. */
-template <int DT, bool VEC>
-__device__ __forceinline__ void store_pack(int dt, char *base, int64_t pack, int row_len, const raw_pack<DT> &r) {
-  const int size = element_size(dt);
-  char *p = base + pack * PACK_ELEMENTS * size;
-  if (VEC) {
-    *reinterpret_cast<uint4 *>(p) = r.q[0];
-    if (sizeof(r.q) > 16 && dt == KF_DT_F32) *reinterpret_cast<uint4 *>(p + 16) = r.q[sizeof(r.q) / 16 - 1];
-    return;
-  }
-  const int64_t first = pack * PACK_ELEMENTS;
-  if (dt == KF_DT_F32) {
-    if (sizeof(r.q) > 16) {
-      const uint32_t words[8] = {r.q[0].x, r.q[0].y, r.q[0].z, r.q[0].w, r.q[1].x, r.q[1].y, r.q[1].z, r.q[1].w};
-#pragma unroll
-      for (int e = 0; e < PACK_ELEMENTS; ++e)
-        if (first + e < row_len) reinterpret_cast<uint32_t *>(p)[e] = words[e];
-    }
-    return;
-  }
-  const uint32_t words[4] = {r.q[0].x, r.q[0].y, r.q[0].z, r.q[0].w};
-#pragma unroll
-  for (int e = 0; e < PACK_ELEMENTS; ++e)
-    if (first + e < row_len)
-      reinterpret_cast<unsigned short *>(p)[e] = (unsigned short)(words[e / 2] >> (16 * (e % 2)));
-}
-
-__device__ __forceinline__ float warp_sum(float value) {
-#pragma unroll
-  for (int offset = 16; offset > 0; offset >>= 1) value += __shfl_xor_sync(0xffffffffu, value, offset);
-  return value;
-}
-
-/* Sum over the blockDim.x threads of one row: shuffles within each warp, then (rows wider than a
- * warp) one shared-memory exchange of the per-warp sums. Every thread of the block must call it. */
-__device__ __forceinline__ float row_sum(float value) {
-  __shared__ float warp_sums[32]; /* a block has at most 1024 threads = 32 warps */
-  value = warp_sum(value);
-  const int warps_per_row = blockDim.x / 32;
-  if (warps_per_row == 1) return value;
-  const int lane = threadIdx.x % 32;
-  const int first_warp = threadIdx.y * warps_per_row;
-  if (lane == 0) warp_sums[first_warp + threadIdx.x / 32] = value;
-  __syncthreads();
-  return warp_sum(lane < warps_per_row ? warp_sums[first_warp + lane] : 0.0f);
-}
-
-/* y = h * rstd * weight + bias for one pack of h (already as float). */
+/* y = (h - mean) * rstd * weight + bias for one pack of h (already as float; mean is 0 for RMSNorm). */
 template <bool VEC>
-__device__ __forceinline__ void scale_pack(const kf_norm_params &p, int64_t pack, float rstd, float v[PACK_ELEMENTS]) {
+__device__ __forceinline__ void scale_pack(const kf_norm_params &p, int64_t pack, float mean, float rstd,
+                                           float v[PACK_ELEMENTS]) {
 #pragma unroll
-  for (int e = 0; e < PACK_ELEMENTS; ++e) v[e] *= rstd;
+  for (int e = 0; e < PACK_ELEMENTS; ++e) v[e] = (v[e] - mean) * rstd;
   if (p.flags & KF_NORM_HAS_WEIGHT) {
     const int wdt = (p.dtypes >> KF_NORM_DT_SHIFT_WEIGHT) & 15;
     float w[PACK_ELEMENTS];
@@ -251,6 +70,25 @@ __device__ __forceinline__ float sum_of_squares(const float v[PACK_ELEMENTS]) {
   return s;
 }
 
+__device__ __forceinline__ float pack_sum(const float v[PACK_ELEMENTS]) {
+  float s = 0.0f;
+#pragma unroll
+  for (int e = 0; e < PACK_ELEMENTS; ++e) s += v[e];
+  return s;
+}
+
+/* Sum of (v - mean)² over the elements of a pack that lie inside the row. */
+__device__ __forceinline__ float centered_squares(const float v[PACK_ELEMENTS], float mean, int64_t pack,
+                                                  int row_len) {
+  float s = 0.0f;
+#pragma unroll
+  for (int e = 0; e < PACK_ELEMENTS; ++e) {
+    const float d = pack * PACK_ELEMENTS + e < row_len ? v[e] - mean : 0.0f;
+    s = fmaf(d, d, s);
+  }
+  return s;
+}
+
 /* Dtype of an operand: the template constant when given, else from params.dtypes. */
 __device__ __forceinline__ int operand_dtype(int fixed, const kf_norm_params &p, int shift) {
   return fixed != DT_RUNTIME ? fixed : (int)((p.dtypes >> shift) & 15);
@@ -271,10 +109,13 @@ __device__ __forceinline__ row_pointers row_start(const kf_norm_params &p, int64
   return r;
 }
 
-/* Register path: the whole row lives in registers (CHUNKS packs per thread) between the reduction
- * and the write. x, residual and residual_out share the dtype XDT, so h is held in that format. */
-template <int XDT, int YDT, int CHUNKS, bool VEC>
-__device__ __forceinline__ void rmsnorm_registers(const kf_norm_params &p) {
+/* Register path: the whole row lives in registers (CHUNKS packs per thread) between the reductions
+ * and the write. x, residual and residual_out share the dtype XDT, so h is held in that format.
+ * CENTER: LayerNorm (mean subtracted; the variance is a second pass over the registers, which is as
+ * stable as a two-pass algorithm gets and costs no memory traffic). */
+template <int XDT, int YDT, int CHUNKS, bool VEC, bool CENTER>
+__device__ __forceinline__ void norm_registers(const kf_norm_params &p) {
+  __shared__ float scratch[2][32];
   const int64_t row = (int64_t)blockIdx.x * blockDim.y + threadIdx.y;
   const bool row_valid = row < p.rows;
   const int packs = (p.row_len + PACK_ELEMENTS - 1) / PACK_ELEMENTS;
@@ -292,7 +133,7 @@ __device__ __forceinline__ void rmsnorm_registers(const kf_norm_params &p) {
                                         : raw_pack<XDT>{};
   }
 
-  float sumsq = 0.0f;
+  float sum = 0.0f; /* of h (CENTER) or h² */
 #pragma unroll
   for (int k = 0; k < CHUNKS; ++k) {
     float v[PACK_ELEMENTS];
@@ -307,10 +148,24 @@ __device__ __forceinline__ void rmsnorm_registers(const kf_norm_params &p) {
       const int pk = threadIdx.x + k * blockDim.x;
       if (row_valid && pk < packs) store_pack<XDT, VEC>(XDT, r.residual_out, pk, p.row_len, h[k]);
     }
-    sumsq += sum_of_squares(v); /* absent packs hold zeros */
+    sum += CENTER ? pack_sum(v) : sum_of_squares(v); /* absent packs hold zeros */
   }
 
-  const float rstd = rsqrtf(row_sum(sumsq) / (float)p.row_len + p.eps);
+  float mean = 0.0f, variance;
+  if (CENTER) {
+    mean = row_reduce<false>(sum, scratch[0]) / (float)p.row_len;
+    float squares = 0.0f;
+#pragma unroll
+    for (int k = 0; k < CHUNKS; ++k) {
+      float v[PACK_ELEMENTS];
+      unpack(XDT, h[k], v);
+      squares += centered_squares(v, mean, threadIdx.x + k * blockDim.x, p.row_len);
+    }
+    variance = row_reduce<false>(squares, scratch[1]) / (float)p.row_len;
+  } else {
+    variance = row_reduce<false>(sum, scratch[0]) / (float)p.row_len;
+  }
+  const float rstd = rsqrtf(variance + p.eps);
   if (!row_valid) return;
 
 #pragma unroll
@@ -319,17 +174,21 @@ __device__ __forceinline__ void rmsnorm_registers(const kf_norm_params &p) {
     if (pk < packs) {
       float v[PACK_ELEMENTS];
       unpack(XDT, h[k], v);
-      scale_pack<VEC>(p, pk, rstd, v);
+      scale_pack<VEC>(p, pk, mean, rstd, v);
       store_pack<YDT, VEC>(YDT, r.y, pk, p.row_len, pack<YDT>(YDT, v));
     }
   }
 }
 
-/* Looping path for rows of any length: pass 1 forms h (storing residual_out), pass 2 re-reads h —
- * from residual_out when there is a residual, so y sees h as rounded there — and writes y. One row
- * per block, LOOP_THREADS threads; each batch loads LOOP_CHUNKS packs per thread before using any. */
-template <int XDT, int YDT, bool VEC>
-__device__ __forceinline__ void rmsnorm_loop(const kf_norm_params &p) {
+/* Looping path for rows of any length: pass 1 forms h (storing residual_out) and sums it (LayerNorm)
+ * or its squares (RMSNorm); LayerNorm adds a pass summing (h - mean)²; the last pass writes y. Passes
+ * after the first re-read h — from residual_out when there is a residual, so y sees h as rounded
+ * there — mostly from L2. One row per block, LOOP_THREADS threads; each batch loads LOOP_CHUNKS packs
+ * per thread before using any. Each thread re-reads only the packs it wrote itself: no barrier is
+ * needed for residual_out. */
+template <int XDT, int YDT, bool VEC, bool CENTER>
+__device__ __forceinline__ void norm_loop(const kf_norm_params &p) {
+  __shared__ float scratch[2][32];
   const int xdt = operand_dtype(XDT, p, KF_NORM_DT_SHIFT_X);
   const int rdt = operand_dtype(XDT, p, KF_NORM_DT_SHIFT_RESIDUAL);
   const int odt = operand_dtype(XDT, p, KF_NORM_DT_SHIFT_RESIDUAL_OUT);
@@ -340,7 +199,7 @@ __device__ __forceinline__ void rmsnorm_loop(const kf_norm_params &p) {
   const row_pointers r = row_start(p, row, xdt, rdt, odt, ydt);
   const int batch = LOOP_CHUNKS * LOOP_THREADS;
 
-  float sumsq = 0.0f;
+  float sum = 0.0f;
   for (int first = 0; first < packs; first += batch) {
     raw_pack<XDT> xs[LOOP_CHUNKS], addend[LOOP_CHUNKS];
 #pragma unroll
@@ -364,14 +223,36 @@ __device__ __forceinline__ void rmsnorm_loop(const kf_norm_params &p) {
         unpack(odt, stored, v);
         if (pk < packs) store_pack<XDT, VEC>(odt, r.residual_out, pk, p.row_len, stored);
       }
-      sumsq += sum_of_squares(v);
+      sum += CENTER ? pack_sum(v) : sum_of_squares(v);
     }
   }
 
-  const float rstd = rsqrtf(row_sum(sumsq) / (float)p.row_len + p.eps);
-  /* Each thread re-reads only the packs it wrote itself: no barrier needed for residual_out. */
   const char *h_row = has_residual ? r.residual_out : r.x;
   const int hdt = has_residual ? odt : xdt;
+  float mean = 0.0f, variance;
+  if (CENTER) {
+    mean = row_reduce<false>(sum, scratch[0]) / (float)p.row_len;
+    float squares = 0.0f;
+    for (int first = 0; first < packs; first += batch) {
+      raw_pack<XDT> hs[LOOP_CHUNKS];
+#pragma unroll
+      for (int k = 0; k < LOOP_CHUNKS; ++k) {
+        const int pk = first + threadIdx.x + k * LOOP_THREADS;
+        hs[k] = pk < packs ? load_pack<XDT, VEC, LOAD_COHERENT>(hdt, h_row, pk, p.row_len, 1) : raw_pack<XDT>{};
+      }
+#pragma unroll
+      for (int k = 0; k < LOOP_CHUNKS; ++k) {
+        float v[PACK_ELEMENTS];
+        unpack(hdt, hs[k], v);
+        squares += centered_squares(v, mean, first + threadIdx.x + k * LOOP_THREADS, p.row_len);
+      }
+    }
+    variance = row_reduce<false>(squares, scratch[1]) / (float)p.row_len;
+  } else {
+    variance = row_reduce<false>(sum, scratch[0]) / (float)p.row_len;
+  }
+  const float rstd = rsqrtf(variance + p.eps);
+
   for (int first = 0; first < packs; first += batch) {
     raw_pack<XDT> hs[LOOP_CHUNKS];
 #pragma unroll
@@ -385,7 +266,7 @@ __device__ __forceinline__ void rmsnorm_loop(const kf_norm_params &p) {
       if (pk < packs) {
         float v[PACK_ELEMENTS];
         unpack(hdt, hs[k], v);
-        scale_pack<VEC>(p, pk, rstd, v);
+        scale_pack<VEC>(p, pk, mean, rstd, v);
         store_pack<YDT, VEC>(ydt, r.y, pk, p.row_len, pack<YDT>(ydt, v));
       }
     }
@@ -393,44 +274,43 @@ __device__ __forceinline__ void rmsnorm_loop(const kf_norm_params &p) {
 }
 
 /* Largest block each register-path chunk count is launched with; it bounds the registers per thread
- * (65536 / threads): CHUNKS = 8 of f32 with a residual holds 128 registers of row data. The host
- * (backend_cuda) mirrors these limits. */
+ * (65536 / threads). The host (backend_cuda/cuda_norm.c) mirrors these limits. */
 #define MAX_THREADS_C1 1024
 #define MAX_THREADS_C2 1024
 #define MAX_THREADS_C4 512
-#define MAX_THREADS_C8 256
 
-#define KF_REGISTER_KERNEL(xname, XDT, yname, YDT, C, vname, VEC)                                           \
+#define KF_REGISTER_KERNEL(op, CENTER, xname, XDT, yname, YDT, C, vname, VEC)                               \
   extern "C" __global__ void __launch_bounds__(MAX_THREADS_C##C)                                         \
-      kf_rmsnorm_##xname##_##yname##_c##C##_##vname(const struct kf_norm_params p) {                     \
-    rmsnorm_registers<XDT, YDT, C, VEC>(p);                                                               \
+      kf_##op##_##xname##_##yname##_c##C##_##vname(const struct kf_norm_params p) {                      \
+    norm_registers<XDT, YDT, C, VEC, CENTER>(p);                                                          \
   }
 
-#define KF_LOOP_KERNEL(name, XDT, YDT, vname, VEC)                                                           \
-  extern "C" __global__ void __launch_bounds__(LOOP_THREADS) kf_rmsnorm_##name##_loop_##vname(           \
+#define KF_LOOP_KERNEL(op, CENTER, name, XDT, YDT, vname, VEC)                                              \
+  extern "C" __global__ void __launch_bounds__(LOOP_THREADS) kf_##op##_##name##_loop_##vname(            \
       const struct kf_norm_params p) {                                                                    \
-    rmsnorm_loop<XDT, YDT, VEC>(p);                                                                       \
+    norm_loop<XDT, YDT, VEC, CENTER>(p);                                                                  \
   }
 
-#define KF_KERNELS_XY(xname, XDT, yname, YDT)                    \
-  KF_REGISTER_KERNEL(xname, XDT, yname, YDT, 1, v, true)         \
-  KF_REGISTER_KERNEL(xname, XDT, yname, YDT, 2, v, true)         \
-  KF_REGISTER_KERNEL(xname, XDT, yname, YDT, 4, v, true)         \
-  KF_REGISTER_KERNEL(xname, XDT, yname, YDT, 8, v, true)         \
-  KF_REGISTER_KERNEL(xname, XDT, yname, YDT, 1, s, false)        \
-  KF_REGISTER_KERNEL(xname, XDT, yname, YDT, 2, s, false)        \
-  KF_REGISTER_KERNEL(xname, XDT, yname, YDT, 4, s, false)        \
-  KF_REGISTER_KERNEL(xname, XDT, yname, YDT, 8, s, false)        \
-  KF_LOOP_KERNEL(xname##_##yname, XDT, YDT, v, true)             \
-  KF_LOOP_KERNEL(xname##_##yname, XDT, YDT, s, false)
+#define KF_KERNELS_XY(op, CENTER, xname, XDT, yname, YDT)                 \
+  KF_REGISTER_KERNEL(op, CENTER, xname, XDT, yname, YDT, 1, v, true)      \
+  KF_REGISTER_KERNEL(op, CENTER, xname, XDT, yname, YDT, 2, v, true)      \
+  KF_REGISTER_KERNEL(op, CENTER, xname, XDT, yname, YDT, 4, v, true)      \
+  KF_REGISTER_KERNEL(op, CENTER, xname, XDT, yname, YDT, 1, s, false)     \
+  KF_REGISTER_KERNEL(op, CENTER, xname, XDT, yname, YDT, 2, s, false)     \
+  KF_REGISTER_KERNEL(op, CENTER, xname, XDT, yname, YDT, 4, s, false)     \
+  KF_LOOP_KERNEL(op, CENTER, xname##_##yname, XDT, YDT, v, true)          \
+  KF_LOOP_KERNEL(op, CENTER, xname##_##yname, XDT, YDT, s, false)
 
-#define KF_KERNELS_X(xname, XDT)                   \
-  KF_KERNELS_XY(xname, XDT, f32, KF_DT_F32)        \
-  KF_KERNELS_XY(xname, XDT, f16, KF_DT_F16)        \
-  KF_KERNELS_XY(xname, XDT, bf16, KF_DT_BF16)
+/* The specialised dtype combinations (x = residual = residual_out -> y): one dtype throughout, and
+ * 16-bit activations normalized into f32. Everything else runs the "any" kernels. */
+#define KF_KERNELS_OP(op, CENTER)                                 \
+  KF_KERNELS_XY(op, CENTER, f32, KF_DT_F32, f32, KF_DT_F32)       \
+  KF_KERNELS_XY(op, CENTER, f16, KF_DT_F16, f16, KF_DT_F16)       \
+  KF_KERNELS_XY(op, CENTER, bf16, KF_DT_BF16, bf16, KF_DT_BF16)   \
+  KF_KERNELS_XY(op, CENTER, f16, KF_DT_F16, f32, KF_DT_F32)       \
+  KF_KERNELS_XY(op, CENTER, bf16, KF_DT_BF16, f32, KF_DT_F32)     \
+  KF_LOOP_KERNEL(op, CENTER, any, DT_RUNTIME, DT_RUNTIME, v, true) \
+  KF_LOOP_KERNEL(op, CENTER, any, DT_RUNTIME, DT_RUNTIME, s, false)
 
-KF_KERNELS_X(f32, KF_DT_F32)
-KF_KERNELS_X(f16, KF_DT_F16)
-KF_KERNELS_X(bf16, KF_DT_BF16)
-KF_LOOP_KERNEL(any, DT_RUNTIME, DT_RUNTIME, v, true)
-KF_LOOP_KERNEL(any, DT_RUNTIME, DT_RUNTIME, s, false)
+KF_KERNELS_OP(rmsnorm, false)
+KF_KERNELS_OP(layernorm, true)

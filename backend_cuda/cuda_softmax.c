@@ -1,0 +1,90 @@
+/* cuda_softmax.c — chooses and launches the softmax kernel of kernels_src/cuda/softmax.cu:
+ *   register path  kf_softmax_<x>_<y>_c<C>_<v|s>: rows up to C * blockDim.x * 8 elements (C = 1, 2, 4, 8);
+ *   looping path   kf_softmax_<x>_<y>_loop_<v|s>: longer rows (online max/sum, then a second read);
+ *   any dtypes     kf_softmax_any_loop_<v|s>: (x, y) pairs without a specialisation.
+ * "v" when row_len % 8 == 0 and every row of x, y and the mask is 16-byte aligned.
+ */
+#include <stdio.h>
+
+#include "backend_cuda/cuda_internal.h"
+#include "kernels_src/common/kf_params.h"
+
+#define LOOP_THREADS 256          /* softmax.cu's LOOP_THREADS */
+#define TARGET_BLOCK_THREADS 256  /* short rows share blocks of this size, as for the norms */
+#define MAX_ROWS_PER_LAUNCH ((int64_t)1 << 30)
+
+static int row_aligned(const kf_tensor_arg *arg, int64_t rows) {
+  if (!kf_cuda_present(arg)) return 1;
+  if (kf_cuda_address(arg) % KF_CUDA_VECTOR_BYTES != 0) return 0;
+  return rows == 1 || (arg->row_stride * kf_cuda_element_size(arg->dtype)) % KF_CUDA_VECTOR_BYTES == 0;
+}
+
+kf_status kf_cuda_softmax(kf_backend_context *ctx, const kf_softmax_args *args) {
+  const int has_mask = kf_cuda_present(&args->mask);
+  if (has_mask && args->mask.col_stride != 1)
+    return kf_fail(KF_ERROR_UNSUPPORTED, "CUDA softmax needs a mask whose last dimension is contiguous");
+  const int fixed = kf_cuda_specialised_pair(args->x.dtype, args->y.dtype);
+  const int vectorized = args->row_len % KF_CUDA_PACK_ELEMENTS == 0 && row_aligned(&args->x, args->rows) &&
+                         row_aligned(&args->y, args->rows) && row_aligned(&args->mask, args->rows);
+  const int64_t packs = (args->row_len + KF_CUDA_PACK_ELEMENTS - 1) / KF_CUDA_PACK_ELEMENTS;
+
+  /* Plan: as RMSNorm's (cuda_rmsnorm.c): one warp per row up to 1024 elements, then 4 packs per
+   * thread up to 512 threads (16384 elements), then 8 packs per thread up to 512 threads (32768
+   * elements: the row is read once instead of twice), then the looping kernel. */
+  int chunks = 0, threads_per_row = LOOP_THREADS, rows_per_block = 1;
+  if (fixed) {
+    if (packs <= 4 * 32) {
+      chunks = packs <= 32 ? 1 : packs <= 64 ? 2 : 4;
+      threads_per_row = 32;
+    } else if (packs <= 4 * 512) {
+      chunks = 4;
+      threads_per_row = (int)((packs + 4 * 32 - 1) / (4 * 32)) * 32;
+    } else if (packs <= 8 * 512) {
+      chunks = 8;
+      threads_per_row = (int)((packs + 8 * 32 - 1) / (8 * 32)) * 32;
+    }
+    if (chunks > 0 && threads_per_row < TARGET_BLOCK_THREADS) rows_per_block = TARGET_BLOCK_THREADS / threads_per_row;
+  }
+  char name[64];
+  const char access = vectorized ? 'v' : 's';
+  if (!fixed)
+    snprintf(name, sizeof name, "kf_softmax_any_loop_%c", access);
+  else if (chunks == 0)
+    snprintf(name, sizeof name, "kf_softmax_%s_%s_loop_%c", kf_cuda_dtype_name(args->x.dtype),
+             kf_cuda_dtype_name(args->y.dtype), access);
+  else
+    snprintf(name, sizeof name, "kf_softmax_%s_%s_c%d_%c", kf_cuda_dtype_name(args->x.dtype),
+             kf_cuda_dtype_name(args->y.dtype), chunks, access);
+  const int family = chunks == 1 ? 0 : chunks == 2 ? 1 : chunks == 4 ? 2 : chunks == 8 ? 3 : 4;
+  const int slot = ((fixed ? (int)args->x.dtype * 3 + (int)args->y.dtype : 9) * 5 + family) * 2 + vectorized;
+
+  struct kf_softmax_params params = {
+      .x = kf_cuda_address(&args->x),
+      .mask = kf_cuda_address(&args->mask),
+      .y = kf_cuda_address(&args->y),
+      .x_row_stride = args->x.row_stride,
+      .mask_row_stride = has_mask ? args->mask.row_stride : 0,
+      .y_row_stride = args->y.row_stride,
+      .row_len = (int32_t)args->row_len,
+      .scale = args->scale,
+      .flags = has_mask ? KF_SOFTMAX_HAS_MASK : 0u,
+      .dtypes = (uint32_t)args->x.dtype << KF_SOFTMAX_DT_SHIFT_X | (uint32_t)args->y.dtype << KF_SOFTMAX_DT_SHIFT_Y |
+                (has_mask ? (uint32_t)args->mask.dtype << KF_SOFTMAX_DT_SHIFT_MASK : 0u),
+  };
+  kf_status status = kf_cuda_enter(ctx);
+  if (status != KF_OK) return status;
+  CUfunction function;
+  status = kf_cuda_function(ctx, KF_CUDA_MODULE_SOFTMAX, slot, name, &function);
+  for (int64_t first = 0; status == KF_OK && first < args->rows; first += MAX_ROWS_PER_LAUNCH) {
+    const int64_t rows = args->rows - first < MAX_ROWS_PER_LAUNCH ? args->rows - first : MAX_ROWS_PER_LAUNCH;
+    struct kf_softmax_params slice = params;
+    slice.rows = rows;
+    slice.x += (uint64_t)(first * args->x.row_stride * kf_cuda_element_size(args->x.dtype));
+    slice.y += (uint64_t)(first * args->y.row_stride * kf_cuda_element_size(args->y.dtype));
+    if (has_mask) slice.mask += (uint64_t)(first * args->mask.row_stride * kf_cuda_element_size(args->mask.dtype));
+    const unsigned grid = (unsigned)((rows + rows_per_block - 1) / rows_per_block);
+    status = kf_cuda_launch(ctx, function, name, grid, (unsigned)threads_per_row, (unsigned)rows_per_block, 0, &slice);
+  }
+  kf_cuda_leave(ctx);
+  return status;
+}

@@ -1,0 +1,266 @@
+/* softmax.cu — y = softmax(x * scale + mask) over each row, for the CUDA backend. f32 arithmetic,
+ * the maximum subtracted before exp (exp2f of d * log2(e), d <= 0: a few ulp over the whole range).
+ *
+ * Register path (rows up to CHUNKS * blockDim.x * 8 elements, CHUNKS up to 8): each row is read once
+ * into registers as f32 (x * scale + mask), reduced once (each thread's (maximum, sum of exp) pair,
+ * merged across the row) and written once. blockDim.x threads share a row, blockDim.y rows share a
+ * block, thread t owns packs t, t + blockDim.x, ... as in rmsnorm.cu.
+ *
+ * Looping path (longer rows, one row per block): one pass keeps an online maximum and a sum rescaled
+ * whenever the maximum grows (per thread, then merged across the block), a second pass re-reads x
+ * (mostly from L2) and writes y: two reads and one write instead of three reads.
+ *
+ * A row whose every v is -inf has maximum -inf; exp(v - max) is then exp(NaN) and the row becomes NaN,
+ * the mathematical answer (0/0). Elements outside the row never enter the sums.
+ *
+ * In place (y identical to x): every element is read by the thread that writes it, loads before
+ * stores, through the coherent path. The mask is never written and is often broadcast over rows
+ * (mask_row_stride 0), so it is read through the read-only path.
+ *
+ * Entry points (extern "C", struct kf_softmax_params by value):
+ *   kf_softmax_<x>_<y>_c<CHUNKS>_<v|s>   register path for the specialised (x, y) dtype pairs
+ *   kf_softmax_<x>_<y>_loop_<v|s>        long rows
+ *   kf_softmax_any_loop_<v|s>            any dtypes (read from params.dtypes)
+ * The mask's dtype is read from params.dtypes in every kernel (a uniform branch). "v" kernels need
+ * row_len % 8 == 0 and 16-byte aligned rows of x, y and the mask.
+ */
+#include "kernels_src/cuda/kf_pack.cuh"
+
+#define DT_RUNTIME (-1)
+#define LOOP_THREADS 256
+#define LOOP_CHUNKS 4
+/* Largest block of each register-path chunk count (backend_cuda/cuda_softmax.c mirrors these). C8
+ * holds 64 f32 values per thread: 512 threads leave it 128 registers. */
+#define MAX_THREADS_C1 1024
+#define MAX_THREADS_C2 1024
+#define MAX_THREADS_C4 512
+#define MAX_THREADS_C8 512
+
+__device__ __forceinline__ float negative_infinity() { return __int_as_float(0xff800000u); }
+
+/* v = x * scale (+ mask) for one pack; elements past row_len become -inf (they never win the maximum
+ * and the callers leave them out of the sums). */
+template <int XDT, bool VEC>
+__device__ __forceinline__ void logits(const kf_softmax_params &p, int xdt, const raw_pack<XDT> &raw, const char *mask,
+                                       int64_t pk, float v[PACK_ELEMENTS]) {
+  unpack(xdt, raw, v);
+#pragma unroll
+  for (int e = 0; e < PACK_ELEMENTS; ++e) v[e] *= p.scale;
+  if (p.flags & KF_SOFTMAX_HAS_MASK) {
+    const int mdt = (p.dtypes >> KF_SOFTMAX_DT_SHIFT_MASK) & 15;
+    float m[PACK_ELEMENTS];
+    unpack<DT_RUNTIME>(mdt, load_pack<DT_RUNTIME, VEC, LOAD_READONLY>(mdt, mask, pk, p.row_len, 1), m);
+#pragma unroll
+    for (int e = 0; e < PACK_ELEMENTS; ++e) v[e] += m[e];
+  }
+#pragma unroll
+  for (int e = 0; e < PACK_ELEMENTS; ++e)
+    if (pk * PACK_ELEMENTS + e >= p.row_len) v[e] = negative_infinity();
+}
+
+struct softmax_row {
+  const char *x, *mask;
+  char *y;
+};
+
+__device__ __forceinline__ softmax_row softmax_row_start(const kf_softmax_params &p, int64_t row, int xdt, int ydt) {
+  const int mdt = (p.dtypes >> KF_SOFTMAX_DT_SHIFT_MASK) & 15;
+  softmax_row r;
+  r.x = reinterpret_cast<const char *>(p.x) + row * p.x_row_stride * element_size(xdt);
+  r.mask = reinterpret_cast<const char *>(p.mask) + row * p.mask_row_stride * element_size(mdt);
+  r.y = reinterpret_cast<char *>(p.y) + row * p.y_row_stride * element_size(ydt);
+  return r;
+}
+
+/* exp(d) for d <= 0 as exp2(d * log2(e)): one MUFU instruction and a multiply; the product's rounding
+ * costs |d| * 2^-24 relative, below the output formats' resolution. */
+__device__ __forceinline__ float exp_nonpositive(float d) { return exp2f(d * 1.4426950408889634f); }
+
+/* Merges two (maximum, sum of exp(v - maximum)) pairs. The sum is formed without contraction so that
+ * merge(a, b) and merge(b, a) are bitwise equal (both partners of a shuffle get the same pair). A pair
+ * whose maximum is -inf has sum 0. */
+__device__ __forceinline__ float2 merge_max_sum(float2 a, float2 b) {
+  const float m = fmaxf(a.x, b.x);
+  if (m == negative_infinity()) return make_float2(m, 0.0f);
+  return make_float2(m, __fadd_rn(__fmul_rn(a.y, exp_nonpositive(a.x - m)), __fmul_rn(b.y, exp_nonpositive(b.x - m))));
+}
+
+/* The row's (maximum, sum) in every thread of the row: shuffles, then one exchange between the warps of
+ * the row through `scratch` (one barrier). */
+__device__ __forceinline__ float2 row_reduce_max_sum(float2 pair, float2 *scratch) {
+#pragma unroll
+  for (int offset = 16; offset > 0; offset >>= 1)
+    pair = merge_max_sum(pair, make_float2(__shfl_xor_sync(0xffffffffu, pair.x, offset),
+                                           __shfl_xor_sync(0xffffffffu, pair.y, offset)));
+  const int warps_per_row = blockDim.x / 32;
+  if (warps_per_row == 1) return pair;
+  const int lane = threadIdx.x % 32;
+  const int first_warp = threadIdx.y * warps_per_row;
+  if (lane == 0) scratch[first_warp + threadIdx.x / 32] = pair;
+  __syncthreads();
+  pair = lane < warps_per_row ? scratch[first_warp + lane] : make_float2(negative_infinity(), 0.0f);
+#pragma unroll
+  for (int offset = 16; offset > 0; offset >>= 1)
+    pair = merge_max_sum(pair, make_float2(__shfl_xor_sync(0xffffffffu, pair.x, offset),
+                                           __shfl_xor_sync(0xffffffffu, pair.y, offset)));
+  return pair;
+}
+
+/* Register path. Each thread turns its elements into e = exp(v - m_t) against its own maximum m_t and
+ * sums them; the per-thread (m_t, sum) pairs are merged across the row in one reduction; then
+ * y = e * exp(m_t - max) / sum — one exp per element and one barrier round per row. A thread whose
+ * elements are all -inf holds e = 0 and factor 0; a row that is all -inf gets sum 0 and factor 0/0 =
+ * NaN, so y is NaN. */
+template <int XDT, int YDT, int CHUNKS, bool VEC>
+__device__ __forceinline__ void softmax_registers(const kf_softmax_params &p) {
+  __shared__ float2 scratch[32];
+  const int64_t row = (int64_t)blockIdx.x * blockDim.y + threadIdx.y;
+  const bool row_valid = row < p.rows;
+  const int packs = (p.row_len + PACK_ELEMENTS - 1) / PACK_ELEMENTS;
+  const softmax_row r = softmax_row_start(p, row, XDT, YDT);
+
+  raw_pack<XDT> raw[CHUNKS];
+#pragma unroll
+  for (int k = 0; k < CHUNKS; ++k) {
+    const int pk = threadIdx.x + k * blockDim.x;
+    raw[k] = row_valid && pk < packs ? load_pack<XDT, VEC, LOAD_COHERENT>(XDT, r.x, pk, p.row_len, 1)
+                                     : raw_pack<XDT>{};
+  }
+  float v[CHUNKS][PACK_ELEMENTS];
+  float local_max = negative_infinity();
+#pragma unroll
+  for (int k = 0; k < CHUNKS; ++k) {
+    const int pk = threadIdx.x + k * blockDim.x;
+    if (row_valid && pk < packs) {
+      logits<XDT, VEC>(p, XDT, raw[k], r.mask, pk, v[k]);
+    } else {
+#pragma unroll
+      for (int e = 0; e < PACK_ELEMENTS; ++e) v[k][e] = negative_infinity();
+    }
+#pragma unroll
+    for (int e = 0; e < PACK_ELEMENTS; ++e) local_max = fmaxf(local_max, v[k][e]);
+  }
+  /* -inf elements (outside the row too) give e = 0 against any finite reference. */
+  const float reference = local_max == negative_infinity() ? 0.0f : local_max;
+  float local_sum = 0.0f;
+#pragma unroll
+  for (int k = 0; k < CHUNKS; ++k)
+#pragma unroll
+    for (int e = 0; e < PACK_ELEMENTS; ++e) {
+      v[k][e] = exp_nonpositive(v[k][e] - reference);
+      local_sum += v[k][e];
+    }
+  const float2 total = row_reduce_max_sum(make_float2(local_max, local_sum), scratch);
+  if (!row_valid) return;
+  const float factor =
+      (local_max == negative_infinity() ? 0.0f : exp_nonpositive(local_max - total.x)) / total.y;
+
+#pragma unroll
+  for (int k = 0; k < CHUNKS; ++k) {
+    const int pk = threadIdx.x + k * blockDim.x;
+    if (pk < packs) {
+#pragma unroll
+      for (int e = 0; e < PACK_ELEMENTS; ++e) v[k][e] *= factor;
+      store_pack<YDT, VEC>(YDT, r.y, pk, p.row_len, pack<YDT>(YDT, v[k]));
+    }
+  }
+}
+
+/* Folds one value into a running (maximum, sum of exp(v - maximum)) pair. A pair whose maximum is
+ * still -inf has sum 0 and stays so until a finite value arrives (no -inf - -inf). */
+__device__ __forceinline__ void online_merge(float &running_max, float &running_sum, float other_max, float other_sum) {
+  const float m = fmaxf(running_max, other_max);
+  if (m == negative_infinity()) return;
+  running_sum = running_sum * expf(running_max - m) + other_sum * expf(other_max - m);
+  running_max = m;
+}
+
+template <int XDT, int YDT, bool VEC>
+__device__ __forceinline__ void softmax_loop(const kf_softmax_params &p) {
+  __shared__ float scratch[2][32];
+  const int xdt = XDT != DT_RUNTIME ? XDT : (int)((p.dtypes >> KF_SOFTMAX_DT_SHIFT_X) & 15);
+  const int ydt = YDT != DT_RUNTIME ? YDT : (int)((p.dtypes >> KF_SOFTMAX_DT_SHIFT_Y) & 15);
+  const int64_t row = blockIdx.x;
+  const int packs = (p.row_len + PACK_ELEMENTS - 1) / PACK_ELEMENTS;
+  const softmax_row r = softmax_row_start(p, row, xdt, ydt);
+  const int batch = LOOP_CHUNKS * LOOP_THREADS;
+
+  float running_max = negative_infinity(), running_sum = 0.0f;
+  for (int first = 0; first < packs; first += batch) {
+    raw_pack<XDT> raw[LOOP_CHUNKS];
+#pragma unroll
+    for (int k = 0; k < LOOP_CHUNKS; ++k) {
+      const int pk = first + threadIdx.x + k * LOOP_THREADS;
+      raw[k] = pk < packs ? load_pack<XDT, VEC, LOAD_COHERENT>(xdt, r.x, pk, p.row_len, 1) : raw_pack<XDT>{};
+    }
+#pragma unroll
+    for (int k = 0; k < LOOP_CHUNKS; ++k) {
+      const int pk = first + threadIdx.x + k * LOOP_THREADS;
+      if (pk >= packs) break;
+      float v[PACK_ELEMENTS];
+      logits<XDT, VEC>(p, xdt, raw[k], r.mask, pk, v);
+      float pack_max = negative_infinity();
+#pragma unroll
+      for (int e = 0; e < PACK_ELEMENTS; ++e) pack_max = fmaxf(pack_max, v[e]);
+      if (pack_max == negative_infinity()) continue;
+      float pack_sum = 0.0f;
+#pragma unroll
+      for (int e = 0; e < PACK_ELEMENTS; ++e) pack_sum += expf(v[e] - pack_max); /* -inf -> 0 */
+      online_merge(running_max, running_sum, pack_max, pack_sum);
+    }
+  }
+  const float row_max = row_reduce<true>(running_max, scratch[0]);
+  const float scaled = running_max == negative_infinity() ? 0.0f : running_sum * expf(running_max - row_max);
+  const float inverse = 1.0f / row_reduce<false>(scaled, scratch[1]);
+
+  for (int first = 0; first < packs; first += batch) {
+    raw_pack<XDT> raw[LOOP_CHUNKS];
+#pragma unroll
+    for (int k = 0; k < LOOP_CHUNKS; ++k) {
+      const int pk = first + threadIdx.x + k * LOOP_THREADS;
+      raw[k] = pk < packs ? load_pack<XDT, VEC, LOAD_COHERENT>(xdt, r.x, pk, p.row_len, 1) : raw_pack<XDT>{};
+    }
+#pragma unroll
+    for (int k = 0; k < LOOP_CHUNKS; ++k) {
+      const int pk = first + threadIdx.x + k * LOOP_THREADS;
+      if (pk >= packs) break;
+      float v[PACK_ELEMENTS];
+      logits<XDT, VEC>(p, xdt, raw[k], r.mask, pk, v);
+#pragma unroll
+      for (int e = 0; e < PACK_ELEMENTS; ++e) v[e] = expf(v[e] - row_max) * inverse;
+      store_pack<YDT, VEC>(ydt, r.y, pk, p.row_len, pack<YDT>(ydt, v));
+    }
+  }
+}
+
+#define KF_REGISTER_KERNEL(xname, XDT, yname, YDT, C, vname, VEC)                                         \
+  extern "C" __global__ void __launch_bounds__(MAX_THREADS_C##C)                                       \
+      kf_softmax_##xname##_##yname##_c##C##_##vname(const struct kf_softmax_params p) {                \
+    softmax_registers<XDT, YDT, C, VEC>(p);                                                             \
+  }
+
+#define KF_LOOP_KERNEL(name, XDT, YDT, vname, VEC)                                                         \
+  extern "C" __global__ void __launch_bounds__(LOOP_THREADS) kf_softmax_##name##_loop_##vname(         \
+      const struct kf_softmax_params p) {                                                               \
+    softmax_loop<XDT, YDT, VEC>(p);                                                                     \
+  }
+
+#define KF_KERNELS_XY(xname, XDT, yname, YDT)             \
+  KF_REGISTER_KERNEL(xname, XDT, yname, YDT, 1, v, true)  \
+  KF_REGISTER_KERNEL(xname, XDT, yname, YDT, 2, v, true)  \
+  KF_REGISTER_KERNEL(xname, XDT, yname, YDT, 4, v, true)  \
+  KF_REGISTER_KERNEL(xname, XDT, yname, YDT, 8, v, true)  \
+  KF_REGISTER_KERNEL(xname, XDT, yname, YDT, 1, s, false) \
+  KF_REGISTER_KERNEL(xname, XDT, yname, YDT, 2, s, false) \
+  KF_REGISTER_KERNEL(xname, XDT, yname, YDT, 4, s, false) \
+  KF_REGISTER_KERNEL(xname, XDT, yname, YDT, 8, s, false) \
+  KF_LOOP_KERNEL(xname##_##yname, XDT, YDT, v, true)      \
+  KF_LOOP_KERNEL(xname##_##yname, XDT, YDT, s, false)
+
+KF_KERNELS_XY(f32, KF_DT_F32, f32, KF_DT_F32)
+KF_KERNELS_XY(f16, KF_DT_F16, f16, KF_DT_F16)
+KF_KERNELS_XY(bf16, KF_DT_BF16, bf16, KF_DT_BF16)
+KF_KERNELS_XY(f16, KF_DT_F16, f32, KF_DT_F32)
+KF_KERNELS_XY(bf16, KF_DT_BF16, f32, KF_DT_F32)
+KF_LOOP_KERNEL(any, DT_RUNTIME, DT_RUNTIME, v, true)
+KF_LOOP_KERNEL(any, DT_RUNTIME, DT_RUNTIME, s, false)
