@@ -3,28 +3,32 @@
 # unpacks runtime packages and runs binaries:
 #   .gpu/lib/      libkfuse.so and any other shared library the binaries need from bazel-bin
 #   .gpu/bin/      demo, kfbench
+#   .gpu/bench/    torch_peers.py (torch on the same GPU) and combine.py (kfbench + torch -> one table)
 #   .gpu/tests/    every test binary of //tests and the test shell scripts
 #   .gpu/tests.list  each test target with the arguments Bazel runs it with
 #   .gpu/debs/     runtime .debs the host lacks (Vulkan/OpenCL loaders, CLBlast, the validation layer)
 #   .gpu/host-setup.sh, .gpu/run_gpu.sh (the script to run there)
 #
 # Usage (here, from anywhere in the repository):   tools/gpu_stage.sh
-# Then on the GPU host, from the repository root:  bash .gpu/run_gpu.sh   (log and bench.json in $OUT)
+# Then on the GPU host, from the repository root:  bash .gpu/run_gpu.sh
+#   ($OUT gets gpu_run.log, bench.json (kfbench), torch.json (torch_peers.py) and table.md (combine.py))
 #
 # The device tool copies the working tree plus carried ignored paths (64 MiB in all); .gpu must be
-# carried, so the script checks that it and the repository's files stay under 60 MB.
+# carried, so the script checks that .gpu stays under 40 MB and, with the repository's files, under
+# 60 MB. It replaces only its own staged folders; others' (.gpu/diag, ...) are left alone.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 readonly STAGE=.gpu
 readonly SIZE_LIMIT_BYTES=$((60 * 1000 * 1000))
+readonly STAGE_LIMIT_BYTES=$((40 * 1000 * 1000))
 
 # Only what runs there: the shared library (not the static archive), the programs and the tests.
 bazel build //:libkfuse.so //:demo //bench:kfbench //tests:all
 
 bin=$(bazel info bazel-bin 2>/dev/null)
-rm -rf "$STAGE/lib" "$STAGE/bin" "$STAGE/tests"
-mkdir -p "$STAGE/lib" "$STAGE/bin" "$STAGE/tests" "$STAGE/debs"
+rm -rf "$STAGE/lib" "$STAGE/bin" "$STAGE/tests" "$STAGE/bench"
+mkdir -p "$STAGE/lib" "$STAGE/bin" "$STAGE/tests" "$STAGE/debs" "$STAGE/bench"
 
 # Copies a built ELF file, without debug sections (they are most of its size and useless there).
 stage_elf() {
@@ -38,6 +42,9 @@ stage_elf "$bin/libkfuse.so" "$STAGE/lib/libkfuse.so"
 if [ -f "$bin/tools/demo" ]; then demo="$bin/tools/demo"; else demo="$bin/demo"; fi
 stage_elf "$demo" "$STAGE/bin/demo"
 stage_elf "$bin/bench/kfbench" "$STAGE/bin/kfbench"
+# The torch peers and the table that joins both runs are Python run by the host's python3 (which has
+# torch and triton); nothing to build.
+install -m 0644 bench/torch_peers.py bench/combine.py "$STAGE/bench/"
 
 # Test binaries: executable ELF files directly in bazel-bin/tests (not runfiles trees, objects, or
 # the launcher scripts Bazel writes for sh_test).
@@ -97,10 +104,15 @@ install -m 0755 /work/shared/gpu/host-setup.sh "$STAGE/host-setup.sh"
 
 cat >"$STAGE/run_gpu.sh" <<'RUN_GPU'
 #!/bin/bash
-# Runs on the GPU host, from the repository root:  bash .gpu/run_gpu.sh
-# (written by tools/gpu_stage.sh). Everything it prints also goes to $OUT/gpu_run.log; kfbench's
-# results go to $OUT/bench.json. Exits nonzero when any step failed.
+# Runs on the GPU host, from the repository root:  bash .gpu/run_gpu.sh [all|tests|bench]
+# (written by tools/gpu_stage.sh): 'tests' runs the demo and every test, 'bench' kfbench, the torch
+# peers and the combined table, 'all' (the default) both; the two halves fit the device tool's
+# 10-minute limit per command separately when together they would not. Everything it prints also goes to $OUT/gpu_run.log; kfbench's
+# results go to $OUT/bench.json, torch's (bench/torch_peers.py) to $OUT/torch.json, and the table
+# joining them (bench/combine.py) to $OUT/table.md. Exits nonzero when any step failed.
 set -uo pipefail
+parts=${1:-all}
+case "$parts" in all | tests | bench) ;; *) echo "usage: bash .gpu/run_gpu.sh [all|tests|bench]" >&2; exit 2 ;; esac
 OUT=${OUT:-$PWD/.gpu/out}
 mkdir -p "$OUT"
 root=$PWD
@@ -135,6 +147,28 @@ main() {
   command -v clinfo >/dev/null && clinfo -l
   command -v vulkaninfo >/dev/null && vulkaninfo --summary 2>/dev/null
 
+  if [ "$parts" != bench ]; then run_tests; fi
+  if [ "$parts" != tests ]; then run_bench; fi
+
+  echo
+  echo "==== summary"
+  failed=0
+  for line in "${steps[@]}"; do
+    echo "  $line"
+    case "$line" in *FAILED* | *TIMEOUT*) failed=$((failed + 1)) ;; esac
+  done
+  echo "  $(( ${#steps[@]} - failed )) steps ok, $failed failed"
+  echo
+  sed -n '/^summary:/,/^$/p' "$logs/kfbench.log" 2>/dev/null
+  if [ "$parts" != tests ] && [ -f "$OUT/table.md" ]; then
+    echo "==== kfuse beside torch ($OUT/table.md)"
+    cat "$OUT/table.md"
+  fi
+  rm -rf "$logs"
+  [ "$failed" -eq 0 ]
+}
+
+run_tests() {
   step demo 120 .gpu/bin/demo
 
   # Every test target of //tests, with the arguments Bazel gives it (listed by tools/gpu_stage.sh).
@@ -153,22 +187,15 @@ main() {
     echo "---- FAIL lines"
     grep -h '^FAIL op=' "$logs"/*.log | head -100
   fi
+}
 
+run_bench() {
   # Hardware devices only: CUDA, and OpenCL / Vulkan on the NVIDIA GPU (not PoCL or the CPU backend).
-  step kfbench 240 .gpu/bin/kfbench --backend=cuda,opencl,vulkan --gpu-only --json="$OUT/bench.json"
-
-  echo
-  echo "==== summary"
-  failed=0
-  for line in "${steps[@]}"; do
-    echo "  $line"
-    case "$line" in *FAILED* | *TIMEOUT*) failed=$((failed + 1)) ;; esac
-  done
-  echo "  $(( ${#steps[@]} - failed )) steps ok, $failed failed"
-  echo
-  sed -n '/^summary:/,/^$/p' "$logs/kfbench.log" 2>/dev/null
-  rm -rf "$logs"
-  [ "$failed" -eq 0 ]
+  step kfbench 360 .gpu/bin/kfbench --backend=cuda,opencl,vulkan --gpu-only --json="$OUT/bench.json"
+  # torch (eager and torch.compile) at the same shapes on the same GPU, right after kfbench, then one
+  # table: kfuse per backend beside torch and the copy bandwidth.
+  step torch_peers 300 python3 .gpu/bench/torch_peers.py --json="$OUT/torch.json"
+  step combine 60 python3 .gpu/bench/combine.py "$OUT/bench.json" "$OUT/torch.json" --markdown="$OUT/table.md"
 }
 
 main 2>&1 | tee "$OUT/gpu_run.log"
@@ -183,11 +210,16 @@ if ! git check-ignore -q "$STAGE/run_gpu.sh"; then
 fi
 
 stage_bytes=$(du -sb "$STAGE" | cut -f1)
-repo_bytes=$(git ls-files -z -c -o --exclude-standard | du -cb --files0-from=- 2>/dev/null | tail -1 | cut -f1)
+# (du complains about, and the pipeline fails on, files deleted from the work tree but still tracked.)
+repo_bytes=$(git ls-files -z -c -o --exclude-standard | du -cb --files0-from=- 2>/dev/null | tail -1 | cut -f1 || true)
 total=$((stage_bytes + repo_bytes))
 echo "gpu_stage: $test_count test binaries, $(ls "$STAGE"/tests/*.sh 2>/dev/null | wc -l) test scripts," \
   "$(ls "$STAGE"/debs/*.deb | wc -l) debs; .gpu $((stage_bytes / 1000000)) MB +" \
   "repository $((repo_bytes / 1000000)) MB = $((total / 1000000)) MB (limit $((SIZE_LIMIT_BYTES / 1000000)) MB)"
+if [ "$stage_bytes" -gt "$STAGE_LIMIT_BYTES" ]; then
+  echo "gpu_stage: .gpu is $((stage_bytes / 1000000)) MB, over its $((STAGE_LIMIT_BYTES / 1000000)) MB share" >&2
+  exit 1
+fi
 if [ "$total" -gt "$SIZE_LIMIT_BYTES" ]; then
   echo "gpu_stage: too large to carry to the GPU host" >&2
   exit 1
