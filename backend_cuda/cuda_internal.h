@@ -65,7 +65,7 @@ kf_status kf_cuda_launch(kf_backend_context *ctx, CUfunction function, const cha
 #define KF_CUDA_PACK_ELEMENTS 8 /* elements per pack, as in kernels_src/cuda/kf_pack.cuh */
 #define KF_CUDA_VECTOR_BYTES 16 /* one LDG.128 */
 
-static inline int64_t kf_cuda_element_size(kf_dtype dtype) { return dtype == KF_F32 ? 4 : 2; }
+static inline int64_t kf_cuda_element_size(kf_dtype dtype) { return (int64_t)kf_dtype_size(dtype); }
 
 static inline const char *kf_cuda_dtype_name(kf_dtype dtype) {
   return dtype == KF_F32 ? "f32" : dtype == KF_F16 ? "f16" : "bf16";
