@@ -8,10 +8,10 @@
 
 /* Work-group size to aim for when rows are short (several rows per group). */
 #define KF_ROW_GROUP_TARGET 256
-/* Vectors each work-item of a row op holds in registers: 8 independent 16-byte loads in flight per
- * work-item hide memory latency, and a bf16 row of 8192 then needs only 128 work-items, so the
- * per-row reductions are short (measured on the H200: 4 per item left bf16 at about 56% of copy). */
-#define KF_ROW_VECS_PER_ITEM 8
+/* Vectors each work-item of a row op aims to hold in registers. Measured on the H200 (bf16
+ * 16384x8192 RMSNorm): 4 per item gave 56% of copy; 8 per item (64 floats of h per work-item) fell to
+ * 30%, the register pressure costing more than the shorter reductions gained. */
+#define KF_ROW_VECS_PER_ITEM 4
 /* Groups beyond this loop over rows inside the kernel (keeps the grid within every driver's limits). */
 #define KF_ROW_MAX_GROUPS (1 << 20)
 

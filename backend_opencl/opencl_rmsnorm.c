@@ -8,10 +8,11 @@
 
 /* Elements per vector access when every operand is 8-aligned (see rmsnorm.cl). */
 #define KF_NORM_VEC 8
-/* Vectors each work-item should hold: 8 independent 16-byte loads in flight per work-item hide
- * memory latency, and a bf16 row of 8192 then needs only 128 work-items, so the per-row reduction is
- * short (4 per item, 256 items per row, left bf16 at 56% of copy on the H200). */
-#define KF_NORM_VECS_PER_ITEM 8
+/* Vectors each work-item should hold: enough independent loads in flight per work-item to hide
+ * memory latency, few enough that a 256-item group fits many times on a GPU core (a bf16 row of 8192
+ * gets 256 items x 4 vectors x 8 elements). Measured on the H200 (bf16 16384x8192): 4 per item gave
+ * 56% of copy, 8 per item (64 floats of h per item) fell to 30%. */
+#define KF_NORM_VECS_PER_ITEM 4
 /* Work-group size to aim for when rows are short (several rows per group). */
 #define KF_NORM_GROUP_TARGET 256
 /* Groups beyond this loop over rows inside the kernel (keeps the grid within every driver's limits). */
@@ -97,7 +98,9 @@ kf_status kf_ocl_rmsnorm(kf_backend_context *ctx, const kf_norm_args *args) {
   size_t desired = pow2_ceil(ceil_div(vecs, KF_NORM_VECS_PER_ITEM));
   cl_kernel kernel = NULL;
   size_t row_threads = 0, kernel_limit = 0;
-  for (int k = 0; k < 4 && kernel == NULL; ++k) {
+  /* 8-wide register kernels stop at 4 chunks (32 floats per item): see KF_NORM_VECS_PER_ITEM. */
+  const int register_kernels = vectorized ? 3 : 4;
+  for (int k = 0; k < register_kernels && kernel == NULL; ++k) {
     cl_kernel candidate;
     size_t max_group;
     status = kf_ocl_get_kernel(ctx, program, k, kRegisterKernels[k].name, &candidate, &max_group);
