@@ -119,4 +119,8 @@ kf_status kf_ocl_rope(kf_backend_context *ctx, const kf_rope_args *args);
 kf_status kf_ocl_glu(kf_backend_context *ctx, const kf_glu_args *args);
 kf_status kf_ocl_softmax(kf_backend_context *ctx, const kf_softmax_args *args);
 
+struct kf_norm_params;
+/* Fills the RMSNorm/LayerNorm parameter block for `rows` rows of args (opencl_launch.c). */
+void kf_ocl_norm_params(const kf_norm_args *args, int64_t rows, struct kf_norm_params *params);
+
 #endif /* KF_BACKEND_OPENCL_INTERNAL_H_ */

@@ -28,30 +28,7 @@ kf_status kf_ocl_layernorm(kf_backend_context *ctx, const kf_norm_args *args) {
   if (status != KF_OK) return status;
 
   struct kf_norm_params params;
-  memset(&params, 0, sizeof params);
-  params.x = (uint64_t)args->x.offset;
-  params.residual = (uint64_t)args->residual.offset;
-  params.residual_out = (uint64_t)args->residual_out.offset;
-  params.weight = (uint64_t)args->weight.offset;
-  params.bias = (uint64_t)args->bias.offset;
-  params.y = (uint64_t)args->y.offset;
-  params.x_row_stride = args->x.row_stride;
-  params.residual_row_stride = args->residual.row_stride;
-  params.residual_out_row_stride = args->residual_out.row_stride;
-  params.y_row_stride = args->y.row_stride;
-  params.rows = rows;
-  params.row_len = (int32_t)args->row_len;
-  params.weight_stride = (int32_t)args->weight.col_stride;
-  params.bias_stride = (int32_t)args->bias.col_stride;
-  params.eps = args->eps;
-  params.flags = (args->weight.buffer ? KF_NORM_HAS_WEIGHT : 0u) | (args->bias.buffer ? KF_NORM_HAS_BIAS : 0u) |
-                 (args->residual.buffer ? KF_NORM_HAS_RESIDUAL : 0u);
-  params.dtypes = (uint32_t)args->x.dtype << KF_NORM_DT_SHIFT_X | (uint32_t)args->y.dtype << KF_NORM_DT_SHIFT_Y;
-  if (args->residual.buffer)
-    params.dtypes |= (uint32_t)args->residual.dtype << KF_NORM_DT_SHIFT_RESIDUAL |
-                     (uint32_t)args->residual_out.dtype << KF_NORM_DT_SHIFT_RESIDUAL_OUT;
-  if (args->weight.buffer) params.dtypes |= (uint32_t)args->weight.dtype << KF_NORM_DT_SHIFT_WEIGHT;
-  if (args->bias.buffer) params.dtypes |= (uint32_t)args->bias.dtype << KF_NORM_DT_SHIFT_BIAS;
+  kf_ocl_norm_params(args, rows, &params);
 
   cl_mem mems[6];
   for (int i = 0; i < 6; ++i) mems[i] = kf_ocl_operand_mem(ctx, operands[i]);
