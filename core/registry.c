@@ -202,7 +202,7 @@ static bool backend_usable(kf_backend b) {
 
 /* Default policy: CUDA, discrete Vulkan GPU, OpenCL GPU, integrated Vulkan GPU, CPU backend. Software
  * drivers never. Fills up to `capacity` candidate indices in order of preference. */
-static size_t default_candidates(size_t *out, size_t capacity) {
+size_t kf_registry_default_candidates(size_t *out, size_t capacity) {
   const kf_device_info *infos = NULL;
   size_t count = 0, n = 0;
   kf_registry_devices(NULL, &infos, &count);
@@ -336,7 +336,6 @@ kf_status kf_registry_select(const kf_context_options *options, size_t *out, siz
   return KF_OK;
 }
 
-size_t kf_registry_default_candidates(size_t *out, size_t capacity) { return default_candidates(out, capacity); }
 
 kf_status kf_default_device(size_t *out_index) {
   KF_API_ENTER("kf_default_device");
@@ -344,7 +343,7 @@ kf_status kf_default_device(size_t *out_index) {
   size_t candidates[64], n = 0;
   kf_status status = kf_registry_select(NULL, candidates, 64, &n);
   if (status != KF_OK) return status;
-  if (n == 0) n = default_candidates(candidates, 64);
+  if (n == 0) n = kf_registry_default_candidates(candidates, 64);
   if (n == 0) return kf_fail(KF_ERROR_DEVICE_NOT_FOUND, "no usable device (the CPU backend is missing?)");
   *out_index = candidates[0];
   return KF_OK;
