@@ -114,6 +114,70 @@ typedef struct kf_softmax_args {
   kf_tensor_arg x, mask, y;
 } kf_softmax_args;
 
+/* A matrix of GEMM: element (r, c) of the stored matrix of batch entry i is at
+ *   buffer + (offset + i * batch_stride + r * ld + c) * dtype_size
+ * (row-major storage; batch_stride 0 broadcasts one matrix over the batch). buffer == NULL: absent. */
+typedef struct kf_matrix_arg {
+  kf_buffer *buffer;
+  int64_t offset;
+  int64_t ld;
+  int64_t batch_stride;
+  kf_dtype dtype;
+} kf_matrix_arg;
+
+/* C[i] = epilogue(alpha * op(A[i]) op(B[i])) over batch entries i, as kf_gemm documents; the core has
+ * folded scale_a * scale_b into alpha and turned column-major views into transposes.
+ *  - a: [m, k] stored, or [k, m] when trans_a (then op(A) = Aᵀ); b: [k, n] stored, or [n, k] when trans_b.
+ *  - KF_GEMM_SWIGLU: b is the gate half of op(B) and b_up the up half (same dtype, ld, batch_stride
+ *    and trans_b; b_up.offset points at column n of op(B)); bias (if any) is the gate half's bias and
+ *    bias_up the up half's. C = silu(acc_gate + bias) * (acc_up + bias_up) + beta C + residual.
+ *  - c: [m, n] row-major. residual: absent or [m, n] with its own ld / batch_stride, possibly
+ *    identical to c (then read each element before writing it). beta == 0: C is never read (it may
+ *    hold NaN).
+ *  - bias / bias_up: vectors (row_stride 0, col_stride = element stride), f32/f16/bf16.
+ *  - allow_tf32: f32 inputs may use TF32 tensor cores; otherwise f32 products are exact f32.
+ *  - workspace: workspace_bytes (what gemm_workspace asked for; 0 and NULL when it asked for none)
+ *    of device memory from the context's allocator, only for this call's queued work.
+ * batch, m, n >= 1 (the core returns early on an empty C), all < 2^31. k >= 0: k == 0 makes the product
+ * 0 and the epilogue still applies. */
+typedef struct kf_gemm_args {
+  int64_t batch, m, n, k;
+  float alpha, beta;
+  int32_t trans_a, trans_b;
+  kf_gemm_activation activation;
+  int32_t allow_tf32;
+  kf_matrix_arg a, b, b_up;
+  kf_tensor_arg bias, bias_up;
+  kf_matrix_arg c, residual;
+  kf_buffer *workspace;
+  size_t workspace_bytes;
+} kf_gemm_args;
+
+/* A [batch, seq, heads, dim] operand of attention with dim contiguous: element (b, s, h, d) at
+ *   buffer + (offset + b * batch_stride + s * seq_stride + h * head_stride + d) * dtype_size. */
+typedef struct kf_seq_arg {
+  kf_buffer *buffer;
+  int64_t offset;
+  int64_t batch_stride, seq_stride, head_stride;
+  kf_dtype dtype;
+} kf_seq_arg;
+
+/* Flash attention as kf_attention documents. q/out: [batch, q_len, q_heads, head_dim]; k/v: [batch,
+ * kv_len, kv_heads, head_dim]; q_heads % kv_heads == 0; q, k, v, out one dtype; scale already resolved
+ * (never 0); window_left < 0: none. lse: absent, or f32 with element (b, h, i) at offset + b *
+ * batch_stride + h * head_stride + i * seq_stride. out never overlaps q, k, v. batch, q_len, kv_len,
+ * heads >= 1. workspace as for GEMM (attention_workspace). */
+typedef struct kf_attention_args {
+  int64_t batch, q_len, kv_len;
+  int32_t q_heads, kv_heads, head_dim;
+  float scale;
+  int32_t causal;
+  int64_t window_left;
+  kf_seq_arg q, k, v, out, lse;
+  kf_buffer *workspace;
+  size_t workspace_bytes;
+} kf_attention_args;
+
 typedef struct kf_backend_iface {
   kf_backend backend;
   const char *name;
@@ -144,6 +208,11 @@ typedef struct kf_backend_iface {
   kf_status (*rope)(kf_backend_context *ctx, const kf_rope_args *args);
   kf_status (*glu)(kf_backend_context *ctx, const kf_glu_args *args);
   kf_status (*softmax)(kf_backend_context *ctx, const kf_softmax_args *args);
+  kf_status (*gemm)(kf_backend_context *ctx, const kf_gemm_args *args);
+  kf_status (*attention)(kf_backend_context *ctx, const kf_attention_args *args);
+  /* Device memory an op needs beyond its operands (NULL or 0: none); args->workspace not yet set. */
+  size_t (*gemm_workspace)(kf_backend_context *ctx, const kf_gemm_args *args);
+  size_t (*attention_workspace)(kf_backend_context *ctx, const kf_attention_args *args);
 } kf_backend_iface;
 
 /* The backends compiled into this build (core/registry.c). */

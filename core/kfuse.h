@@ -370,6 +370,82 @@ typedef struct kf_softmax_desc {
 /* desc may be NULL (scale 1, no mask). */
 KF_API kf_status kf_softmax(kf_context *context, const kf_tensor *x, kf_tensor *y, const kf_softmax_desc *desc);
 
+/* ---------------------------------------------------------------------------------------------
+ * GEMM:  C = epilogue(alpha * scale_a * scale_b * op(A) op(B)) with, in this order,
+ *   t = alpha * scale_a * scale_b * op(A) op(B)              [M, N'] (f32 accumulation)
+ *   t = t + bias                                             optional, bias [N'] per output column
+ *   t = silu(t[:, :N]) * t[:, N:2N]   (KF_GEMM_SWIGLU only)  N' = 2N, else N' = N
+ *   C = t + beta * C + residual                              beta * C read only when beta != 0;
+ *                                                            residual optional, shaped like C
+ * Shapes: A [M, K] ([K, M] with transpose_a), B [K, N'] ([N', K] with transpose_b), C [M, N]; or
+ * 3-D with a leading batch dimension: C [batch, M, N], and A, B either [batch, ...] or 2-D (the same
+ * matrix for every batch entry). Every matrix needs one dimension of stride 1; a column-major view
+ * (stride 1 in the first of its two dimensions) is taken as the transpose of the other layout, so
+ * passing a transposed view and setting transpose_* are equivalent. C and residual must be row-major
+ * (last dimension stride 1); residual may be C itself. C must not overlap A, B or bias.
+ * KF_GEMM_SWIGLU ("side by side"): op(B) holds the gate projection in columns [0, N) and the up
+ * projection in columns [N, 2N) (torch.cat([W_gate, W_up]) of nn.Linear weights, used with
+ * transpose_b), and C = silu(gate) * up has half that width: the gate/up projection and SwiGLU as one op.
+ * Dtypes: A and B both f32, both f16, both bf16, or both KF_F8_E4M3 (devices with KF_CAP_FP8; scale_a
+ * and scale_b are the per-tensor dequantization scales); C, bias, residual f32/f16/bf16 each. f32
+ * inputs use exact f32 multiplies unless the context has KF_CONTEXT_ALLOW_TF32.
+ */
+typedef enum kf_gemm_activation {
+  KF_GEMM_NONE = 0,
+  KF_GEMM_SWIGLU = 1, /* C = silu(gate) * up with gate/up the two column halves of op(B) */
+  KF_GEMM_ACTIVATION_MAX_ENUM = 0x7fffffff
+} kf_gemm_activation;
+
+typedef struct kf_gemm_desc {
+  size_t struct_size;
+  float alpha;                 /* default 1 */
+  float beta;                  /* default 0: C is write-only */
+  int32_t transpose_a;         /* A is stored [K, M] */
+  int32_t transpose_b;         /* B is stored [N', K] (an nn.Linear weight) */
+  const kf_tensor *bias;       /* optional [N'] */
+  const kf_tensor *residual;   /* optional, like C (may be C) */
+  kf_gemm_activation activation;
+  float scale_a;               /* default 1; per-tensor scale of an f8e4m3 A (any dtype) */
+  float scale_b;               /* default 1 */
+} kf_gemm_desc;
+
+#define KF_GEMM_DESC_INIT {sizeof(kf_gemm_desc), 1.0f, 0.0f, 0, 0, NULL, NULL, KF_GEMM_NONE, 1.0f, 1.0f}
+
+/* desc may be NULL (C = A B). */
+KF_API kf_status kf_gemm(kf_context *context, const kf_tensor *a, const kf_tensor *b, kf_tensor *c,
+                         const kf_gemm_desc *desc);
+
+/* ---------------------------------------------------------------------------------------------
+ * Attention (flash attention: single pass, online softmax, memory O(q_len + kv_len)):
+ *   out[b, i, h, :] = sum_j softmax_j(scale * q[b, i, h, :] . k[b, j, h / (q_heads / kv_heads), :]) v[b, j, ...]
+ * over the keys j visible to query i. Query i sits at position p = i + kv_len - q_len (bottom-right
+ * aligned: the queries are the last q_len positions of the sequence, as in decode and chunked prefill
+ * over a KV cache). Key j is visible iff (not causal or j <= p) and (window_left < 0 or j >= p -
+ * window_left). A query that sees no key gets out = 0 and lse = -inf.
+ *   q, out: [batch, q_len, q_heads, head_dim]; k, v: [batch, kv_len, kv_heads, head_dim]. Any strides
+ *   as long as head_dim is contiguous: Q, K, V may be slices of one packed QKV tensor, and K/V the
+ *   first kv_len rows of a larger KV cache. q_heads must be a multiple of kv_heads (GQA / MQA).
+ *   head_dim 64, 96, 128 or 256 (any multiple of 8 up to 256 on CPU). q, k, v and out share one dtype
+ *   (f32, f16 or bf16); arithmetic in f32 (tensor-core inputs in the tensor dtype).
+ *   lse (optional): [batch, q_heads, q_len] f32, the natural-log logsumexp of each query's scaled
+ *   logits, for merging partial attentions.
+ * Temporary device memory (split-KV partials for decode) comes from the context's allocator and does
+ * not grow with q_len * kv_len.
+ */
+typedef struct kf_attention_desc {
+  size_t struct_size;
+  float scale;                 /* 0: 1/sqrt(head_dim) */
+  int32_t causal;
+  int64_t window_left;         /* -1: no window; w: keys p - w .. p (with causal: a sliding window) */
+  kf_tensor *lse;              /* optional output */
+} kf_attention_desc;
+
+#define KF_ATTENTION_DESC_INIT {sizeof(kf_attention_desc), 0.0f, 0, -1, NULL}
+
+/* desc may be NULL (non-causal, default scale). */
+KF_API kf_status kf_attention(kf_context *context, const kf_tensor *q, const kf_tensor *k, const kf_tensor *v,
+                              kf_tensor *out, const kf_attention_desc *desc);
+
 #ifdef __cplusplus
 }
 #endif

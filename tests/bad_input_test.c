@@ -755,6 +755,121 @@ static void test_softmax(void) {
           "kf_softmax", "x");
 }
 
+static kf_tensor *make_nd(kf_context *c, kf_dtype dtype, int32_t ndim, const int64_t *shape) {
+  kf_tensor *t = NULL;
+  if (kf_tensor_create(c, dtype, ndim, shape, &t) != KF_OK) {
+    printf("FAIL setup: kf_tensor_create: %s\n", kf_last_error());
+    exit(1);
+  }
+  return t;
+}
+
+/* GEMM: C [4,64] = A [4,32] B [32,64]; each rejection also leaves C untouched. */
+static void test_gemm(void) {
+  kf_tensor *a = make(ctx, KF_F32, 2, ROWS, 32), *b = make(ctx, KF_F32, 2, 32, ROW_LEN);
+  kf_tensor *c = make(ctx, KF_F32, 2, ROWS, ROW_LEN), *b_bad = make(ctx, KF_F32, 2, 33, ROW_LEN);
+  kf_tensor *b_f16 = make(ctx, KF_F16, 2, 32, ROW_LEN), *a_i32 = make(ctx, KF_I32, 2, ROWS, 32);
+  kf_tensor *a_f8 = make(ctx, KF_F8_E4M3, 2, ROWS, 32), *b_f8 = make(ctx, KF_F8_E4M3, 2, 32, ROW_LEN);
+  kf_tensor *bias_short = make(ctx, KF_F32, 1, ROW_LEN - 1, 0), *c_odd = make(ctx, KF_F32, 2, ROWS, 63);
+  kf_tensor *a_other = make(other_ctx, KF_F32, 2, ROWS, 32);
+  kf_tensor *a3 = make_nd(ctx, KF_F32, 3, (int64_t[]){2, ROWS, 32}), *c3 = make_nd(ctx, KF_F32, 3, (int64_t[]){3, ROWS, ROW_LEN});
+  kf_tensor *big = make(ctx, KF_F32, 2, 64, 64), *a_in_big = NULL, *c_in_big = NULL, *a_strided = NULL;
+  kf_tensor_view(big, 2, (int64_t[]){ROWS, 32}, (int64_t[]){64, 1}, 0, &a_in_big);
+  kf_tensor_view(big, 2, (int64_t[]){ROWS, ROW_LEN}, (int64_t[]){64, 1}, 16, &c_in_big);
+  kf_tensor_view(big, 2, (int64_t[]){ROWS, 32}, (int64_t[]){64, 2}, 0, &a_strided);
+  fill_pattern(c);
+  kf_gemm_desc desc = KF_GEMM_DESC_INIT;
+#define GEMM_REJECTS(what, call, want, argument)                                                     \
+  do {                                                                                               \
+    EXPECT(what, call, want, "kf_gemm", argument);                                                   \
+    if (!holds_pattern(c)) report(false, what, "c was modified");                                   \
+  } while (0)
+  GEMM_REJECTS("kf_gemm(context=NULL)", kf_gemm(NULL, a, b, c, NULL), KF_ERROR_NULL_ARGUMENT, "context");
+  GEMM_REJECTS("kf_gemm(a=NULL)", kf_gemm(ctx, NULL, b, c, NULL), KF_ERROR_NULL_ARGUMENT, "a");
+  GEMM_REJECTS("kf_gemm(c=NULL)", kf_gemm(ctx, a, b, NULL, NULL), KF_ERROR_NULL_ARGUMENT, "c");
+  desc.struct_size = 8;
+  GEMM_REJECTS("kf_gemm(desc->struct_size too small)", kf_gemm(ctx, a, b, c, &desc), KF_ERROR_INVALID_ARGUMENT,
+               "struct_size");
+  desc = (kf_gemm_desc)KF_GEMM_DESC_INIT;
+  desc.activation = (kf_gemm_activation)5;
+  GEMM_REJECTS("kf_gemm(desc->activation=5)", kf_gemm(ctx, a, b, c, &desc), KF_ERROR_INVALID_ARGUMENT, "activation");
+  desc = (kf_gemm_desc)KF_GEMM_DESC_INIT;
+  desc.alpha = INFINITY;
+  GEMM_REJECTS("kf_gemm(desc->alpha=inf)", kf_gemm(ctx, a, b, c, &desc), KF_ERROR_INVALID_ARGUMENT, "alpha");
+  GEMM_REJECTS("kf_gemm(inner dimensions 32 vs 33)", kf_gemm(ctx, a, b_bad, c, NULL), KF_ERROR_SHAPE_MISMATCH, "op(b)");
+  GEMM_REJECTS("kf_gemm(c [4,63] for [4,64])", kf_gemm(ctx, a, b, c_odd, NULL), KF_ERROR_SHAPE_MISMATCH, "c");
+  GEMM_REJECTS("kf_gemm(a f32, b f16)", kf_gemm(ctx, a, b_f16, c, NULL), KF_ERROR_DTYPE_MISMATCH, "b");
+  GEMM_REJECTS("kf_gemm(a i32)", kf_gemm(ctx, a_i32, b, c, NULL), KF_ERROR_DTYPE_MISMATCH, "a");
+  GEMM_REJECTS("kf_gemm(a f8e4m3, b f32)", kf_gemm(ctx, a_f8, b, c, NULL), KF_ERROR_DTYPE_MISMATCH, "b");
+  (void)b_f8;
+  desc = (kf_gemm_desc)KF_GEMM_DESC_INIT;
+  desc.bias = bias_short;
+  GEMM_REJECTS("kf_gemm(bias of 63 for 64 columns)", kf_gemm(ctx, a, b, c, &desc), KF_ERROR_SHAPE_MISMATCH, "bias");
+  desc = (kf_gemm_desc)KF_GEMM_DESC_INIT;
+  desc.activation = KF_GEMM_SWIGLU;
+  GEMM_REJECTS("kf_gemm(SwiGLU with op(b) as wide as c)", kf_gemm(ctx, a, b, c, &desc), KF_ERROR_SHAPE_MISMATCH, "c");
+  desc = (kf_gemm_desc)KF_GEMM_DESC_INIT;
+  desc.transpose_a = 1;
+  GEMM_REJECTS("kf_gemm(transpose_a with a [4,32])", kf_gemm(ctx, a, b, c, &desc), KF_ERROR_SHAPE_MISMATCH, "op(a)");
+  GEMM_REJECTS("kf_gemm(a of another context)", kf_gemm(ctx, a_other, b, c, NULL), KF_ERROR_CONTEXT_MISMATCH, "a");
+  GEMM_REJECTS("kf_gemm(a batch 2, c batch 3)", kf_gemm(ctx, a3, b, c3, NULL), KF_ERROR_SHAPE_MISMATCH, "a");
+  GEMM_REJECTS("kf_gemm(a with no unit stride)", kf_gemm(ctx, a_strided, b, c, NULL), KF_ERROR_UNSUPPORTED, "a");
+  EXPECT("kf_gemm(c overlaps a)", kf_gemm(ctx, a_in_big, b, c_in_big, NULL), KF_ERROR_INVALID_ARGUMENT, "kf_gemm", "c");
+#undef GEMM_REJECTS
+  kf_tensor *all[] = {a, b, c, b_bad, b_f16, a_i32, a_f8, b_f8, bias_short, c_odd, a_other, a3, c3, big, a_in_big,
+                      c_in_big, a_strided};
+  for (size_t i = 0; i < sizeof all / sizeof all[0]; ++i) kf_tensor_destroy(all[i]);
+}
+
+/* Attention: q/out [1,8,4,64], k/v [1,16,2,64]. */
+static void test_attention(void) {
+  kf_tensor *q = make_nd(ctx, KF_F32, 4, (int64_t[]){1, 8, 4, 64}), *out = make_nd(ctx, KF_F32, 4, (int64_t[]){1, 8, 4, 64});
+  kf_tensor *k = make_nd(ctx, KF_F32, 4, (int64_t[]){1, 16, 2, 64}), *v = make_nd(ctx, KF_F32, 4, (int64_t[]){1, 16, 2, 64});
+  kf_tensor *k3 = make_nd(ctx, KF_F32, 4, (int64_t[]){1, 16, 3, 64}), *v_short = make_nd(ctx, KF_F32, 4, (int64_t[]){1, 15, 2, 64});
+  kf_tensor *k_f16 = make_nd(ctx, KF_F16, 4, (int64_t[]){1, 16, 2, 64}), *q3d = make_nd(ctx, KF_F32, 3, (int64_t[]){8, 4, 64});
+  kf_tensor *q_d60 = make_nd(ctx, KF_F32, 4, (int64_t[]){1, 8, 4, 60}), *lse_bad = make_nd(ctx, KF_F32, 3, (int64_t[]){1, 8, 4});
+  kf_tensor *lse_f16 = make_nd(ctx, KF_F16, 3, (int64_t[]){1, 4, 8}), *k_empty = make_nd(ctx, KF_F32, 4, (int64_t[]){1, 0, 2, 64});
+  fill_pattern(out);
+  kf_attention_desc desc = KF_ATTENTION_DESC_INIT;
+#define ATTN_REJECTS(what, call, want, argument)                                                     \
+  do {                                                                                               \
+    EXPECT(what, call, want, "kf_attention", argument);                                              \
+    if (!holds_pattern(out)) report(false, what, "out was modified");                               \
+  } while (0)
+  ATTN_REJECTS("kf_attention(context=NULL)", kf_attention(NULL, q, k, v, out, NULL), KF_ERROR_NULL_ARGUMENT, "context");
+  ATTN_REJECTS("kf_attention(v=NULL)", kf_attention(ctx, q, k, NULL, out, NULL), KF_ERROR_NULL_ARGUMENT, "v");
+  desc.struct_size = 4;
+  ATTN_REJECTS("kf_attention(desc->struct_size too small)", kf_attention(ctx, q, k, v, out, &desc),
+               KF_ERROR_INVALID_ARGUMENT, "struct_size");
+  desc = (kf_attention_desc)KF_ATTENTION_DESC_INIT;
+  desc.window_left = -5;
+  ATTN_REJECTS("kf_attention(desc->window_left=-5)", kf_attention(ctx, q, k, v, out, &desc), KF_ERROR_INVALID_ARGUMENT,
+               "window_left");
+  desc = (kf_attention_desc)KF_ATTENTION_DESC_INIT;
+  desc.scale = NAN;
+  ATTN_REJECTS("kf_attention(desc->scale=NaN)", kf_attention(ctx, q, k, v, out, &desc), KF_ERROR_INVALID_ARGUMENT,
+               "scale");
+  ATTN_REJECTS("kf_attention(4 q heads over 3 kv heads)", kf_attention(ctx, q, k3, k3, out, NULL),
+               KF_ERROR_SHAPE_MISMATCH, "kv_heads");
+  ATTN_REJECTS("kf_attention(v shorter than k)", kf_attention(ctx, q, k, v_short, out, NULL), KF_ERROR_SHAPE_MISMATCH,
+               "v");
+  ATTN_REJECTS("kf_attention(k f16, q f32)", kf_attention(ctx, q, k_f16, v, out, NULL), KF_ERROR_DTYPE_MISMATCH, "k");
+  ATTN_REJECTS("kf_attention(q 3-D)", kf_attention(ctx, q3d, k, v, out, NULL), KF_ERROR_SHAPE_MISMATCH, "q");
+  ATTN_REJECTS("kf_attention(head_dim 60)", kf_attention(ctx, q_d60, k, v, out, NULL), KF_ERROR_SHAPE_MISMATCH, "k");
+  ATTN_REJECTS("kf_attention(kv_len 0)", kf_attention(ctx, q, k_empty, k_empty, out, NULL), KF_ERROR_SHAPE_MISMATCH,
+               "kv_len");
+  ATTN_REJECTS("kf_attention(out is q)", kf_attention(ctx, q, k, v, q, NULL), KF_ERROR_INVALID_ARGUMENT, "out");
+  desc = (kf_attention_desc)KF_ATTENTION_DESC_INIT;
+  desc.lse = lse_bad;
+  ATTN_REJECTS("kf_attention(lse [1,8,4] for [batch, q_heads, q_len] = [1,4,8])", kf_attention(ctx, q, k, v, out, &desc),
+               KF_ERROR_SHAPE_MISMATCH, "lse");
+  desc.lse = lse_f16;
+  ATTN_REJECTS("kf_attention(lse f16)", kf_attention(ctx, q, k, v, out, &desc), KF_ERROR_DTYPE_MISMATCH, "lse");
+#undef ATTN_REJECTS
+  kf_tensor *all[] = {q, out, k, v, k3, v_short, k_f16, q3d, q_d60, lse_bad, lse_f16, k_empty};
+  for (size_t i = 0; i < sizeof all / sizeof all[0]; ++i) kf_tensor_destroy(all[i]);
+}
+
 static void test_destroy_null(void) {
   kf_context_destroy(NULL);
   report(true, "kf_context_destroy(NULL) returns", "");
@@ -776,6 +891,8 @@ int main(void) {
   test_glu();
   test_softmax();
   teardown_new_ops();
+  test_gemm();
+  test_attention();
   test_destroy_null();
   teardown();
   printf("%d passed, %d failed\n", g_passed, g_failed);

@@ -1,7 +1,7 @@
 /* conformance.c — every op on every selected device against the fp64 reference, and every pair of
  * devices against each other, through the public API only.
  *
- *   [KF_CONFORMANCE_OPS=rmsnorm,layernorm,rope,swiglu,geglu,softmax] \
+ *   [KF_CONFORMANCE_OPS=rmsnorm,layernorm,rope,swiglu,geglu,softmax,gemm,attention] \
  *   conformance [--backend=cpu|opencl|vulkan|cuda[,...]]... [--quick]
  *
  * Default: all backends. For each case the inputs are fresh random data (seed printed; replay with
@@ -34,42 +34,34 @@
 
 #include "core/kfuse.h"
 #include "tests/reference/reference.h"
+#include "tests/conformance.h"
 
 /* ================================================================================================
  * Run-wide state: selected devices and the pass/fail tally.
  */
-typedef struct test_device {
-  const kf_device_info *info;
-  kf_context *ctx;
-  char label[320];     /* backend=<b> device="<name>" */
-  char pair_label[320]; /* <b>:<backend_index> "<name>" */
-  int cases;
-  int failed;
-  double seconds;
-} test_device;
 
-static int g_passed, g_failed;
+int g_passed, g_failed;
 
-static void tally(bool ok) {
+void tally(bool ok) {
   if (ok) g_passed++;
   else g_failed++;
 }
 
 /* Seconds each device spent in one op's suite: `TIME op=<op> backend=... seconds=<s> cases=<n>`. */
-static void print_suite_time(const char *op, const test_device *devices, int device_count, const double *start_seconds,
+void print_suite_time(const char *op, const test_device *devices, int device_count, const double *start_seconds,
                              const int *start_cases) {
   for (int d = 0; d < device_count; ++d)
     printf("TIME op=%s %s seconds=%.1f cases=%d\n", op, devices[d].label, devices[d].seconds - start_seconds[d],
            devices[d].cases - start_cases[d]);
 }
 
-static double now_seconds(void) {
+double now_seconds(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
   return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
-static void *xmalloc(size_t bytes) {
+void *xmalloc(size_t bytes) {
   void *p = malloc(bytes ? bytes : 1);
   if (!p) {
     fprintf(stderr, "conformance: out of host memory (%zu bytes)\n", bytes);
@@ -82,13 +74,6 @@ static void *xmalloc(size_t bytes) {
  * Operands: a 2-D [rows, row_len] view (rows row_stride apart, columns col_stride apart) into a 1-D
  * storage with guard elements before and after. Vectors (weight, bias) are 1-D [row_len] views.
  */
-/* Guards: an odd element offset (no kernel may assume aligned views) and a tail longer than any vector
- * width, so a kernel that rounds a row up to its tile writes into it. */
-#define GUARD_FRONT 3
-#define GUARD_BACK 67
-/* Extra elements between strided rows: odd, for the same reason. */
-#define ROW_GAP 5
-#define POISON_BYTE 0xFF
 
 typedef struct operand {
   kf_dtype dtype;
@@ -215,15 +200,8 @@ static bool operand_check_unchanged(const operand *op, const char *name, const v
   return ok;
 }
 
-/* Host data of one input: values as the dtype holds them, and the packed bytes. */
-typedef struct host_input {
-  kf_dtype dtype;
-  size_t count;
-  double *values;
-  void *bytes;
-} host_input;
 
-static void host_input_make(host_input *in, kf_dtype dtype, const double *values, size_t count) {
+void host_input_make(host_input *in, kf_dtype dtype, const double *values, size_t count) {
   in->dtype = dtype;
   in->count = count;
   in->values = xmalloc(count * sizeof(double));
@@ -235,13 +213,13 @@ static void host_input_make(host_input *in, kf_dtype dtype, const double *values
   }
 }
 
-static void host_input_free(host_input *in) {
+void host_input_free(host_input *in) {
   free(in->values);
   free(in->bytes);
   in->values = in->bytes = NULL;
 }
 
-static double *bytes_to_doubles(const void *bytes, kf_dtype dtype, size_t count) {
+double *bytes_to_doubles(const void *bytes, kf_dtype dtype, size_t count) {
   double *values = xmalloc(count * sizeof(double));
   if (kf_test_to_double(bytes, dtype, values, count) != KF_OK) {
     fprintf(stderr, "conformance: kf_convert failed: %s\n", kf_last_error());
@@ -260,7 +238,7 @@ static void describe_error(char *buf, size_t size, const char *output, const kf_
            e->worst_out, e->worst_ref);
 }
 
-static bool within(const kf_test_error *e, double tolerance) {
+bool within(const kf_test_error *e, double tolerance) {
   return e->max_err <= tolerance && e->nmse <= tolerance * tolerance;
 }
 
@@ -611,13 +589,6 @@ static void norm_run_case(test_device *dev, const norm_case *nc, const norm_inpu
   operand_destroy(&bias);
 }
 
-/* Pairwise agreement of two devices on one case: within the sum of both tolerances. */
-typedef struct pair_stats {
-  int cases, failed;
-  double worst_ratio; /* max over cases of max_diff / tolerance */
-  double worst_diff, worst_tol;
-  char worst_case[512];
-} pair_stats;
 
 static void norm_compare_pair(const test_device *a, const test_device *b, const norm_outputs *oa,
                               const norm_outputs *ob, const norm_case *nc, const norm_inputs *in,
@@ -749,21 +720,15 @@ static void run_norm_suite(const norm_op *op, test_device *devices, int device_c
  * every other element must still equal the image (untouched inputs, V, guards and gaps), and an output
  * element whose image is poison must have been written.
  */
-typedef struct geometry {
-  int32_t ndim;
-  int64_t shape[4];
-  int64_t strides[4];
-  int64_t offset;
-} geometry;
 
-static int64_t geometry_count(const geometry *g) {
+int64_t geometry_count(const geometry *g) {
   int64_t n = 1;
   for (int32_t d = 0; d < g->ndim; ++d) n *= g->shape[d];
   return n;
 }
 
 /* Storage index of the i-th element in row-major order. */
-static int64_t geometry_index(const geometry *g, int64_t i) {
+int64_t geometry_index(const geometry *g, int64_t i) {
   int64_t idx = g->offset;
   for (int32_t d = g->ndim - 1; d >= 0; --d) {
     idx += (i % g->shape[d]) * g->strides[d];
@@ -773,7 +738,7 @@ static int64_t geometry_index(const geometry *g, int64_t i) {
 }
 
 /* One past the largest storage index the view touches. */
-static int64_t geometry_end(const geometry *g) {
+int64_t geometry_end(const geometry *g) {
   int64_t last = g->offset;
   for (int32_t d = 0; d < g->ndim; ++d) last += (g->shape[d] - 1) * g->strides[d];
   return last + 1;
@@ -781,7 +746,7 @@ static int64_t geometry_end(const geometry *g) {
 
 /* A contiguous-rows geometry [d0, .., dn-1] whose rows (last dim) are row_gap elements apart beyond
  * their length, starting at GUARD_FRONT. */
-static geometry geometry_rows(int32_t ndim, const int64_t *shape, int64_t row_gap) {
+geometry geometry_rows(int32_t ndim, const int64_t *shape, int64_t row_gap) {
   geometry g;
   memset(&g, 0, sizeof g);
   g.ndim = ndim;
@@ -796,21 +761,9 @@ static geometry geometry_rows(int32_t ndim, const int64_t *shape, int64_t row_ga
   return g;
 }
 
-typedef struct region {
-  kf_dtype dtype;
-  size_t elem;
-  int64_t elems;
-  kf_tensor *storage;
-  unsigned char *image;
-  unsigned char poison; /* the byte the image starts as */
-} region;
 
-/* A finite poison (1.5e16 in f32 and bf16, 203.25 in f16) for output storages whose expected values
- * include NaN: a device NaN may have the NaN poison's bit pattern, so there an unwritten element shows
- * up as a finite value where NaN is expected. */
-#define FINITE_POISON_BYTE 0x5A
 
-static void region_destroy(region *r) {
+void region_destroy(region *r) {
   kf_tensor_destroy(r->storage);
   free(r->image);
   memset(r, 0, sizeof *r);
@@ -818,7 +771,7 @@ static void region_destroy(region *r) {
 
 /* A storage large enough for every listed view plus GUARD_BACK, poisoned (on the host only: the
  * image goes to the device with region_upload). */
-static kf_status region_create(kf_context *ctx, kf_dtype dtype, const geometry *views, int view_count, region *r) {
+kf_status region_create(kf_context *ctx, kf_dtype dtype, const geometry *views, int view_count, region *r) {
   memset(r, 0, sizeof *r);
   r->dtype = dtype;
   r->elem = kf_dtype_size(dtype);
@@ -833,7 +786,7 @@ static kf_status region_create(kf_context *ctx, kf_dtype dtype, const geometry *
 }
 
 /* Scatters packed bytes (row-major over the view) into the image. */
-static void region_fill(region *r, const geometry *g, const void *bytes) {
+void region_fill(region *r, const geometry *g, const void *bytes) {
   if (!r->image) return; /* its creation was skipped after an earlier failure */
   int64_t n = geometry_count(g);
   for (int64_t i = 0; i < n; ++i)
@@ -842,23 +795,23 @@ static void region_fill(region *r, const geometry *g, const void *bytes) {
 }
 
 /* Switches a fresh region (nothing filled yet) to FINITE_POISON_BYTE. */
-static void region_poison_finite(region *r) {
+void region_poison_finite(region *r) {
   if (!r->image) return;
   r->poison = FINITE_POISON_BYTE;
   memset(r->image, FINITE_POISON_BYTE, (size_t)r->elems * r->elem);
 }
 
-static kf_status region_upload(region *r) {
+kf_status region_upload(region *r) {
   return kf_tensor_write(r->storage, r->image, (size_t)r->elems * r->elem);
 }
 
-static kf_status region_view(const region *r, const geometry *g, kf_tensor **out) {
+kf_status region_view(const region *r, const geometry *g, kf_tensor **out) {
   return kf_tensor_view(r->storage, g->ndim, g->shape, g->strides, g->offset, out);
 }
 
 /* Reads the storage back, gathers each output view (packed bytes into outs[i]) and checks everything
  * else is unchanged and every output element was written. */
-static bool region_check(const region *r, const char *region_name, const geometry *out_views, void **outs,
+bool region_check(const region *r, const char *region_name, const geometry *out_views, void **outs,
                          const char *const *out_names, int out_count, char *why, size_t why_size) {
   size_t bytes = (size_t)r->elems * r->elem;
   unsigned char *all = xmalloc(bytes);
@@ -907,30 +860,8 @@ static bool region_check(const region *r, const char *region_name, const geometr
   return ok;
 }
 
-/* One compared output of a case: its reference, magnitudes (see kf_test_compare), tolerance, and the
- * elements that must be NaN (then excluded from the metrics: both sides set to 0). */
-#define MAX_OUTPUTS 2
-typedef struct output_spec {
-  const char *name;
-  kf_dtype dtype;
-  size_t count;
-  size_t group_len;
-  double *ref;
-  double *magnitude;
-  unsigned char *expect_nan; /* NULL: none */
-  double tol;
-} output_spec;
 
-typedef struct case_spec {
-  const char *op;
-  char dtype[64];
-  char shape[96];
-  char variant[256];
-  int output_count;
-  output_spec out[MAX_OUTPUTS];
-} case_spec;
-
-static void case_spec_free(case_spec *spec) {
+void case_spec_free(case_spec *spec) {
   for (int o = 0; o < spec->output_count; ++o) {
     free(spec->out[o].ref);
     free(spec->out[o].magnitude);
@@ -941,7 +872,7 @@ static void case_spec_free(case_spec *spec) {
 
 /* After the reference is computed: checks that it is NaN exactly where expected (a wrong test would
  * otherwise pass anything there) and zeroes those elements. */
-static void case_spec_settle_nans(case_spec *spec) {
+void case_spec_settle_nans(case_spec *spec) {
   for (int o = 0; o < spec->output_count; ++o) {
     output_spec *os = &spec->out[o];
     if (!os->expect_nan) continue;
@@ -955,25 +886,21 @@ static void case_spec_settle_nans(case_spec *spec) {
   }
 }
 
-/* What one device produced (NULL outputs when it failed before producing them). */
-typedef struct device_result {
-  double *out[MAX_OUTPUTS];
-} device_result;
 
-static void device_result_free(device_result *r) {
+void device_result_free(device_result *r) {
   for (int o = 0; o < MAX_OUTPUTS; ++o) free(r->out[o]);
   memset(r, 0, sizeof *r);
 }
 
 /* Converts gathered output bytes to doubles into result->out[o] (takes ownership of nothing). */
-static void result_take(device_result *result, int o, const void *bytes, const output_spec *os) {
+void result_take(device_result *result, int o, const void *bytes, const output_spec *os) {
   result->out[o] = bytes_to_doubles(bytes, os->dtype, os->count);
 }
 
 /* Checks the device's outputs against the spec (expected NaNs, then tolerances), prints the case's
  * line and tallies it. ok / why: the outcome of the device steps before (status, guards). On failure
  * the outputs are dropped so the pair comparison skips this device. */
-static void finish_case(test_device *dev, const case_spec *spec, device_result *result, bool ok, char *why,
+void finish_case(test_device *dev, const case_spec *spec, device_result *result, bool ok, char *why,
                         size_t why_size) {
   double worst_err = ok ? 0.0 : INFINITY, worst_nmse = ok ? 0.0 : INFINITY, worst_tol = spec->out[0].tol;
   double worst_ratio = -1.0;
@@ -1020,7 +947,7 @@ static void finish_case(test_device *dev, const case_spec *spec, device_result *
 }
 
 /* Two devices agree on every output within the sum of both tolerances. */
-static void compare_pair_generic(const test_device *a, const test_device *b, const device_result *ra,
+void compare_pair_generic(const test_device *a, const test_device *b, const device_result *ra,
                                  const device_result *rb, const case_spec *spec, pair_stats *stats) {
   for (int o = 0; o < spec->output_count; ++o)
     if (!ra->out[o] || !rb->out[o]) return;
@@ -1060,12 +987,8 @@ static void compare_pair_generic(const test_device *a, const test_device *b, con
 
 /* A suite over a case table: for each case the inputs are made once (make), run on every device (run
  * fills the device_result and calls finish_case), then compared pairwise. */
-typedef void (*case_make_fn)(const void *c, kf_test_rng *rng, void **inputs, case_spec *spec);
-typedef void (*case_run_fn)(test_device *dev, const void *c, const void *inputs, const case_spec *spec,
-                            device_result *result);
-typedef void (*case_free_fn)(void *inputs);
 
-static void run_generic_suite(const char *op, const void *cases, size_t case_size, size_t case_count,
+void run_generic_suite(const char *op, const void *cases, size_t case_size, size_t case_count,
                               case_make_fn make, case_run_fn run, case_free_fn free_inputs, test_device *devices,
                               int device_count, kf_test_rng *rng) {
   double *start_seconds = xmalloc((size_t)(device_count > 0 ? device_count : 1) * sizeof(double));
@@ -1112,17 +1035,8 @@ static void run_generic_suite(const char *op, const void *cases, size_t case_siz
   free(pairs);
 }
 
-/* Device steps of a case: the first failing call ends it with its status and message. */
-#define CASE_TRY(call, what)                                                                                 \
-  do {                                                                                                       \
-    kf_status status_;                                                                                       \
-    if (ok && (status_ = (call)) != KF_OK) {                                                                 \
-      snprintf(why, sizeof why, "%s returned %s: %s", (what), kf_status_name(status_), kf_last_error());     \
-      ok = false;                                                                                            \
-    }                                                                                                        \
-  } while (0)
 
-static void dtype_label(char *buf, size_t size, kf_dtype in, kf_dtype out) {
+void dtype_label(char *buf, size_t size, kf_dtype in, kf_dtype out) {
   if (in == out) snprintf(buf, size, "%s", kf_dtype_name(in));
   else snprintf(buf, size, "%s->%s", kf_dtype_name(in), kf_dtype_name(out));
 }
@@ -1539,7 +1453,9 @@ static void glu_make(const void *cv, kf_test_rng *rng, void **inputs_out, case_s
   os->magnitude = xmalloc(count * sizeof(double));
   double max_gate = 0.0;
   for (size_t i = 0; i < count; ++i) {
-    os->magnitude[i] = fabs(g[i] * u[i]);
+    /* Below the output dtype's normal range its absolute step is fixed (f16: 6e-8 under 6.1e-5), so a
+     * subnormal result is measured against the smallest normal, not against itself. */
+    os->magnitude[i] = fmax(fabs(g[i] * u[i]), gc->out == KF_F16 ? 0x1p-14 : 0x1p-126);
     max_gate = fmax(max_gate, fabs(g[i]));
   }
   os->tol = kf_test_tolerance_conditioned(KF_TEST_OP_GLU, gc->out, inner, max_gate);
@@ -1870,7 +1786,7 @@ static bool name_in_list(const char *list, const char *name) {
 
 /* KF_CONFORMANCE_OPS=rmsnorm,layernorm,... limits the run to those ops (default: all), so work on one
  * op can land before the others; an op a backend does not implement is a FAIL, never a silent skip. */
-static const char *const all_ops[] = {"rmsnorm", "layernorm", "rope", "swiglu", "geglu", "softmax"};
+static const char *const all_ops[] = {"rmsnorm", "layernorm", "rope", "swiglu", "geglu", "softmax", "gemm", "attention"};
 
 static bool op_selected(const char *op) {
   const char *list = getenv("KF_CONFORMANCE_OPS");
@@ -1981,7 +1897,7 @@ int main(int argc, char **argv) {
     for (size_t i = 0; i < sizeof all_ops / sizeof all_ops[0]; ++i)
       known |= strlen(all_ops[i]) == len && strncasecmp(all_ops[i], p, len) == 0;
     if (!known) {
-      printf("FAIL KF_CONFORMANCE_OPS names an unknown op \"%.*s\" (ops: rmsnorm,layernorm,rope,swiglu,geglu,softmax)\n",
+      printf("FAIL KF_CONFORMANCE_OPS names an unknown op \"%.*s\" (ops: rmsnorm,layernorm,rope,swiglu,geglu,softmax,gemm,attention)\n",
              (int)len, p);
       tally(false);
     }
@@ -1993,6 +1909,8 @@ int main(int argc, char **argv) {
   if (op_selected("swiglu")) run_glu_suite(KF_GLU_SILU, devices, device_count, quick, &rng);
   if (op_selected("geglu")) run_glu_suite(KF_GLU_GELU_TANH, devices, device_count, quick, &rng);
   if (op_selected("softmax")) run_softmax_suite(devices, device_count, quick, &rng);
+  if (op_selected("gemm")) run_gemm_suite(devices, device_count, quick, &rng);
+  if (op_selected("attention")) run_attention_suite(devices, device_count, quick, &rng);
 
   for (int d = 0; d < device_count; ++d) {
     printf("DEVICE %s cases=%d failed=%d seconds=%.1f\n", devices[d].label, devices[d].cases, devices[d].failed,

@@ -169,6 +169,107 @@ void kf_ref_softmax(const double *x, int64_t rows, int64_t row_len, double scale
   }
 }
 
+void kf_ref_gemm(const double *a, const double *b, int64_t m, int64_t n, int64_t k, int swiglu, double alpha,
+                 const double *bias, double beta, const double *c, const double *residual, double *out,
+                 double *magnitude) {
+  const int64_t n2 = swiglu ? 2 * n : n;
+  double *t = malloc((size_t)n2 * sizeof(double)), *tm = malloc((size_t)n2 * sizeof(double));
+  for (int64_t i = 0; i < m; ++i) {
+    for (int64_t j = 0; j < n2; ++j) {
+      double sum = 0.0, mag = 0.0;
+      for (int64_t p = 0; p < k; ++p) {
+        double prod = a[i * k + p] * b[p * n2 + j];
+        sum += prod;
+        mag += fabs(prod);
+      }
+      t[j] = alpha * sum + (bias ? bias[j] : 0.0);
+      tm[j] = fabs(alpha) * mag + (bias ? fabs(bias[j]) : 0.0);
+    }
+    for (int64_t j = 0; j < n; ++j) {
+      double v, mag;
+      if (swiglu) {
+        double g = t[j], u = t[n + j], s = g / (1.0 + exp(-g));
+        v = s * u;
+        mag = 1.1 * tm[j] * fabs(u) + fabs(s) * tm[n + j];
+      } else {
+        v = t[j];
+        mag = tm[j];
+      }
+      if (beta != 0.0 && c) {
+        v += beta * c[i * n + j];
+        mag += fabs(beta * c[i * n + j]);
+      }
+      if (residual) {
+        v += residual[i * n + j];
+        mag += fabs(residual[i * n + j]);
+      }
+      out[i * n + j] = v;
+      if (magnitude) magnitude[i * n + j] = mag;
+    }
+  }
+  free(t);
+  free(tm);
+}
+
+void kf_ref_attention(const double *q, const double *k, const double *v, int64_t q_len, int64_t kv_len,
+                      int64_t q_heads, int64_t kv_heads, int64_t head_dim, double scale, int causal,
+                      int64_t window_left, double *out, double *lse, double *magnitude, double *condition) {
+  const int64_t group = q_heads / kv_heads, d = head_dim;
+  double *s = malloc((size_t)(kv_len > 0 ? kv_len : 1) * sizeof(double));
+  if (condition) *condition = 0.0;
+  for (int64_t h = 0; h < q_heads; ++h) {
+    const int64_t kh = h / group;
+    for (int64_t i = 0; i < q_len; ++i) {
+      const int64_t pos = i + kv_len - q_len;
+      const double *qi = q + (i * q_heads + h) * d;
+      double mx = -INFINITY;
+      for (int64_t j = 0; j < kv_len; ++j) {
+        bool visible = (!causal || j <= pos) && (window_left < 0 || j >= pos - window_left);
+        if (!visible) {
+          s[j] = -INFINITY;
+          continue;
+        }
+        const double *kj = k + (j * kv_heads + kh) * d;
+        double dot = 0.0, mag = 0.0;
+        for (int64_t e = 0; e < d; ++e) {
+          dot += qi[e] * kj[e];
+          mag += fabs(qi[e] * kj[e]);
+        }
+        s[j] = scale * dot;
+        if (condition && fabs(scale) * mag > *condition) *condition = fabs(scale) * mag;
+        if (s[j] > mx) mx = s[j];
+      }
+      double *o = out + (i * q_heads + h) * d;
+      double *om = magnitude ? magnitude + (i * q_heads + h) * d : NULL;
+      for (int64_t e = 0; e < d; ++e) {
+        o[e] = 0.0;
+        if (om) om[e] = 0.0;
+      }
+      if (mx == -INFINITY) {
+        if (lse) lse[h * q_len + i] = -INFINITY;
+        continue;
+      }
+      double sum = 0.0;
+      for (int64_t j = 0; j < kv_len; ++j) {
+        if (s[j] == -INFINITY) continue;
+        double p = exp(s[j] - mx);
+        sum += p;
+        const double *vj = v + (j * kv_heads + kh) * d;
+        for (int64_t e = 0; e < d; ++e) {
+          o[e] += p * vj[e];
+          if (om) om[e] += p * fabs(vj[e]);
+        }
+      }
+      for (int64_t e = 0; e < d; ++e) {
+        o[e] /= sum;
+        if (om) om[e] /= sum;
+      }
+      if (lse) lse[h * q_len + i] = mx + log(sum);
+    }
+  }
+  free(s);
+}
+
 /* ---- random data ---- */
 
 uint64_t kf_test_seed(void) {
@@ -383,6 +484,25 @@ kf_test_error kf_test_compare(const double *out, const double *ref, const double
  *    (f16: 6e-8 * 65537 = 3.9e-3 for a flat row of 65537; negligible for f32 and bf16).
  *  So tolerance = 2 u_out + row_len tiny_out + (16 + 2 sqrt(row_len) + 6 condition) u_f32.
  *
+ * GEMM, c = alpha sum_k a b (+ epilogue) against m = |alpha| sum_k |a b| + |bias| + |beta c| + |residual|
+ * (inputs are the dtype's values exactly, so products are exact in f32 for f16/bf16/e4m3):
+ *  - the f32 sum over K in chains of unknown layout (tiles, split-K, tensor-core trees): 2 sqrt(K) u_f32
+ *    as for the norms; the epilogue's adds and scale: 16 u_f32; output rounding 2 u_out;
+ *  - SwiGLU: m = 1.1 m_gate |up| + |silu(gate)| m_up (silu' <= 1.1) plus the exp of the gate (4 |g|
+ *    u_f32 as for GLU, condition = max |gate|).
+ *  So tolerance = 2 u_out + (16 + 2 sqrt(K) + 4 condition) u_f32. TF32 inputs and FP8 tensor cores
+ *  (whose accumulator keeps ~14 bits between additions on Hopper) use 2^-13 in place of u_f32
+ *  (KF_TEST_OP_GEMM_LOW_ACC).
+ *
+ * Attention, out = sum_j p_j v_j / sum_j p_j against m = sum_j p_j |v_j| / sum_j p_j:
+ *  - the logits s = scale q.k: f32 sums of head_dim products, an absolute error up to ~condition u_f32
+ *    (condition = max scale sum |q k|) that enters the exponent: 6 condition u_f32 as for softmax;
+ *  - the row sums over kv_len: 2 sqrt(kv_len) u_f32, plus 16 u_f32 for exp, the rescaling and the division;
+ *  - tensor-core kernels round p to the input dtype before the PV product: 2 u_in (= u_out here), and
+ *    the output rounding 2 u_out.
+ *  So tolerance = 4 u_out + (16 + 2 sqrt(kv_len) + 6 condition) u_f32; lse (f32, absolute error
+ *  against max(1, |lse|)): (16 + 2 sqrt(kv_len) + 6 condition) u_f32.
+ *
  * Every bound above is per element relative to m_i, so it bounds both max_err (in units of max m per
  * row) and sqrt(nmse) (softmax's subnormal term: sum err² <= row_len (tiny/2)², sum y² >= 1/row_len,
  * so nmse <= (row_len tiny)² too). */
@@ -418,6 +538,11 @@ double kf_test_tolerance_conditioned(kf_test_op op, kf_dtype out_dtype, int64_t 
     case KF_TEST_OP_GLU: return 2.0 * u_out + (16.0 + 4.0 * condition) * u_f32;
     case KF_TEST_OP_SOFTMAX:
       return 2.0 * u_out + n * smallest_subnormal(out_dtype) + (16.0 + 2.0 * sqrt(n) + 6.0 * condition) * u_f32;
+    case KF_TEST_OP_GEMM: return 2.0 * u_out + (16.0 + 2.0 * sqrt(n) + 4.0 * condition) * u_f32;
+    case KF_TEST_OP_GEMM_LOW_ACC: return 2.0 * u_out + (16.0 + 2.0 * sqrt(n) + 4.0 * condition) * 0x1p-13;
+    case KF_TEST_OP_ATTENTION:
+      return 2.0 * u_out + 2.0 * u_out + (16.0 + 2.0 * sqrt(n) + 6.0 * condition) * u_f32;
+    case KF_TEST_OP_ATTENTION_LSE: return (16.0 + 2.0 * sqrt(n) + 6.0 * condition) * u_f32;
     default: return 0.0;
   }
 }

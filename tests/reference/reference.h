@@ -64,6 +64,26 @@ void kf_ref_glu(const double *gate, const double *up, size_t count, kf_glu_activ
 void kf_ref_softmax(const double *x, int64_t rows, int64_t row_len, double scale, const double *mask,
                     int64_t mask_rows, double *out);
 
+/* GEMM on packed row-major matrices, one batch entry: a [m, k] (op(A), already transposed by the
+ * caller), b [k, n2] (op(B)), n2 = 2n with swiglu else n. out[m, n] = epilogue as kf_gemm documents:
+ *   t = alpha * a b (+ bias[n2]); swiglu: t = silu(t[:, :n]) * t[:, n:]; out = t + beta * c (+ residual).
+ * bias, c (read when beta != 0), residual may be NULL. magnitude (may be NULL) receives the size of the
+ * terms each output is formed from, for kf_test_compare:
+ *   plain: |alpha| sum_k |a b| + |bias| + |beta c| + |residual|;
+ *   swiglu: 1.1 m_gate |up| + |silu(gate)| m_up + |beta c| + |residual| (silu' <= 1.1), m_* as above. */
+void kf_ref_gemm(const double *a, const double *b, int64_t m, int64_t n, int64_t k, int swiglu, double alpha,
+                 const double *bias, double beta, const double *c, const double *residual, double *out,
+                 double *magnitude);
+
+/* Attention for one batch entry. q [q_len, q_heads, d], k/v [kv_len, kv_heads, d], out like q, all
+ * packed. Query i is at position p = i + kv_len - q_len; key j visible iff (!causal || j <= p) and
+ * (window_left < 0 || j >= p - window_left). A query with no visible key: out 0, lse -inf.
+ * lse [q_heads, q_len] (may be NULL). magnitude (may be NULL): sum_j p_j |v_j| per output element
+ * (p the softmax weights). condition (may be NULL): max over visible logits of scale * sum_d |q_d k_d|. */
+void kf_ref_attention(const double *q, const double *k, const double *v, int64_t q_len, int64_t kv_len,
+                      int64_t q_heads, int64_t kv_heads, int64_t head_dim, double scale, int causal,
+                      int64_t window_left, double *out, double *lse, double *magnitude, double *condition);
+
 /* ---- random data -------------------------------------------------------------------------------- */
 typedef struct kf_test_rng {
   uint64_t state;
@@ -138,7 +158,11 @@ typedef enum kf_test_op {
   KF_TEST_OP_ROPE = 3,
   KF_TEST_OP_GLU = 4,
   KF_TEST_OP_SOFTMAX = 5,
-  KF_TEST_OP_COUNT = 6,
+  KF_TEST_OP_GEMM = 6,          /* f32 accumulation (bf16/f16/exact-f32 inputs) */
+  KF_TEST_OP_GEMM_LOW_ACC = 7,  /* TF32 inputs or FP8 tensor-core accumulation (~14 bits) */
+  KF_TEST_OP_ATTENTION = 8,     /* out; reduction_len = kv_len; out_dtype also the P rounding dtype */
+  KF_TEST_OP_ATTENTION_LSE = 9, /* lse, absolute error relative to max(1, |lse|) */
+  KF_TEST_OP_COUNT = 10,
 } kf_test_op;
 
 /* kf_test_tolerance_conditioned(op, out_dtype, reduction_len, 0). */
