@@ -95,7 +95,8 @@ static void cpu_probe(kf_probe_result *out) {
   snprintf(info->caps_text + used, sizeof info->caps_text - used, "%s%d thread%s", used ? ", " : "", threads,
            threads == 1 ? "" : "s");
 
-  info->caps = KF_CAP_INT64;
+  /* f8e4m3 GEMM inputs are converted to f32 while packing (exact), so every CPU takes them. */
+  info->caps = KF_CAP_INT64 | KF_CAP_FP8;
   if (has_flag(flags, "f16c") || has_flag(flags, "asimdhp")) info->caps |= KF_CAP_F16;
   if (has_flag(flags, "avx512_bf16") || has_flag(flags, "amx_bf16") || has_flag(flags, "bf16")) info->caps |= KF_CAP_BF16;
 
@@ -185,4 +186,6 @@ const kf_backend_iface kf_cpu_backend = {
     .rope = kf_cpu_rope,
     .glu = kf_cpu_glu,
     .softmax = kf_cpu_softmax,
+    .gemm = kf_cpu_gemm,
+    .attention = kf_cpu_attention,
 };

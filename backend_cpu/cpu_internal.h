@@ -19,5 +19,7 @@ kf_status kf_cpu_layernorm(kf_backend_context *ctx, const kf_norm_args *args);
 kf_status kf_cpu_rope(kf_backend_context *ctx, const kf_rope_args *args);
 kf_status kf_cpu_glu(kf_backend_context *ctx, const kf_glu_args *args);
 kf_status kf_cpu_softmax(kf_backend_context *ctx, const kf_softmax_args *args);
+kf_status kf_cpu_gemm(kf_backend_context *ctx, const kf_gemm_args *args);
+kf_status kf_cpu_attention(kf_backend_context *ctx, const kf_attention_args *args);
 
 #endif /* KF_BACKEND_CPU_CPU_INTERNAL_H_ */
