@@ -459,4 +459,8 @@ const kf_backend_iface kf_opencl_backend = {
     .rope = kf_ocl_rope,
     .glu = kf_ocl_glu,
     .softmax = kf_ocl_softmax,
+    .gemm = kf_ocl_gemm,
+    .gemm_workspace = kf_ocl_gemm_workspace,
+    .attention = kf_ocl_attention,
+    .attention_workspace = kf_ocl_attention_workspace,
 };

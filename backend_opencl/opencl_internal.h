@@ -41,6 +41,12 @@ struct kf_backend_context {
 
   kf_ocl_program *programs;  /* per-context program cache (a short list: one entry per dtype variant) */
 
+  /* Filled by the first GEMM (opencl_gemm.c): its tile choice and CLBlast's f16 need them. */
+  int gemm_device_known;
+  cl_uint compute_units;
+  int gemm_cpu_device;       /* CL_DEVICE_TYPE_CPU */
+  int fp16;                  /* cl_khr_fp16 */
+
   /* kf_timer_begin..end: on an in-order queue the first command starts first and the last ends last,
    * so only those two events are kept. */
   int timer_active;
@@ -80,6 +86,8 @@ typedef enum kf_ocl_op {
   KF_OCL_OP_ROPE = 2,
   KF_OCL_OP_GLU = 3,
   KF_OCL_OP_SOFTMAX = 4,
+  KF_OCL_OP_GEMM = 5,
+  KF_OCL_OP_ATTENTION = 6,
 } kf_ocl_op;
 
 /* Elements per access of the 8-wide kernels (16 bytes of f16/bf16). */
@@ -118,6 +126,12 @@ kf_status kf_ocl_layernorm(kf_backend_context *ctx, const kf_norm_args *args);
 kf_status kf_ocl_rope(kf_backend_context *ctx, const kf_rope_args *args);
 kf_status kf_ocl_glu(kf_backend_context *ctx, const kf_glu_args *args);
 kf_status kf_ocl_softmax(kf_backend_context *ctx, const kf_softmax_args *args);
+/* GEMM (opencl_gemm.c): CLBlast where it applies, else kernels_src/opencl/gemm.cl. */
+kf_status kf_ocl_gemm(kf_backend_context *ctx, const kf_gemm_args *args);
+size_t kf_ocl_gemm_workspace(kf_backend_context *ctx, const kf_gemm_args *args);
+kf_status kf_ocl_attention(kf_backend_context *ctx, const kf_attention_args *args);
+/* Bytes of split-KV partials kf_ocl_attention will need for args (0: none). */
+size_t kf_ocl_attention_workspace(kf_backend_context *ctx, const kf_attention_args *args);
 
 struct kf_norm_params;
 /* Fills the RMSNorm/LayerNorm parameter block for `rows` rows of args (opencl_launch.c). */

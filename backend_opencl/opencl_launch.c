@@ -21,6 +21,8 @@ static const char *const kOpSources[] = {
     [KF_OCL_OP_ROPE] = "rope.cl",
     [KF_OCL_OP_GLU] = "glu.cl",
     [KF_OCL_OP_SOFTMAX] = "softmax.cl",
+    [KF_OCL_OP_GEMM] = "gemm.cl",
+    [KF_OCL_OP_ATTENTION] = "attention.cl",
 };
 
 kf_status kf_ocl_op_program(kf_backend_context *ctx, kf_ocl_op op, int fixed_dtype, kf_ocl_program **out) {
