@@ -628,6 +628,44 @@ static void vulkan_context_destroy(kf_backend_context *ctx) {
   free(ctx);
 }
 
+/* Whether gemm_coopmat.comp can run: the device has VK_NV_cooperative_matrix with its feature, lists
+ * 16×16×16 f16 × f16 + f32 products at subgroup scope, and has subgroups of 32 (the shader's fragment
+ * layout). */
+static int nv_cooperative_matrix_usable(VkPhysicalDevice physical_device) {
+  if (vkGetPhysicalDeviceCooperativeMatrixPropertiesNV == NULL) return 0;
+  uint32_t count = 0;
+  VkExtensionProperties *extensions = NULL;
+  int found = 0;
+  if (vkEnumerateDeviceExtensionProperties(physical_device, NULL, &count, NULL) == VK_SUCCESS && count > 0 &&
+      (extensions = calloc(count, sizeof *extensions)) != NULL &&
+      vkEnumerateDeviceExtensionProperties(physical_device, NULL, &count, extensions) == VK_SUCCESS)
+    found = has_device_extension(extensions, count, VK_NV_COOPERATIVE_MATRIX_EXTENSION_NAME);
+  free(extensions);
+  if (!found) return 0;
+  VkPhysicalDeviceCooperativeMatrixFeaturesNV coopmat = {
+      .sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_COOPERATIVE_MATRIX_FEATURES_NV};
+  VkPhysicalDeviceFeatures2 features = {.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_FEATURES_2, .pNext = &coopmat};
+  vkGetPhysicalDeviceFeatures2(physical_device, &features);
+  VkPhysicalDeviceSubgroupProperties subgroup = {.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_SUBGROUP_PROPERTIES};
+  VkPhysicalDeviceProperties2 properties = {.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_PROPERTIES_2, .pNext = &subgroup};
+  vkGetPhysicalDeviceProperties2(physical_device, &properties);
+  if (!coopmat.cooperativeMatrix || subgroup.subgroupSize != 32) return 0;
+  count = 0;
+  if (vkGetPhysicalDeviceCooperativeMatrixPropertiesNV(physical_device, &count, NULL) != VK_SUCCESS || count == 0) return 0;
+  VkCooperativeMatrixPropertiesNV *shapes = calloc(count, sizeof *shapes);
+  if (shapes == NULL) return 0;
+  for (uint32_t i = 0; i < count; ++i) shapes[i].sType = VK_STRUCTURE_TYPE_COOPERATIVE_MATRIX_PROPERTIES_NV;
+  found = 0;
+  if (vkGetPhysicalDeviceCooperativeMatrixPropertiesNV(physical_device, &count, shapes) == VK_SUCCESS)
+    for (uint32_t i = 0; i < count && !found; ++i)
+      found = shapes[i].MSize == 16 && shapes[i].NSize == 16 && shapes[i].KSize == 16 &&
+              shapes[i].AType == VK_COMPONENT_TYPE_FLOAT16_NV && shapes[i].BType == VK_COMPONENT_TYPE_FLOAT16_NV &&
+              shapes[i].CType == VK_COMPONENT_TYPE_FLOAT32_NV && shapes[i].DType == VK_COMPONENT_TYPE_FLOAT32_NV &&
+              shapes[i].scope == VK_SCOPE_SUBGROUP_NV;
+  free(shapes);
+  return found;
+}
+
 static kf_status vulkan_context_create(const kf_backend_device *device, uint32_t flags, kf_backend_context **out_ctx) {
   (void)flags;
   kf_status status = kf_vk_check_validation();
@@ -654,6 +692,7 @@ static kf_status vulkan_context_create(const kf_backend_device *device, uint32_t
     ctx->max_workgroup_invocations = properties.properties.limits.maxComputeWorkGroupSize[0];
   ctx->max_workgroups_x = properties.properties.limits.maxComputeWorkGroupCount[0];
   ctx->max_workgroups_y = properties.properties.limits.maxComputeWorkGroupCount[1];
+  ctx->max_shared_memory_bytes = properties.properties.limits.maxComputeSharedMemorySize;
   ctx->timestamp_period_ns = properties.properties.limits.timestampPeriod;
   vkGetPhysicalDeviceMemoryProperties(ctx->physical_device, &ctx->memory_properties);
 
@@ -673,6 +712,23 @@ static kf_status vulkan_context_create(const kf_backend_device *device, uint32_t
   };
   VkPhysicalDeviceFeatures2 enable = {.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_FEATURES_2, .pNext = &enable11};
   enable.features.shaderInt64 = VK_TRUE;
+  /* VK_NV_cooperative_matrix for the f16 GEMM (gemm_coopmat.comp), where the device has it. The shader
+   * also declares f16 arithmetic and the Vulkan memory model (glslang's GL_KHR_memory_scope_semantics,
+   * which names the subgroup scope of its matrices). */
+  const char *device_extensions[1];
+  uint32_t device_extension_count = 0;
+  VkPhysicalDeviceCooperativeMatrixFeaturesNV enable_coopmat = {
+      .sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_COOPERATIVE_MATRIX_FEATURES_NV,
+      .cooperativeMatrix = VK_TRUE,
+  };
+  if (supported12.shaderFloat16 && supported12.vulkanMemoryModel &&
+      nv_cooperative_matrix_usable(ctx->physical_device)) {
+    enable12.vulkanMemoryModel = VK_TRUE;
+    device_extensions[device_extension_count++] = VK_NV_COOPERATIVE_MATRIX_EXTENSION_NAME;
+    enable_coopmat.pNext = enable.pNext;
+    enable.pNext = &enable_coopmat;
+    ctx->has_nv_cooperative_matrix = 1;
+  }
   const float priority = 1.0f;
   VkDeviceQueueCreateInfo queue_info = {
       .sType = VK_STRUCTURE_TYPE_DEVICE_QUEUE_CREATE_INFO,
@@ -685,6 +741,8 @@ static kf_status vulkan_context_create(const kf_backend_device *device, uint32_t
       .pNext = &enable,
       .queueCreateInfoCount = 1,
       .pQueueCreateInfos = &queue_info,
+      .enabledExtensionCount = device_extension_count,
+      .ppEnabledExtensionNames = device_extensions,
   };
   VkResult result = vkCreateDevice(ctx->physical_device, &device_info, NULL, &ctx->device);
   if (result != VK_SUCCESS) {
@@ -1007,6 +1065,18 @@ static kf_status vulkan_softmax(kf_backend_context *ctx, const kf_softmax_args *
   return status != KF_OK ? status : kf_vk_check_validation();
 }
 
+static kf_status vulkan_gemm(kf_backend_context *ctx, const kf_gemm_args *args) {
+  kf_status status = kf_vk_check_validation();
+  if (status == KF_OK) status = kf_vk_gemm(ctx, args);
+  return status != KF_OK ? status : kf_vk_check_validation();
+}
+
+static kf_status vulkan_attention(kf_backend_context *ctx, const kf_attention_args *args) {
+  kf_status status = kf_vk_check_validation();
+  if (status == KF_OK) status = kf_vk_attention(ctx, args);
+  return status != KF_OK ? status : kf_vk_check_validation();
+}
+
 const kf_backend_iface kf_vulkan_backend = {
     .backend = KF_BACKEND_VULKAN,
     .name = "vulkan",
@@ -1026,4 +1096,7 @@ const kf_backend_iface kf_vulkan_backend = {
     .rope = vulkan_rope,
     .glu = vulkan_glu,
     .softmax = vulkan_softmax,
+    .gemm = vulkan_gemm,
+    .attention = vulkan_attention,
+    .attention_workspace = kf_vk_attention_workspace,
 };

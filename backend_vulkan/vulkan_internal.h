@@ -35,7 +35,8 @@
   X(vkEnumerateDeviceExtensionProperties, 0)      \
   X(vkCreateDevice, 0)                            \
   X(vkGetDeviceProcAddr, 0)                       \
-  X(vkCreateDebugUtilsMessengerEXT, 1)
+  X(vkCreateDebugUtilsMessengerEXT, 1)          \
+  X(vkGetPhysicalDeviceCooperativeMatrixPropertiesNV, 1)
 
 /* Resolved per device with vkGetDeviceProcAddr(device, name). */
 #define KF_VK_DEVICE_FUNCTIONS(X)        \
@@ -105,6 +106,10 @@ typedef enum kf_vk_kernel {
   KF_VK_KERNEL_GLU,
   KF_VK_KERNEL_SOFTMAX,
   KF_VK_KERNEL_COPY,    /* buffer_copy */
+  KF_VK_KERNEL_GEMM,    /* tiled shared-memory GEMM, every device */
+  KF_VK_KERNEL_GEMM_COOPMAT, /* f16 GEMM on NV cooperative matrices; only where has_nv_cooperative_matrix */
+  KF_VK_KERNEL_ATTENTION,
+  KF_VK_KERNEL_ATTENTION_MERGE, /* split-KV decode: combines attention's partial records */
   KF_VK_KERNEL_COUNT
 } kf_vk_kernel;
 
@@ -138,6 +143,9 @@ struct kf_backend_context {
   uint32_t max_workgroup_invocations;
   uint32_t max_workgroups_x;
   uint32_t max_workgroups_y;
+  uint32_t max_shared_memory_bytes; /* per workgroup */
+  /* VK_NV_cooperative_matrix enabled, with 16×16×16 f16 × f16 + f32 products on subgroups of 32. */
+  int has_nv_cooperative_matrix;
 
   /* Command stream (in-order queue). */
   VkCommandPool command_pool;
@@ -202,6 +210,10 @@ kf_status kf_vk_norm(kf_backend_context *ctx, const kf_norm_args *args, int cent
 kf_status kf_vk_rope(kf_backend_context *ctx, const kf_rope_args *args);
 kf_status kf_vk_glu(kf_backend_context *ctx, const kf_glu_args *args);
 kf_status kf_vk_softmax(kf_backend_context *ctx, const kf_softmax_args *args);
+kf_status kf_vk_gemm(kf_backend_context *ctx, const kf_gemm_args *args);
+/* vulkan_attention.c */
+kf_status kf_vk_attention(kf_backend_context *ctx, const kf_attention_args *args);
+size_t kf_vk_attention_workspace(kf_backend_context *ctx, const kf_attention_args *args);
 /* Device-side copy of `bytes` between non-overlapping ranges at any byte offsets. */
 kf_status kf_vk_copy(kf_backend_context *ctx, kf_buffer *src, size_t src_offset, kf_buffer *dst, size_t dst_offset,
                      size_t bytes);

@@ -24,6 +24,10 @@ static const char *const kKernelFiles[KF_VK_KERNEL_COUNT] = {
     [KF_VK_KERNEL_GLU] = "glu.spv",
     [KF_VK_KERNEL_SOFTMAX] = "softmax.spv",
     [KF_VK_KERNEL_COPY] = "copy.spv",
+    [KF_VK_KERNEL_GEMM] = "gemm.spv",
+    [KF_VK_KERNEL_GEMM_COOPMAT] = "gemm_coopmat.spv",
+    [KF_VK_KERNEL_ATTENTION] = "attention.spv",
+    [KF_VK_KERNEL_ATTENTION_MERGE] = "attention_merge.spv",
 };
 
 /* The embedded SPIR-V of `kernel`, or NULL when the build had no glslc (the file is then empty). */
@@ -45,6 +49,8 @@ kf_status kf_vk_kernels_init(kf_backend_context *ctx) {
     return kf_fail(KF_ERROR_UNSUPPORTED, "built without Vulkan kernels (glslc not found at build time)");
   VkResult result;
   for (int kernel = 0; kernel < KF_VK_KERNEL_COUNT; ++kernel) {
+    /* Its capabilities exist only where the extension is enabled. */
+    if (kernel == KF_VK_KERNEL_GEMM_COOPMAT && !ctx->has_nv_cooperative_matrix) continue;
     const kf_embedded_file *spirv = kernel_spirv((kf_vk_kernel)kernel);
     VkShaderModuleCreateInfo module_info = {
         .sType = VK_STRUCTURE_TYPE_SHADER_MODULE_CREATE_INFO,
