@@ -23,6 +23,9 @@ static const char *const module_files[KF_CUDA_MODULE_COUNT] = {
     [KF_CUDA_MODULE_ROPE] = "rope.fatbin",
     [KF_CUDA_MODULE_GLU] = "glu.fatbin",
     [KF_CUDA_MODULE_SOFTMAX] = "softmax.fatbin",
+    [KF_CUDA_MODULE_GEMM] = "gemm.fatbin",
+    [KF_CUDA_MODULE_GEMM_SM90] = "gemm_sm90.fatbin",
+    [KF_CUDA_MODULE_ATTENTION] = "attention.fatbin",
 };
 /* The oldest architecture the fatbin has machine code or PTX for. */
 #define KF_CUDA_MIN_CC_MAJOR 8
@@ -387,4 +390,8 @@ const kf_backend_iface kf_cuda_backend = {
     .rope = kf_cuda_rope,
     .glu = kf_cuda_glu,
     .softmax = kf_cuda_softmax,
+    .gemm = kf_cuda_gemm,
+    .gemm_workspace = kf_cuda_gemm_workspace,
+    .attention = kf_cuda_attention,
+    .attention_workspace = kf_cuda_attention_workspace,
 };

@@ -38,12 +38,29 @@ typedef struct CUuuid_st {
 #define CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR 76
 #define CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN 97
 
+/* CUfunction_attribute values (cuFuncSetAttribute). */
+#define CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES 8
+
+/* Tensor maps of the TMA (cuTensorMapEncodeTiled; cuda.h's CUtensorMap: 16 opaque words, 128-byte
+ * aligned). The enums are passed as int. */
+typedef struct CUtensorMap_st {
+  _Alignas(128) unsigned long long opaque[16];
+} CUtensorMap;
+#define CU_TENSOR_MAP_DATA_TYPE_UINT8 0
+#define CU_TENSOR_MAP_DATA_TYPE_FLOAT16 6
+#define CU_TENSOR_MAP_DATA_TYPE_BFLOAT16 9
+#define CU_TENSOR_MAP_INTERLEAVE_NONE 0
+#define CU_TENSOR_MAP_SWIZZLE_128B 3
+#define CU_TENSOR_MAP_L2_PROMOTION_L2_256B 3
+#define CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE 0 /* out-of-bounds elements read as zero */
+
 /* CUstream_flags / CUevent_flags. */
 #define CU_STREAM_NON_BLOCKING 0x1
 #define CU_EVENT_DEFAULT 0x0
 
 /* X(return/parameter signature as a function pointer type, field name, symbol exported by libcuda).
- * Every symbol is required: all exist in drivers of CUDA 11.4 and later. */
+ * Every symbol is required: all exist in drivers of CUDA 12.0 and later (cuTensorMapEncodeTiled is
+ * the newest, 12.0). */
 #define KF_CUDA_SYMBOLS(X)                                                                                 \
   X(CUresult (*)(CUresult, const char **), GetErrorName, "cuGetErrorName")                               \
   X(CUresult (*)(CUresult, const char **), GetErrorString, "cuGetErrorString")                           \
@@ -76,6 +93,10 @@ typedef struct CUuuid_st {
   X(CUresult (*)(CUevent, CUstream), EventRecord, "cuEventRecord")                                       \
   X(CUresult (*)(CUevent), EventSynchronize, "cuEventSynchronize")                                       \
   X(CUresult (*)(float *, CUevent, CUevent), EventElapsedTime, "cuEventElapsedTime")                     \
+  X(CUresult (*)(CUfunction, int, int), FuncSetAttribute, "cuFuncSetAttribute")                          \
+  X(CUresult (*)(CUtensorMap *, int, unsigned int, void *, const unsigned long long *,                   \
+                 const unsigned long long *, const unsigned int *, const unsigned int *, int, int, int, int),  \
+    TensorMapEncodeTiled, "cuTensorMapEncodeTiled")                                                      \
   X(CUresult (*)(CUfunction, unsigned int, unsigned int, unsigned int, unsigned int, unsigned int,        \
                  unsigned int, unsigned int, CUstream, void **, void **),                                  \
     LaunchKernel, "cuLaunchKernel")

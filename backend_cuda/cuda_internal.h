@@ -23,6 +23,9 @@ typedef enum kf_cuda_module {
   KF_CUDA_MODULE_ROPE,    /* rope.fatbin */
   KF_CUDA_MODULE_GLU,     /* glu.fatbin */
   KF_CUDA_MODULE_SOFTMAX, /* softmax.fatbin */
+  KF_CUDA_MODULE_GEMM,    /* gemm.fatbin: the generic (sm_80+) GEMM */
+  KF_CUDA_MODULE_GEMM_SM90, /* gemm_sm90.fatbin: the Hopper GEMM (TMA, wgmma) */
+  KF_CUDA_MODULE_ATTENTION, /* attention.fatbin */
   KF_CUDA_MODULE_COUNT
 } kf_cuda_module;
 
@@ -107,5 +110,21 @@ kf_status kf_cuda_layernorm(kf_backend_context *ctx, const kf_norm_args *args);
 kf_status kf_cuda_rope(kf_backend_context *ctx, const kf_rope_args *args);
 kf_status kf_cuda_glu(kf_backend_context *ctx, const kf_glu_args *args);
 kf_status kf_cuda_softmax(kf_backend_context *ctx, const kf_softmax_args *args);
+
+/* GEMM (cuda_gemm.c): the entry of the backend table. On sm_90 it hands every call the Hopper path
+ * takes to kf_cuda_gemm_sm90 unless KF_CUDA_FORCE_GENERIC=1; the rest runs the generic sm_80+ kernels. */
+kf_status kf_cuda_gemm(kf_backend_context *ctx, const kf_gemm_args *args);
+size_t kf_cuda_gemm_workspace(kf_backend_context *ctx, const kf_gemm_args *args);
+
+/* The Hopper GEMM (cuda_gemm_sm90.c: TMA, wgmma, warp specialization). supports: 1 when this context's
+ * device is sm_90 and the operands suit the path (dtypes, TMA's 16-byte stride alignment, ...), else 0;
+ * kf_cuda_gemm_sm90 then runs it. workspace: bytes it needs for these args (0: none). */
+int kf_cuda_gemm_sm90_supports(kf_backend_context *ctx, const kf_gemm_args *args);
+kf_status kf_cuda_gemm_sm90(kf_backend_context *ctx, const kf_gemm_args *args);
+size_t kf_cuda_gemm_sm90_workspace(kf_backend_context *ctx, const kf_gemm_args *args);
+
+/* Flash attention (cuda_attention.c). */
+kf_status kf_cuda_attention(kf_backend_context *ctx, const kf_attention_args *args);
+size_t kf_cuda_attention_workspace(kf_backend_context *ctx, const kf_attention_args *args);
 
 #endif /* KF_BACKEND_CUDA_INTERNAL_H_ */

@@ -1,0 +1,68 @@
+/* kf_gemm_sm90_params.h — the parameter block of the Hopper GEMM (kernels_src/cuda/gemm_sm90.cu),
+ * shared by the kernel and backend_cuda/cuda_gemm_sm90.c. C and CUDA C only: it holds TMA tensor
+ * maps, which exist on no other backend, and is larger than kf_params.h's 128-byte push-constant rule
+ * allows (it is one __grid_constant__ kernel parameter, limit 4 KiB).
+ */
+#ifndef KF_GEMM_SM90_PARAMS_H_
+#define KF_GEMM_SM90_PARAMS_H_
+
+#include <stdint.h>
+
+#ifdef __cplusplus
+#define KF_ALIGN_128 alignas(128)
+#else
+#define KF_ALIGN_128 _Alignas(128)
+#endif
+
+/* CUtensorMap's ABI (cuda.h of CUDA 13.0): 16 opaque 64-bit words, 128-byte aligned. */
+typedef struct kf_tensor_map {
+  KF_ALIGN_128 uint64_t opaque[16];
+} kf_tensor_map;
+
+/* Tile geometry, shared by the kernel (which says why) and the host (grid, shared memory, tensor-map
+ * boxes). */
+#define KF_SM90_TILE_M 128
+#define KF_SM90_TILE_N 256
+#define KF_SM90_K_BLOCK_BYTES 128
+#define KF_SM90_MN_BOX 64
+#define KF_SM90_STAGES 4
+#define KF_SM90_THREADS 384
+#define KF_SM90_SHARED_BYTES \
+  (KF_SM90_STAGES * (KF_SM90_TILE_M + KF_SM90_TILE_N) * KF_SM90_K_BLOCK_BYTES + 2 * KF_SM90_STAGES * 8 + 1024)
+
+/* flags */
+#define KF_SM90_SWIGLU 1u        /* b = gate half, b_up = up half: C = silu(gate) * up, 128 columns a tile */
+#define KF_SM90_HAS_BIAS 2u      /* bias (and bias_up with SWIGLU) */
+#define KF_SM90_HAS_RESIDUAL 4u
+#define KF_SM90_READ_C 8u        /* beta != 0 */
+#define KF_SM90_C_PAIRS 16u      /* columns 2j, 2j+1 of C and of the residual can be accessed as one word */
+#define KF_SM90_A_BATCHED 32u    /* a's tensor map has a batch dimension (else A is broadcast) */
+#define KF_SM90_B_BATCHED 64u
+
+/* dtypes: KF_DT_* codes */
+#define KF_SM90_DT_SHIFT_C 0
+#define KF_SM90_DT_SHIFT_BIAS 4
+#define KF_SM90_DT_SHIFT_RESIDUAL 8
+
+struct kf_gemm_sm90_params {
+  kf_tensor_map a;     /* op(A) tiles: K-major [batch][m][k] or M-major [batch][k][m] */
+  kf_tensor_map b;     /* columns [0, 128) of a tile: all of op(B), or its gate half with SWIGLU */
+  kf_tensor_map b_up;  /* columns [128, 256) of a tile: the same map as b, or the up half with SWIGLU */
+  uint64_t c;          /* device addresses of element 0; 0 when absent */
+  uint64_t residual;
+  uint64_t bias;
+  uint64_t bias_up;
+  int64_t ldc, c_batch_stride;                 /* elements */
+  int64_t ld_residual, residual_batch_stride;  /* elements */
+  int64_t bias_stride;                         /* elements between consecutive bias entries */
+  int32_t m, n, k;     /* n: columns of C */
+  int32_t batch;
+  int32_t tiles_m, tiles_n; /* tiles of one batch entry */
+  int32_t b_up_column;      /* column of b_up's map where a tile's second half starts, less the tile's
+                               first column of b: 128 without SWIGLU (the same map), 0 with it */
+  float alpha, beta;
+  uint32_t flags;      /* KF_SM90_* */
+  uint32_t dtypes;     /* KF_DT_* << KF_SM90_DT_SHIFT_* */
+};
+
+#endif /* KF_GEMM_SM90_PARAMS_H_ */

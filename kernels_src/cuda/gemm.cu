@@ -1,0 +1,649 @@
+/* gemm.cu — the generic (sm_80+) GEMM of the CUDA backend, C = epilogue(alpha op(A) op(B)):
+ *   kf_gemm_<in>_<tile>_<modes>  tensor cores (mma.sync): in = f16, bf16, e4m3 (f8), tf32 (f32 inputs
+ *                                when the context allows TF32); tile = large (128x256, decode-free
+ *                                shapes) or small (16x256, m <= 16: decode); modes per operand below.
+ *   kf_gemm_f32_simt             exact f32 (FFMA, register-tiled).
+ *   kf_gemm_finish_splits        sums split-K partials and applies the epilogue.
+ *
+ * Tensor-core kernels. Every k tile is TILE_K_BYTES = 64 bytes of k per row (32 f16/bf16, 64 e4m3, 16
+ * tf32) and one mma k-step consumes 32 of those bytes in every input type (m16n8k16; m16n8k8 for tf32;
+ * e4m3 widened to two f16 m16n8k16, see widen_e4m3), so the shared layouts and the ldmatrix addressing
+ * are written once, in bytes.
+ * Operand modes (the host picks them per call, cuda_gemm.c):
+ *   k  "k-contiguous", cp.async: the operand is stored with k contiguous (A not transposed, B
+ *      transposed: nn.Linear weights); shared rows of 64 bytes, fragments by ldmatrix.
+ *   m  "m/n-contiguous", cp.async (16-bit inputs only): shared rows are k, fragments by ldmatrix.trans.
+ *   s  scalar: element loads with bounds checks (any alignment or layout), written to shared memory
+ *      k-contiguous; used for both operands when either is not 16-byte aligned, and for every f8/tf32
+ *      layout but kk (ldmatrix.trans moves 16-bit units only).
+ * Both cp.async modes need the operand address, leading dimension and batch stride in multiples of 16
+ * bytes; tile edges are zero-filled through cp.async's src-size (a partial chunk reads only its valid
+ * bytes), so odd M, N and K need no padding.
+ * Shared layout: 16-byte chunk c of row r sits at chunk (c ^ f(r)) of that row, f chosen so that the 8
+ * row addresses of one ldmatrix phase (8 consecutive rows, one chunk) fall in 8 distinct bank groups.
+ * Pipeline: STAGES k tiles in flight (cp.async groups), one __syncthreads per k tile.
+ */
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <stdint.h>
+
+#include "kernels_src/common/kf_cuda_gemm_params.h"
+
+enum element_kind { ELEM_F16, ELEM_BF16, ELEM_E4M3, ELEM_TF32 };
+enum operand_mode { MODE_K, MODE_MN, MODE_SCALAR };
+
+#define TILE_K_BYTES 64 /* two mma k-steps; 4 chunks per k-contiguous shared row */
+#define CHUNK_BYTES 16  /* one cp.async / one ldmatrix row */
+/* 4 stages of 24 KiB (large tile) keep ~3 k tiles of loads in flight behind the one being computed,
+ * enough to cover HBM latency at one block per SM. */
+#define STAGES 4
+#define WARP_TILE_N 64 /* 8 mma n-blocks of 8 per warp */
+/* Tile rows that share consecutive block indices, so the blocks resident at one time reuse the same
+ * B columns and A rows from L2. */
+#define RASTER_GROUP_ROWS 8
+/* SwiGLU: each warp holds SWIGLU_GROUP gate columns and the matching SWIGLU_GROUP up columns side by
+ * side, so silu(gate) * up pairs registers of one thread. */
+#define SWIGLU_GROUP_MMA 32
+#define SWIGLU_GROUP_SIMT 64
+
+__host__ __device__ constexpr int element_bytes(int elem) { return elem == ELEM_E4M3 ? 1 : elem == ELEM_TF32 ? 4 : 2; }
+
+/* ---- epilogue --------------------------------------------------------------------------------- */
+
+__device__ __forceinline__ float load_f32(const char *base, int64_t index, int dt) {
+  if (dt == KF_DT_F32) return reinterpret_cast<const float *>(base)[index];
+  if (dt == KF_DT_F16) return __half2float(reinterpret_cast<const __half *>(base)[index]);
+  return __bfloat162float(reinterpret_cast<const __nv_bfloat16 *>(base)[index]);
+}
+
+/* Rounds to nearest even. */
+__device__ __forceinline__ void store_f32(char *base, int64_t index, int dt, float v) {
+  if (dt == KF_DT_F32)
+    reinterpret_cast<float *>(base)[index] = v;
+  else if (dt == KF_DT_F16)
+    reinterpret_cast<__half *>(base)[index] = __float2half_rn(v);
+  else
+    reinterpret_cast<__nv_bfloat16 *>(base)[index] = __float2bfloat16_rn(v);
+}
+
+/* index is even and the host saw the C base, ld and batch stride aligned (KF_GEMM_C_PAIRS). */
+__device__ __forceinline__ void store_pair(char *base, int64_t index, int dt, float v0, float v1) {
+  if (dt == KF_DT_F32)
+    *reinterpret_cast<float2 *>(reinterpret_cast<float *>(base) + index) = make_float2(v0, v1);
+  else if (dt == KF_DT_F16)
+    *reinterpret_cast<__half2 *>(reinterpret_cast<__half *>(base) + index) = __floats2half2_rn(v0, v1);
+  else
+    *reinterpret_cast<__nv_bfloat162 *>(reinterpret_cast<__nv_bfloat16 *>(base) + index) =
+        __floats2bfloat162_rn(v0, v1);
+}
+
+__device__ __forceinline__ float silu(float x) { return x / (1.0f + __expf(-x)); }
+
+/* C[row, col] from the raw sums (gate and up with SwiGLU pairing; up unused otherwise). */
+__device__ __forceinline__ float epilogue_value(const kf_cuda_gemm_params &p, int batch_index, int row, int col,
+                                                float gate, float up) {
+  const int bias_dt = (int)((p.dtypes >> KF_GEMM_DT_SHIFT_BIAS) & 15);
+  float t = p.alpha * gate;
+  if (p.flags & KF_GEMM_HAS_BIAS) t += load_f32(reinterpret_cast<const char *>(p.bias), col * p.bias_stride, bias_dt);
+  if (p.flags & KF_GEMM_SWIGLU_PAIRS) {
+    float u = p.alpha * up;
+    if (p.flags & KF_GEMM_HAS_BIAS)
+      u += load_f32(reinterpret_cast<const char *>(p.bias_up), col * p.bias_stride, bias_dt);
+    t = silu(t) * u;
+  }
+  if (p.flags & KF_GEMM_READ_C)
+    t += p.beta * load_f32(reinterpret_cast<const char *>(p.c),
+                           batch_index * p.batch_stride_c + (int64_t)row * p.ldc + col,
+                           (int)((p.dtypes >> KF_GEMM_DT_SHIFT_C) & 15));
+  if (p.flags & KF_GEMM_HAS_RESIDUAL)
+    t += load_f32(reinterpret_cast<const char *>(p.residual),
+                  batch_index * p.batch_stride_residual + (int64_t)row * p.ld_residual + col,
+                  (int)((p.dtypes >> KF_GEMM_DT_SHIFT_RESIDUAL) & 15));
+  return t;
+}
+
+/* Columns col and col + 1 (col even) of one row: either the final values into C or, with split-K, the
+ * raw sums into the workspace. C may be the residual: each element is read before it is written. */
+__device__ __forceinline__ void emit_pair(const kf_cuda_gemm_params &p, int batch_index, int split, int row, int col,
+                                          float gate0, float gate1, float up0, float up1) {
+  if (row >= p.m || col >= p.n) return;
+  const bool second = col + 1 < p.n;
+  if (p.splits > 1) {
+    const int n_sums = (p.flags & KF_GEMM_SWIGLU_PAIRS) ? 2 * p.n : p.n;
+    float *sums = reinterpret_cast<float *>(p.workspace) +
+                  (((int64_t)split * p.batch + batch_index) * p.m + row) * n_sums;
+    sums[col] = gate0;
+    if (second) sums[col + 1] = gate1;
+    if (p.flags & KF_GEMM_SWIGLU_PAIRS) {
+      sums[p.n + col] = up0;
+      if (second) sums[p.n + col + 1] = up1;
+    }
+    return;
+  }
+  const float v0 = epilogue_value(p, batch_index, row, col, gate0, up0);
+  const int c_dt = (int)((p.dtypes >> KF_GEMM_DT_SHIFT_C) & 15);
+  char *c = reinterpret_cast<char *>(p.c);
+  const int64_t index = batch_index * p.batch_stride_c + (int64_t)row * p.ldc + col;
+  if (second) {
+    const float v1 = epilogue_value(p, batch_index, row, col + 1, gate1, up1);
+    if (p.flags & KF_GEMM_C_PAIRS) {
+      store_pair(c, index, c_dt, v0, v1);
+    } else {
+      store_f32(c, index, c_dt, v0);
+      store_f32(c, index + 1, c_dt, v1);
+    }
+  } else {
+    store_f32(c, index, c_dt, v0);
+  }
+}
+
+/* ---- block placement -------------------------------------------------------------------------- */
+
+struct block_place {
+  int batch_index, split, tile_m, tile_n;
+};
+
+__device__ __forceinline__ block_place place_block(const kf_cuda_gemm_params &p) {
+  block_place b;
+  const int tiles = p.tiles_m * p.tiles_n;
+  const int tile = (int)(blockIdx.x % (unsigned)tiles);
+  const int rest = (int)(blockIdx.x / (unsigned)tiles);
+  b.split = rest % p.splits;
+  b.batch_index = rest / p.splits;
+  const int group_tiles = RASTER_GROUP_ROWS * p.tiles_n;
+  const int first_row = tile / group_tiles * RASTER_GROUP_ROWS;
+  const int rows = min(p.tiles_m - first_row, RASTER_GROUP_ROWS);
+  const int in_group = tile % group_tiles;
+  b.tile_m = first_row + in_group % rows;
+  b.tile_n = in_group / rows;
+  return b;
+}
+
+/* Column `tile_col` of a block's B tile: the B operand it comes from and its column of op(B)'s half.
+ * Plain: columns n0.. of b. SwiGLU: groups of GROUP gate columns then the GROUP matching up columns. */
+template <int GROUP>
+__device__ __forceinline__ const char *b_column(const kf_cuda_gemm_params &p, const char *b, const char *b_up,
+                                                int n0, int tile_col, int *col) {
+  if (!(p.flags & KF_GEMM_SWIGLU_PAIRS)) {
+    *col = n0 + tile_col;
+    return b;
+  }
+  *col = n0 + tile_col / (2 * GROUP) * GROUP + tile_col % GROUP;
+  return (tile_col / GROUP) % 2 ? b_up : b;
+}
+
+struct k_range {
+  int begin, end;
+};
+
+__device__ __forceinline__ k_range split_k_range(const kf_cuda_gemm_params &p, int split) {
+  k_range r;
+  r.begin = split * p.k_per_split;
+  r.end = min(p.k, r.begin + p.k_per_split);
+  if (r.end < r.begin) r.end = r.begin;
+  return r;
+}
+
+/* ---- tensor-core primitives ------------------------------------------------------------------- */
+
+__device__ __forceinline__ uint32_t shared_address(const void *p) { return (uint32_t)__cvta_generic_to_shared(p); }
+
+/* Copies `bytes` (0..16) of src and zero-fills the rest of the 16-byte chunk. */
+__device__ __forceinline__ void copy_chunk_async(uint32_t dst, const void *src, int bytes) {
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src), "r"(bytes) : "memory");
+}
+
+__device__ __forceinline__ void commit_async() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
+
+template <int PENDING>
+__device__ __forceinline__ void wait_async() {
+  asm volatile("cp.async.wait_group %0;\n" ::"n"(PENDING) : "memory");
+}
+
+template <bool TRANS>
+__device__ __forceinline__ void load_matrix_x4(uint32_t r[4], uint32_t address) {
+  if (TRANS)
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0, %1, %2, %3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(address));
+  else
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(address));
+}
+
+__device__ __forceinline__ uint32_t to_tf32(uint32_t f32_bits) {
+  uint32_t r;
+  asm("cvt.rna.tf32.f32 %0, %1;\n" : "=r"(r) : "f"(__uint_as_float(f32_bits)));
+  return r;
+}
+
+/* Four e4m3 bytes -> the two f16x2 words (bytes 0,1) and (bytes 2,3). e4m3 is exact in f16: moving
+ * sign, exponent and mantissa into f16 position reads the exponent with bias 15 instead of 7, which the
+ * multiplication by 2^8 corrects (subnormals included). */
+__device__ __forceinline__ void e4m3x4_to_f16x2(uint32_t bytes, uint32_t *low, uint32_t *high) {
+  const uint32_t lo = __byte_perm(bytes, 0, 0x1404), hi = __byte_perm(bytes, 0, 0x3424); /* byte << 8 per half */
+  const uint32_t lo_bits = (lo & 0x80008000u) | ((lo & 0x7f007f00u) >> 1);
+  const uint32_t hi_bits = (hi & 0x80008000u) | ((hi & 0x7f007f00u) >> 1);
+  const __half2 scale = __float2half2_rn(256.0f);
+  __half2 l = __hmul2(*reinterpret_cast<const __half2 *>(&lo_bits), scale);
+  __half2 h = __hmul2(*reinterpret_cast<const __half2 *>(&hi_bits), scale);
+  *low = *reinterpret_cast<uint32_t *>(&l);
+  *high = *reinterpret_cast<uint32_t *>(&h);
+}
+
+__device__ __forceinline__ void mma_f16(float d[4], const uint32_t a[4], uint32_t b0, uint32_t b1) {
+  asm volatile(
+      "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
+      "{%0, %1, %2, %3};\n"
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+
+/* One mma k-step (32 bytes of k) of a 16x8 accumulator block, fragments as ldmatrix left them (tf32:
+ * already rounded by round_tf32). e4m3 never comes here: see widen_e4m3. */
+template <int ELEM>
+__device__ __forceinline__ void mma_step(float d[4], const uint32_t a[4], const uint32_t b[2]) {
+  if (ELEM == ELEM_F16) {
+    mma_f16(d, a, b[0], b[1]);
+  } else if (ELEM == ELEM_BF16) {
+    asm volatile(
+        "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
+        "{%0, %1, %2, %3};\n"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+  } else {
+    asm volatile(
+        "mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
+        "{%0, %1, %2, %3};\n"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+  }
+}
+
+/* e4m3 runs as two f16 k-steps. mma.sync's own e4m3 shape (m16n8k32) exists from sm_89, but ptxas
+ * expands it on sm_90 into conversions that need more registers than a 128x256 tile leaves (it spilled
+ * even at 64 accumulators per thread), and sm_89 runs our compute_80 PTX; converting once per
+ * fragment instead of once per mma is cheaper on both. Register j of an e4m3 fragment holds k = 4t..4t+3
+ * (+16 for j >= 2 of A, j == 1 of B); its low pair feeds the first f16 step and its high pair the second:
+ * the same k permutation on both operands, so the sum is unchanged. */
+template <int N>
+__device__ __forceinline__ void widen_e4m3(const uint32_t (&bytes)[N], uint32_t (&low)[N], uint32_t (&high)[N]) {
+#pragma unroll
+  for (int j = 0; j < N; ++j) e4m3x4_to_f16x2(bytes[j], &low[j], &high[j]);
+}
+
+template <int N>
+__device__ __forceinline__ void round_tf32(uint32_t (&r)[N]) {
+#pragma unroll
+  for (int j = 0; j < N; ++j) r[j] = to_tf32(r[j]);
+}
+
+/* Chunk position inside a shared row of `chunks_per_row` chunks (see the file comment). */
+__device__ __forceinline__ int swizzle(int row, int chunk, int chunks_per_row) {
+  return chunks_per_row >= 8 ? chunk ^ (row & 7) : chunk ^ ((row / (8 / chunks_per_row)) & (chunks_per_row - 1));
+}
+
+/* ---- tensor-core kernel ----------------------------------------------------------------------- */
+
+/* Operand loader for one tile of `ROWS` rows (m of A, tile columns of B). Shared tile bytes: ROWS * 64. */
+template <int ELEM, int MODE, int ROWS, int THREADS, bool IS_B, int GROUP>
+__device__ __forceinline__ void load_tile(const kf_cuda_gemm_params &p, char *tile, const char *base,
+                                          const char *base_up, int64_t ld, int first_row, int row_limit, int k0,
+                                          int k_end) {
+  constexpr int ES = element_bytes(ELEM);
+  constexpr int CHUNKS = ROWS * TILE_K_BYTES / CHUNK_BYTES;
+  constexpr int PER_THREAD = (CHUNKS + THREADS - 1) / THREADS;
+#pragma unroll
+  for (int i = 0; i < PER_THREAD; ++i) {
+    const int chunk = threadIdx.x + i * THREADS;
+    if (CHUNKS % THREADS != 0 && chunk >= CHUNKS) break;
+    if (MODE == MODE_MN) {
+      /* rows of the shared tile are k; the chunk holds 8 consecutive m (or tile columns) */
+      constexpr int CPR = ROWS * 2 / CHUNK_BYTES;
+      const int kr = chunk / CPR, c = chunk % CPR;
+      const int k = k0 + kr;
+      int index = first_row + c * 8;
+      const char *src = base;
+      if (IS_B) src = b_column<GROUP>(p, base, base_up, first_row, c * 8, &index);
+      int bytes = k < k_end ? min(max(row_limit - index, 0), 8) * 2 : 0;
+      if (bytes > 0) src += ((int64_t)k * ld + index) * 2;
+      else src = base;
+      copy_chunk_async(shared_address(tile + kr * (ROWS * 2) + swizzle(kr, c, CPR) * CHUNK_BYTES), src, bytes);
+    } else {
+      constexpr int CPR = TILE_K_BYTES / CHUNK_BYTES;
+      constexpr int EPC = CHUNK_BYTES / ES; /* elements per chunk */
+      const int r = chunk / CPR, c = chunk % CPR;
+      const int k = k0 + c * EPC;
+      int index = first_row + r;
+      const char *src = base;
+      if (IS_B) src = b_column<GROUP>(p, base, base_up, first_row, r, &index);
+      char *dst = tile + r * TILE_K_BYTES + swizzle(r, c, CPR) * CHUNK_BYTES;
+      if (MODE == MODE_K) {
+        const int bytes = index < row_limit ? min(max(k_end - k, 0), EPC) * ES : 0;
+        copy_chunk_async(shared_address(dst), bytes > 0 ? src + ((int64_t)index * ld + k) * ES : base, bytes);
+      } else {
+        /* k-contiguous in shared memory whatever the stored layout: A stored [m][k] unless trans_a,
+         * B stored [k][n] unless trans_b. */
+        const bool k_contiguous = IS_B ? p.trans_b != 0 : p.trans_a == 0;
+        uint32_t words[4] = {0u, 0u, 0u, 0u};
+        if (index < row_limit) {
+#pragma unroll
+          for (int e = 0; e < EPC; ++e) {
+            if (k + e >= k_end) break;
+            const int64_t at = k_contiguous ? (int64_t)index * ld + k + e : (int64_t)(k + e) * ld + index;
+            uint32_t bits;
+            if (ES == 1) bits = reinterpret_cast<const uint8_t *>(src)[at];
+            else if (ES == 2) bits = reinterpret_cast<const uint16_t *>(src)[at];
+            else bits = reinterpret_cast<const uint32_t *>(src)[at];
+            words[e * ES / 4] |= bits << (8 * ((e * ES) % 4));
+          }
+        }
+        *reinterpret_cast<uint4 *>(dst) = make_uint4(words[0], words[1], words[2], words[3]);
+      }
+    }
+  }
+}
+
+template <int ELEM, int MODE_A, int MODE_B, int WARPS_M, int WARPS_N, int MI>
+__device__ __forceinline__ void gemm_tensor_core(const kf_cuda_gemm_params &p) {
+  constexpr int ES = element_bytes(ELEM);
+  constexpr int TILE_K = TILE_K_BYTES / ES;
+  constexpr int NI = WARP_TILE_N / 8;
+  constexpr int BM = WARPS_M * MI * 16, BN = WARPS_N * WARP_TILE_N;
+  constexpr int THREADS = WARPS_M * WARPS_N * 32;
+  constexpr int A_STAGE_BYTES = BM * TILE_K_BYTES, B_STAGE_BYTES = BN * TILE_K_BYTES;
+  extern __shared__ __align__(128) char shared[];
+  char *a_tiles = shared;
+  char *b_tiles = shared + STAGES * A_STAGE_BYTES;
+
+  const block_place place = place_block(p);
+  const bool swiglu = (p.flags & KF_GEMM_SWIGLU_PAIRS) != 0;
+  const int m0 = place.tile_m * BM;
+  const int n0 = place.tile_n * (swiglu ? BN / 2 : BN); /* first column of C (and of each B half) */
+  const k_range kr = split_k_range(p, place.split);
+  const int k_tiles = (kr.end - kr.begin + TILE_K - 1) / TILE_K;
+  const char *a = reinterpret_cast<const char *>(p.a) + place.batch_index * p.batch_stride_a * ES;
+  const char *b = reinterpret_cast<const char *>(p.b) + place.batch_index * p.batch_stride_b * ES;
+  const char *b_up = swiglu ? reinterpret_cast<const char *>(p.b_up) + place.batch_index * p.batch_stride_b * ES : b;
+
+  auto load_stage = [&](int stage, int k0) {
+    load_tile<ELEM, MODE_A, BM, THREADS, false, SWIGLU_GROUP_MMA>(p, a_tiles + stage * A_STAGE_BYTES, a, a, p.lda, m0,
+                                                                  p.m, k0, kr.end);
+    load_tile<ELEM, MODE_B, BN, THREADS, true, SWIGLU_GROUP_MMA>(p, b_tiles + stage * B_STAGE_BYTES, b, b_up, p.ldb,
+                                                                 n0, p.n, k0, kr.end);
+  };
+
+  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+  const int warp_m = warp / WARPS_N, warp_n = warp % WARPS_N;
+  float acc[MI][NI][4];
+#pragma unroll
+  for (int i = 0; i < MI; ++i)
+#pragma unroll
+    for (int j = 0; j < NI; ++j)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) acc[i][j][e] = 0.0f;
+
+#pragma unroll
+  for (int s = 0; s < STAGES - 1; ++s) {
+    if (s < k_tiles) load_stage(s, kr.begin + s * TILE_K);
+    commit_async();
+  }
+
+  /* Per-lane ldmatrix row offsets. ldmatrix.x4: lanes 8j..8j+7 give the row addresses of matrix j. */
+  const int mat = lane / 8, mat_row = lane % 8;
+  for (int kt = 0; kt < k_tiles; ++kt) {
+    wait_async<STAGES - 2>();
+    __syncthreads();
+    const int next = kt + STAGES - 1;
+    if (next < k_tiles) load_stage(next % STAGES, kr.begin + next * TILE_K);
+    commit_async();
+
+    const char *a_tile = a_tiles + (kt % STAGES) * A_STAGE_BYTES;
+    const char *b_tile = b_tiles + (kt % STAGES) * B_STAGE_BYTES;
+#pragma unroll
+    for (int step = 0; step < TILE_K_BYTES / 32; ++step) {
+      uint32_t a_frag[MI][4], b_frag[NI][2];
+#pragma unroll
+      for (int i = 0; i < MI; ++i) {
+        const int row0 = warp_m * MI * 16 + i * 16;
+        if (MODE_A == MODE_MN) {
+          /* matrices: (k 0-7, m 0-7), (k 0-7, m 8-15), (k 8-15, m 0-7), (k 8-15, m 8-15) */
+          const int k = step * 16 + (mat / 2) * 8 + mat_row, chunk = (row0 + (mat % 2) * 8) / 8;
+          load_matrix_x4<true>(a_frag[i],
+                               shared_address(a_tile + k * (BM * 2) + swizzle(k, chunk, BM / 8) * CHUNK_BYTES));
+        } else {
+          /* matrices: (m 0-7, k lo), (m 8-15, k lo), (m 0-7, k hi), (m 8-15, k hi) */
+          const int row = row0 + lane % 16, chunk = step * 2 + lane / 16;
+          load_matrix_x4<false>(a_frag[i], shared_address(a_tile + row * TILE_K_BYTES + swizzle(row, chunk, 4) * CHUNK_BYTES));
+        }
+      }
+#pragma unroll
+      for (int j = 0; j < NI / 2; ++j) {
+        const int col0 = warp_n * WARP_TILE_N + j * 16;
+        uint32_t r[4];
+        /* matrices: b0 and b1 of n-block 2j, then b0 and b1 of n-block 2j + 1 */
+        if (MODE_B == MODE_MN) {
+          const int k = step * 16 + (mat % 2) * 8 + mat_row, chunk = (col0 + (mat / 2) * 8) / 8;
+          load_matrix_x4<true>(r, shared_address(b_tile + k * (BN * 2) + swizzle(k, chunk, BN / 8) * CHUNK_BYTES));
+        } else {
+          const int row = col0 + (mat / 2) * 8 + mat_row, chunk = step * 2 + mat % 2;
+          load_matrix_x4<false>(r, shared_address(b_tile + row * TILE_K_BYTES + swizzle(row, chunk, 4) * CHUNK_BYTES));
+        }
+        b_frag[2 * j][0] = r[0];
+        b_frag[2 * j][1] = r[1];
+        b_frag[2 * j + 1][0] = r[2];
+        b_frag[2 * j + 1][1] = r[3];
+      }
+      if (ELEM == ELEM_E4M3) {
+        uint32_t a_low[MI][4], a_high[MI][4];
+#pragma unroll
+        for (int i = 0; i < MI; ++i) widen_e4m3(a_frag[i], a_low[i], a_high[i]);
+#pragma unroll
+        for (int j = 0; j < NI; ++j) {
+          uint32_t b_low[2], b_high[2];
+          widen_e4m3(b_frag[j], b_low, b_high);
+#pragma unroll
+          for (int i = 0; i < MI; ++i) {
+            mma_f16(acc[i][j], a_low[i], b_low[0], b_low[1]);
+            mma_f16(acc[i][j], a_high[i], b_high[0], b_high[1]);
+          }
+        }
+      } else {
+        if (ELEM == ELEM_TF32) {
+#pragma unroll
+          for (int i = 0; i < MI; ++i) round_tf32(a_frag[i]);
+#pragma unroll
+          for (int j = 0; j < NI; ++j) round_tf32(b_frag[j]);
+        }
+#pragma unroll
+        for (int i = 0; i < MI; ++i)
+#pragma unroll
+          for (int j = 0; j < NI; ++j) mma_step<ELEM>(acc[i][j], a_frag[i], b_frag[j]);
+      }
+    }
+  }
+
+  /* Accumulator block (i, j): elements 0, 1 at row g, columns 2t, 2t+1; elements 2, 3 at row g + 8. */
+  const int g = lane / 4, t = lane % 4;
+#pragma unroll
+  for (int i = 0; i < MI; ++i)
+#pragma unroll
+    for (int half = 0; half < 2; ++half) {
+      const int row = m0 + warp_m * MI * 16 + i * 16 + g + 8 * half;
+      if (swiglu) {
+#pragma unroll
+        for (int j = 0; j < NI / 2; ++j)
+          emit_pair(p, place.batch_index, place.split, row, n0 + warp_n * SWIGLU_GROUP_MMA + j * 8 + 2 * t,
+                    acc[i][j][2 * half], acc[i][j][2 * half + 1], acc[i][j + NI / 2][2 * half],
+                    acc[i][j + NI / 2][2 * half + 1]);
+      } else {
+#pragma unroll
+        for (int j = 0; j < NI; ++j)
+          emit_pair(p, place.batch_index, place.split, row, n0 + warp_n * WARP_TILE_N + j * 8 + 2 * t,
+                    acc[i][j][2 * half], acc[i][j][2 * half + 1], 0.0f, 0.0f);
+      }
+    }
+}
+
+/* Large: 128x256 block tile, 8 warps as 2x4 of 64x64 (128 accumulators per thread; the widest warp
+ * tile whose fragments and accumulators fit 255 registers, which halves shared-memory traffic per mma
+ * against 32x64). Small (m <= 16, decode): 16x256, 4 warps as 1x4 of 16x64; reads B once and leaves the
+ * parallelism to split-K. */
+#define LARGE_WARPS_M 2
+#define LARGE_WARPS_N 4
+#define LARGE_MI 4
+#define SMALL_WARPS_M 1
+#define SMALL_WARPS_N 4
+#define SMALL_MI 1
+
+#define KF_TC_KERNEL(ename, ELEM, tname, WM, WN, MI, mname, MA, MB)                                           \
+  extern "C" __global__ void __launch_bounds__(WM * WN * 32, 1)                                           \
+      kf_gemm_##ename##_##tname##_##mname(const struct kf_cuda_gemm_params p) {                         \
+    gemm_tensor_core<ELEM, MA, MB, WM, WN, MI>(p);                                                        \
+  }
+
+#define KF_TC_TILE(ename, ELEM, tname, WM, WN, MI)                                 \
+  KF_TC_KERNEL(ename, ELEM, tname, WM, WN, MI, kk, MODE_K, MODE_K)                \
+  KF_TC_KERNEL(ename, ELEM, tname, WM, WN, MI, km, MODE_K, MODE_MN)               \
+  KF_TC_KERNEL(ename, ELEM, tname, WM, WN, MI, mk, MODE_MN, MODE_K)               \
+  KF_TC_KERNEL(ename, ELEM, tname, WM, WN, MI, mm, MODE_MN, MODE_MN)              \
+  KF_TC_KERNEL(ename, ELEM, tname, WM, WN, MI, ss, MODE_SCALAR, MODE_SCALAR)
+
+#define KF_TC_16BIT(ename, ELEM)                                                        \
+  KF_TC_TILE(ename, ELEM, large, LARGE_WARPS_M, LARGE_WARPS_N, LARGE_MI)                \
+  KF_TC_TILE(ename, ELEM, small, SMALL_WARPS_M, SMALL_WARPS_N, SMALL_MI)
+
+KF_TC_16BIT(f16, ELEM_F16)
+KF_TC_16BIT(bf16, ELEM_BF16)
+KF_TC_KERNEL(e4m3, ELEM_E4M3, large, LARGE_WARPS_M, LARGE_WARPS_N, LARGE_MI, kk, MODE_K, MODE_K)
+KF_TC_KERNEL(e4m3, ELEM_E4M3, large, LARGE_WARPS_M, LARGE_WARPS_N, LARGE_MI, ss, MODE_SCALAR, MODE_SCALAR)
+KF_TC_KERNEL(tf32, ELEM_TF32, large, LARGE_WARPS_M, LARGE_WARPS_N, LARGE_MI, kk, MODE_K, MODE_K)
+KF_TC_KERNEL(tf32, ELEM_TF32, large, LARGE_WARPS_M, LARGE_WARPS_N, LARGE_MI, ss, MODE_SCALAR, MODE_SCALAR)
+
+/* ---- exact f32 -------------------------------------------------------------------------------- */
+
+/* 128x128 block tile, k tiles of 8, 256 threads with 8x8 outputs each (~150 registers: one block per SM) (rows ty*4.. and 64+ty*4..,
+ * columns tx*4.. and 64+tx*4..: float4 shared reads, a warp touching 2 A and 16 B vectors). Two
+ * shared buffers; the next k tile is held in registers while the current one is computed. */
+#define SIMT_TILE 128
+#define SIMT_TILE_K 8
+#define SIMT_THREADS 256
+#define SIMT_PAD 4 /* keeps float4 alignment and spreads the transposed stores over banks */
+
+extern "C" __global__ void __launch_bounds__(SIMT_THREADS, 1) kf_gemm_f32_simt(const struct kf_cuda_gemm_params p) {
+  __shared__ __align__(16) float a_tile[2][SIMT_TILE_K][SIMT_TILE + SIMT_PAD];
+  __shared__ __align__(16) float b_tile[2][SIMT_TILE_K][SIMT_TILE + SIMT_PAD];
+  const block_place place = place_block(p);
+  const bool swiglu = (p.flags & KF_GEMM_SWIGLU_PAIRS) != 0;
+  const int m0 = place.tile_m * SIMT_TILE;
+  const int n0 = place.tile_n * (swiglu ? SIMT_TILE / 2 : SIMT_TILE);
+  const k_range kr = split_k_range(p, place.split);
+  const int k_tiles = (kr.end - kr.begin + SIMT_TILE_K - 1) / SIMT_TILE_K;
+  const float *a = reinterpret_cast<const float *>(p.a) + place.batch_index * p.batch_stride_a;
+  const float *b = reinterpret_cast<const float *>(p.b) + place.batch_index * p.batch_stride_b;
+  const float *b_up = swiglu ? reinterpret_cast<const float *>(p.b_up) + place.batch_index * p.batch_stride_b : b;
+  const int tid = threadIdx.x;
+
+  /* Loads: 4 elements per operand per thread, consecutive along the stored row (coalesced). */
+  float a_next[4], b_next[4];
+  auto fetch = [&](int k0) {
+#pragma unroll
+    for (int e = 0; e < 4; ++e) {
+      const int m = p.trans_a ? m0 + (tid % 32) * 4 + e : m0 + tid / 2;
+      const int k = p.trans_a ? k0 + tid / 32 : k0 + (tid % 2) * 4 + e;
+      a_next[e] = m < p.m && k < kr.end ? a[p.trans_a ? (int64_t)k * p.lda + m : (int64_t)m * p.lda + k] : 0.0f;
+      const int tile_col = p.trans_b ? tid / 2 : (tid % 32) * 4 + e;
+      const int kb = p.trans_b ? k0 + (tid % 2) * 4 + e : k0 + tid / 32;
+      int col;
+      const float *src = reinterpret_cast<const float *>(
+          b_column<SWIGLU_GROUP_SIMT>(p, reinterpret_cast<const char *>(b), reinterpret_cast<const char *>(b_up), n0,
+                                      tile_col, &col));
+      b_next[e] = col < p.n && kb < kr.end ? src[p.trans_b ? (int64_t)col * p.ldb + kb : (int64_t)kb * p.ldb + col]
+                                           : 0.0f;
+    }
+  };
+  auto stash = [&](int buffer) {
+#pragma unroll
+    for (int e = 0; e < 4; ++e) {
+      if (p.trans_a) a_tile[buffer][tid / 32][(tid % 32) * 4 + e] = a_next[e];
+      else a_tile[buffer][(tid % 2) * 4 + e][tid / 2] = a_next[e];
+      if (p.trans_b) b_tile[buffer][(tid % 2) * 4 + e][tid / 2] = b_next[e];
+      else b_tile[buffer][tid / 32][(tid % 32) * 4 + e] = b_next[e];
+    }
+  };
+
+  const int tx = tid % 16, ty = tid / 16;
+  float acc[8][8];
+#pragma unroll
+  for (int i = 0; i < 8; ++i)
+#pragma unroll
+    for (int j = 0; j < 8; ++j) acc[i][j] = 0.0f;
+
+  if (k_tiles > 0) {
+    fetch(kr.begin);
+    stash(0);
+    __syncthreads();
+  }
+  for (int kt = 0; kt < k_tiles; ++kt) {
+    const int buffer = kt % 2;
+    if (kt + 1 < k_tiles) fetch(kr.begin + (kt + 1) * SIMT_TILE_K);
+#pragma unroll
+    for (int kk = 0; kk < SIMT_TILE_K; ++kk) {
+      const float4 a_lo = *reinterpret_cast<const float4 *>(&a_tile[buffer][kk][ty * 4]);
+      const float4 a_hi = *reinterpret_cast<const float4 *>(&a_tile[buffer][kk][64 + ty * 4]);
+      const float4 b_lo = *reinterpret_cast<const float4 *>(&b_tile[buffer][kk][tx * 4]);
+      const float4 b_hi = *reinterpret_cast<const float4 *>(&b_tile[buffer][kk][64 + tx * 4]);
+      const float av[8] = {a_lo.x, a_lo.y, a_lo.z, a_lo.w, a_hi.x, a_hi.y, a_hi.z, a_hi.w};
+      const float bv[8] = {b_lo.x, b_lo.y, b_lo.z, b_lo.w, b_hi.x, b_hi.y, b_hi.z, b_hi.w};
+#pragma unroll
+      for (int i = 0; i < 8; ++i)
+#pragma unroll
+        for (int j = 0; j < 8; ++j) acc[i][j] = fmaf(av[i], bv[j], acc[i][j]);
+    }
+    if (kt + 1 < k_tiles) stash(buffer ^ 1);
+    __syncthreads();
+  }
+
+#pragma unroll
+  for (int i = 0; i < 8; ++i) {
+    const int row = m0 + (i < 4 ? ty * 4 + i : 64 + ty * 4 + i - 4);
+    if (swiglu) {
+      /* tile columns c < 64 are gate columns n0 + c, c >= 64 the up columns n0 + c - 64 */
+#pragma unroll
+      for (int j = 0; j < 4; j += 2)
+        emit_pair(p, place.batch_index, place.split, row, n0 + tx * 4 + j, acc[i][j], acc[i][j + 1], acc[i][j + 4],
+                  acc[i][j + 5]);
+    } else {
+#pragma unroll
+      for (int j = 0; j < 8; j += 2)
+        emit_pair(p, place.batch_index, place.split, row, n0 + (j < 4 ? tx * 4 + j : 64 + tx * 4 + j - 4), acc[i][j],
+                  acc[i][j + 1], 0.0f, 0.0f);
+    }
+  }
+}
+
+/* ---- split-K ---------------------------------------------------------------------------------- */
+
+#define FINISH_THREADS 256
+
+/* One thread per element of C (batch entries of this launch, m rows, n columns). */
+extern "C" __global__ void __launch_bounds__(FINISH_THREADS) kf_gemm_finish_splits(const struct kf_cuda_gemm_params p) {
+  const int64_t index = (int64_t)blockIdx.x * FINISH_THREADS + threadIdx.x;
+  const int64_t per_batch = (int64_t)p.m * p.n;
+  if (index >= per_batch * p.batch) return;
+  const int batch_index = (int)(index / per_batch);
+  const int row = (int)(index % per_batch / p.n), col = (int)(index % p.n);
+  const bool swiglu = (p.flags & KF_GEMM_SWIGLU_PAIRS) != 0;
+  const int n_sums = swiglu ? 2 * p.n : p.n;
+  const int64_t split_stride = (int64_t)p.batch * p.m * n_sums;
+  const float *sums = reinterpret_cast<const float *>(p.workspace) + ((int64_t)batch_index * p.m + row) * n_sums;
+  float gate = 0.0f, up = 0.0f;
+  for (int s = 0; s < p.splits; ++s) {
+    gate += sums[s * split_stride + col];
+    if (swiglu) up += sums[s * split_stride + p.n + col];
+  }
+  const float v = epilogue_value(p, batch_index, row, col, gate, up);
+  store_f32(reinterpret_cast<char *>(p.c), batch_index * p.batch_stride_c + (int64_t)row * p.ldc + col,
+            (int)((p.dtypes >> KF_GEMM_DT_SHIFT_C) & 15), v);
+}

@@ -1,0 +1,464 @@
+/* gemm_sm90.cu — the Hopper GEMM of the CUDA backend: C = epilogue(alpha op(A) op(B)) with TMA loads,
+ * wgmma tensor-core products and warp specialization (sm_90a only).
+ *
+ * One persistent CTA per SM walks output tiles of TILE_M x TILE_N accumulators in a grouped order.
+ * Warpgroup 0 is the producer: one thread issues TMA (cp.async.bulk.tensor) loads of the A and B tiles
+ * of each K block into a ring of STAGES shared-memory stages, each stage completing on its "full"
+ * mbarrier by transaction bytes. Warpgroups 1 and 2 are consumers: each owns 64 rows of the tile and
+ * runs wgmma.mma_async m64n256 on both operands straight from shared memory, f32 accumulators in
+ * registers (128 a thread), then releases the stage on its "empty" mbarrier. setmaxnreg gives the
+ * producer's registers to the consumers. The epilogue runs in registers and stores C directly: whole
+ * blocks with no bias, residual or C read through a branch-free path, the rest element pair by pair.
+ *
+ * Shared-memory layout of a stage, 128B swizzle throughout (the TMA writes it, wgmma reads it):
+ *  - K-major operand (K contiguous in memory): one box of K_BLOCK_BYTES x rows; row r of the tile at
+ *    r * 128 bytes, 8-row swizzle atoms 1024 bytes apart (the descriptor's stride offset); the k-th
+ *    step of 32 bytes is a +32-byte start address inside the swizzle row.
+ *  - MN-major operand (M or N contiguous, 16-bit types only): boxes of 64 (MN) x 64 (K) elements,
+ *    8 KiB each, K rows 128 bytes apart; 8-K-row atoms 1024 bytes apart (stride offset), boxes of 64
+ *    MN elements 8 KiB apart (leading offset); the k-th step of 16 K rows is +2048 bytes.
+ * Tiles past the matrix edges are zero-filled by the TMA (out-of-bounds boxes), and the epilogue
+ * clips its stores, so no shape needs padding.
+ *
+ * A tile's 256 accumulator columns are two halves of 128 loaded from two tensor maps (b and b_up):
+ * the same map at columns n0 and n0 + 128 for a plain GEMM, or the gate and up halves of op(B) at the
+ * same column n0 with SwiGLU, so each thread holds gate column j and up column j in registers
+ * (accumulator groups i and i + 16) and the pairing needs no exchange.
+ *
+ * Entry points (extern "C", struct kf_gemm_sm90_params by value as a __grid_constant__):
+ *   kf_gemm_sm90_<bf16|f16|e4m3>_<k|m>_<k|n>: the operand type, then A K- or M-major, B K- or N-major
+ *   (FP8 wgmma reads K-major operands only: e4m3 exists as _k_k alone).
+ * Only the sm_90a image holds the kernels' code; the sm_80 and PTX images of this fatbin (every module
+ * is built for sm_80, sm_90a and compute_80, and loaded on every context) compile each entry point to
+ * a trap, so the module loads everywhere and the host launches it on sm_90 only.
+ */
+#include "kernels_src/cuda/kf_pack.cuh"
+#include "kernels_src/common/kf_gemm_sm90_params.h"
+
+#define TILE_M KF_SM90_TILE_M          /* two consumer warpgroups x 64 rows (wgmma's M) */
+#define TILE_N KF_SM90_TILE_N          /* wgmma's widest N: the most reuse of each A fragment; 128 f32 a thread */
+#define K_BLOCK_BYTES KF_SM90_K_BLOCK_BYTES   /* one 128-byte swizzle row: 64 16-bit or 128 FP8 elements of K a stage */
+#define MN_BOX KF_SM90_MN_BOX           /* MN-major boxes: 64 16-bit elements = one 128-byte swizzle row */
+#define STAGES KF_SM90_STAGES            /* 4 x 48 KiB of the 227 KiB: loads three K blocks ahead of the MMAs */
+#define A_STAGE_BYTES (TILE_M * K_BLOCK_BYTES)
+#define B_STAGE_BYTES (TILE_N * K_BLOCK_BYTES)
+#define B_HALF_BYTES (B_STAGE_BYTES / 2)
+#define MN_BOX_BYTES (MN_BOX * 64 * 2) /* 64 x 64 16-bit elements */
+#define SWIZZLE_ATOM_BYTES 1024        /* 8 rows of 128 bytes */
+#define GROUP_M 16          /* tiles walk 16 row blocks down before moving right: 132 concurrent tiles
+                               cover ~16 x 8 blocks, the smallest A + B footprint for 128 x 256 tiles */
+#define THREADS KF_SM90_THREADS         /* producer warpgroup + 2 consumer warpgroups */
+#define PRODUCER_REGS 40    /* setmaxnreg: 128 x 40 + 256 x 232 = 64512 of the 65536 registers */
+#define CONSUMER_REGS 232
+
+enum operand_type { IN_BF16, IN_F16, IN_E4M3 };
+
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+
+__device__ __forceinline__ uint32_t shared_address(const void *p) {
+  return static_cast<uint32_t>(__cvta_generic_to_shared(p));
+}
+
+__device__ __forceinline__ void barrier_init(uint32_t bar, uint32_t count) {
+  asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;" ::"r"(bar), "r"(count) : "memory");
+}
+
+__device__ __forceinline__ void barrier_expect_bytes(uint32_t bar, uint32_t bytes) {
+  asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;" ::"r"(bar), "r"(bytes) : "memory");
+}
+
+__device__ __forceinline__ void barrier_arrive(uint32_t bar) {
+  asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];" ::"r"(bar) : "memory");
+}
+
+__device__ __forceinline__ void barrier_wait(uint32_t bar, uint32_t parity) {
+  uint32_t done;
+  do {
+    asm volatile(
+        "{\n.reg .pred p;\nmbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2;\nselp.u32 %0, 1, 0, p;\n}"
+        : "=r"(done)
+        : "r"(bar), "r"(parity)
+        : "memory");
+  } while (!done);
+}
+
+/* One box of `map` at coordinates (c0 innermost, c1, batch) into shared memory at dst. */
+__device__ __forceinline__ void tma_load(uint32_t dst, const kf_tensor_map *map, int c0, int c1, int batch,
+                                         uint32_t bar) {
+  asm volatile(
+      "cp.async.bulk.tensor.3d.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1, {%2, %3, %4}], "
+      "[%5];" ::"r"(dst),
+      "l"(reinterpret_cast<uint64_t>(map)), "r"(c0), "r"(c1), "r"(batch), "r"(bar)
+      : "memory");
+}
+
+/* wgmma shared-memory matrix descriptor: start address, leading and stride byte offsets (all >> 4),
+ * 128-byte swizzle (mode 1 in bits 62-63). */
+__device__ __forceinline__ uint64_t matrix_descriptor(uint32_t address, uint32_t leading, uint32_t stride) {
+  return (uint64_t)((address & 0x3ffff) >> 4) | (uint64_t)(leading >> 4) << 16 | (uint64_t)(stride >> 4) << 32 |
+         1ull << 62;
+}
+
+#define ACC_REGS \
+  "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, " \
+  "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, " \
+  "%32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, " \
+  "%48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63, " \
+  "%64, %65, %66, %67, %68, %69, %70, %71, %72, %73, %74, %75, %76, %77, %78, %79, " \
+  "%80, %81, %82, %83, %84, %85, %86, %87, %88, %89, %90, %91, %92, %93, %94, %95, " \
+  "%96, %97, %98, %99, %100, %101, %102, %103, %104, %105, %106, %107, %108, %109, %110, %111, " \
+  "%112, %113, %114, %115, %116, %117, %118, %119, %120, %121, %122, %123, %124, %125, %126, %127"
+
+#define ACC_OPERANDS(d) \
+  "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), \
+  "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), \
+  "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), \
+  "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]), \
+  "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]), \
+  "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]), \
+  "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]), \
+  "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63]), \
+  "+f"(d[64]), "+f"(d[65]), "+f"(d[66]), "+f"(d[67]), "+f"(d[68]), "+f"(d[69]), "+f"(d[70]), "+f"(d[71]), \
+  "+f"(d[72]), "+f"(d[73]), "+f"(d[74]), "+f"(d[75]), "+f"(d[76]), "+f"(d[77]), "+f"(d[78]), "+f"(d[79]), \
+  "+f"(d[80]), "+f"(d[81]), "+f"(d[82]), "+f"(d[83]), "+f"(d[84]), "+f"(d[85]), "+f"(d[86]), "+f"(d[87]), \
+  "+f"(d[88]), "+f"(d[89]), "+f"(d[90]), "+f"(d[91]), "+f"(d[92]), "+f"(d[93]), "+f"(d[94]), "+f"(d[95]), \
+  "+f"(d[96]), "+f"(d[97]), "+f"(d[98]), "+f"(d[99]), "+f"(d[100]), "+f"(d[101]), "+f"(d[102]), "+f"(d[103]), \
+  "+f"(d[104]), "+f"(d[105]), "+f"(d[106]), "+f"(d[107]), "+f"(d[108]), "+f"(d[109]), "+f"(d[110]), "+f"(d[111]), \
+  "+f"(d[112]), "+f"(d[113]), "+f"(d[114]), "+f"(d[115]), "+f"(d[116]), "+f"(d[117]), "+f"(d[118]), "+f"(d[119]), \
+  "+f"(d[120]), "+f"(d[121]), "+f"(d[122]), "+f"(d[123]), "+f"(d[124]), "+f"(d[125]), "+f"(d[126]), "+f"(d[127])
+
+/* d += A(64 x K step) B(K step x 256) for one K step (16 16-bit or 32 FP8 elements). TRANS_*: the
+ * operand is MN-major in shared memory (16-bit types only). */
+template <int IN, int TRANS_A, int TRANS_B>
+__device__ __forceinline__ void wgmma_step(float (&d)[128], uint64_t desc_a, uint64_t desc_b) {
+  if (IN == IN_BF16)
+    asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %130, 0;\n"
+                 "wgmma.mma_async.sync.aligned.m64n256k16.f32.bf16.bf16 {" ACC_REGS "}, %128, %129, p, 1, 1, "
+                 "%131, %132;\n}\n"
+                 : ACC_OPERANDS(d)
+                 : "l"(desc_a), "l"(desc_b), "r"(1), "n"(TRANS_A), "n"(TRANS_B));
+  else if (IN == IN_F16)
+    asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %130, 0;\n"
+                 "wgmma.mma_async.sync.aligned.m64n256k16.f32.f16.f16 {" ACC_REGS "}, %128, %129, p, 1, 1, "
+                 "%131, %132;\n}\n"
+                 : ACC_OPERANDS(d)
+                 : "l"(desc_a), "l"(desc_b), "r"(1), "n"(TRANS_A), "n"(TRANS_B));
+  else
+    asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %130, 0;\n"
+                 "wgmma.mma_async.sync.aligned.m64n256k32.f32.e4m3.e4m3 {" ACC_REGS "}, %128, %129, p, 1, 1;\n}\n"
+                 : ACC_OPERANDS(d)
+                 : "l"(desc_a), "l"(desc_b), "r"(1));
+}
+
+__device__ __forceinline__ void wgmma_fence() { asm volatile("wgmma.fence.sync.aligned;" ::: "memory"); }
+__device__ __forceinline__ void wgmma_commit() { asm volatile("wgmma.commit_group.sync.aligned;" ::: "memory"); }
+template <int PENDING>
+__device__ __forceinline__ void wgmma_wait(float (&d)[128]) {
+  asm volatile("wgmma.wait_group.sync.aligned %0;" ::"n"(PENDING) : "memory");
+  /* the accumulators are final only after the wait: keep their reads below it */
+#pragma unroll
+  for (int i = 0; i < 128; ++i) asm volatile("" : "+f"(d[i])::"memory");
+}
+
+/* Batch entry and tile row / column of persistent work item `tile`: GROUP_M row blocks at a time,
+ * column by column inside the group, so the CTAs running together share A rows and B columns in L2. */
+__device__ __forceinline__ void tile_position(const kf_gemm_sm90_params &p, int tile, int &batch, int &tile_m,
+                                              int &tile_n) {
+  const int per_batch = p.tiles_m * p.tiles_n;
+  batch = tile / per_batch;
+  const int t = tile - batch * per_batch;
+  const int group_tiles = GROUP_M * p.tiles_n;
+  const int group = t / group_tiles;
+  const int first_m = group * GROUP_M;
+  const int group_rows = min(p.tiles_m - first_m, GROUP_M);
+  const int r = t - group * group_tiles;
+  tile_m = first_m + r % group_rows;
+  tile_n = r / group_rows;
+}
+
+__device__ __forceinline__ float load_float(int dt, uint64_t base, int64_t index) {
+  const uint32_t bits = load_element_bits<LOAD_COHERENT>(dt, reinterpret_cast<const char *>(base), index);
+  if (dt == KF_DT_F32) return __uint_as_float(bits);
+  if (dt == KF_DT_BF16) return __uint_as_float(bits << 16);
+  return __half2float(__ushort_as_half(static_cast<unsigned short>(bits)));
+}
+
+__device__ __forceinline__ float load_bias(int dt, uint64_t base, int64_t index) {
+  const uint32_t bits = load_element_bits<LOAD_READONLY>(dt, reinterpret_cast<const char *>(base), index);
+  if (dt == KF_DT_F32) return __uint_as_float(bits);
+  if (dt == KF_DT_BF16) return __uint_as_float(bits << 16);
+  return __half2float(__ushort_as_half(static_cast<unsigned short>(bits)));
+}
+
+/* Loads columns col, col + 1 of a row-major matrix at element `index` as one word when allowed. */
+__device__ __forceinline__ void load_pair(int dt, uint64_t base, int64_t index, bool word, bool second,
+                                          float &v0, float &v1) {
+  if (word) {
+    if (dt == KF_DT_F32) {
+      const float2 f = *reinterpret_cast<const float2 *>(base + 4 * index);
+      v0 = f.x, v1 = f.y;
+    } else {
+      float f[2];
+      unpack_word(dt, *reinterpret_cast<const uint32_t *>(base + 2 * index), f);
+      v0 = f[0], v1 = f[1];
+    }
+    return;
+  }
+  v0 = load_float(dt, base, index);
+  v1 = second ? load_float(dt, base, index + 1) : 0.0f;
+}
+
+__device__ __forceinline__ void store_float(int dt, uint64_t base, int64_t index, float v) {
+  if (dt == KF_DT_F32)
+    reinterpret_cast<float *>(base)[index] = v;
+  else if (dt == KF_DT_BF16)
+    reinterpret_cast<__nv_bfloat16 *>(base)[index] = __float2bfloat16_rn(v);
+  else
+    reinterpret_cast<__half *>(base)[index] = __float2half_rn(v);
+}
+
+/* C[row, col .. col + 1] = t + beta C + residual, clipped to the matrix; t already has alpha, bias
+ * and SwiGLU applied. col is even. */
+__device__ __forceinline__ void finish_pair(const kf_gemm_sm90_params &p, int batch, int row, int col, float t0,
+                                            float t1) {
+  if (row >= p.m || col >= p.n) return;
+  const bool second = col + 1 < p.n;
+  const bool word = second && (p.flags & KF_SM90_C_PAIRS);
+  const int dt_c = (p.dtypes >> KF_SM90_DT_SHIFT_C) & 15;
+  const int64_t c_index = (int64_t)batch * p.c_batch_stride + (int64_t)row * p.ldc + col;
+  if (p.flags & KF_SM90_READ_C) {
+    float c0, c1;
+    load_pair(dt_c, p.c, c_index, word, second, c0, c1);
+    t0 += p.beta * c0;
+    t1 += p.beta * c1;
+  }
+  if (p.flags & KF_SM90_HAS_RESIDUAL) {
+    const int dt_r = (p.dtypes >> KF_SM90_DT_SHIFT_RESIDUAL) & 15;
+    float r0, r1;
+    load_pair(dt_r, p.residual,
+              (int64_t)batch * p.residual_batch_stride + (int64_t)row * p.ld_residual + col, word, second, r0, r1);
+    t0 += r0;
+    t1 += r1;
+  }
+  if (word) {
+    if (dt_c == KF_DT_F32)
+      *reinterpret_cast<float2 *>(p.c + 4 * c_index) = make_float2(t0, t1);
+    else
+      *reinterpret_cast<uint32_t *>(p.c + 2 * c_index) = pack_word(dt_c, t0, t1);
+    return;
+  }
+  store_float(dt_c, p.c, c_index, t0);
+  if (second) store_float(dt_c, p.c, c_index + 1, t1);
+}
+
+/* The common case, a whole 64 x 256 block of C written with no read and no bias: the dtype fixed at
+ * compile time and every address an immediate offset from one base, so the stores issue back to back.
+ * (The general path below costs ~85 us a tile in flag tests, dtype branches and bounds checks: more
+ * than the 4096-deep main loop itself.) */
+template <int DT_C>
+__device__ __forceinline__ void store_block(const float (&acc)[128], uint64_t c, int64_t ldc, int64_t first) {
+  const int lane = threadIdx.x % 32, warp = (threadIdx.x % 128) / 32;
+  const int64_t size = DT_C == KF_DT_F32 ? 4 : 2;
+  char *row_lo = reinterpret_cast<char *>(c) + (first + (int64_t)(warp * 16 + lane / 4) * ldc + 2 * (lane % 4)) * size;
+  char *row_hi = row_lo + 8 * ldc * size;
+#pragma unroll
+  for (int i = 0; i < 32; ++i) {
+    if (DT_C == KF_DT_F32) {
+      *reinterpret_cast<float2 *>(row_lo + 8 * i * size) = make_float2(acc[4 * i], acc[4 * i + 1]);
+      *reinterpret_cast<float2 *>(row_hi + 8 * i * size) = make_float2(acc[4 * i + 2], acc[4 * i + 3]);
+    } else {
+      *reinterpret_cast<uint32_t *>(row_lo + 8 * i * size) = pack_word(DT_C, acc[4 * i], acc[4 * i + 1]);
+      *reinterpret_cast<uint32_t *>(row_hi + 8 * i * size) = pack_word(DT_C, acc[4 * i + 2], acc[4 * i + 3]);
+    }
+  }
+}
+
+__device__ __forceinline__ float silu(float x) { return x / (1.0f + __expf(-x)); }
+
+/* The epilogue of one consumer warpgroup's 64 x 256 accumulators. Accumulator layout of wgmma
+ * m64nN (f32): thread lane of warp w holds rows w * 16 + lane / 4 (+ 8 for the second pair) and
+ * columns 8 i + 2 (lane % 4) (+ 1), register 4 i + 2 h + j for column group i, row half h, column j. */
+__device__ __forceinline__ void epilogue(const kf_gemm_sm90_params &p, const float (&acc)[128], int batch, int row0,
+                                         int col0) {
+  const uint32_t plain = KF_SM90_SWIGLU | KF_SM90_HAS_BIAS | KF_SM90_HAS_RESIDUAL | KF_SM90_READ_C;
+  if (!(p.flags & plain) && (p.flags & KF_SM90_C_PAIRS) && row0 + 64 <= p.m && col0 + TILE_N <= p.n) {
+    const int dt_c = (p.dtypes >> KF_SM90_DT_SHIFT_C) & 15;
+    float scaled[128];
+#pragma unroll
+    for (int i = 0; i < 128; ++i) scaled[i] = p.alpha * acc[i];
+    const int64_t first = (int64_t)batch * p.c_batch_stride + (int64_t)row0 * p.ldc + col0;
+    if (dt_c == KF_DT_BF16)
+      store_block<KF_DT_BF16>(scaled, p.c, p.ldc, first);
+    else if (dt_c == KF_DT_F16)
+      store_block<KF_DT_F16>(scaled, p.c, p.ldc, first);
+    else
+      store_block<KF_DT_F32>(scaled, p.c, p.ldc, first);
+    return;
+  }
+  const int lane = threadIdx.x % 32, warp = (threadIdx.x % 128) / 32;
+  const int row = row0 + warp * 16 + lane / 4;
+  const int col = col0 + 2 * (lane % 4);
+  const bool has_bias = (p.flags & KF_SM90_HAS_BIAS) != 0;
+  const int dt_bias = (p.dtypes >> KF_SM90_DT_SHIFT_BIAS) & 15;
+  if (p.flags & KF_SM90_SWIGLU) {
+#pragma unroll
+    for (int i = 0; i < 16; ++i) {
+      const int c = col + 8 * i;
+      float bias_gate[2] = {0.0f, 0.0f}, bias_up[2] = {0.0f, 0.0f};
+      if (has_bias) {
+#pragma unroll
+        for (int j = 0; j < 2; ++j)
+          if (c + j < p.n) {
+            bias_gate[j] = load_bias(dt_bias, p.bias, (int64_t)(c + j) * p.bias_stride);
+            bias_up[j] = load_bias(dt_bias, p.bias_up, (int64_t)(c + j) * p.bias_stride);
+          }
+      }
+#pragma unroll
+      for (int h = 0; h < 2; ++h) {
+        float t[2];
+#pragma unroll
+        for (int j = 0; j < 2; ++j) {
+          const float gate = p.alpha * acc[4 * i + 2 * h + j] + bias_gate[j];
+          const float up = p.alpha * acc[4 * (i + 16) + 2 * h + j] + bias_up[j];
+          t[j] = silu(gate) * up;
+        }
+        finish_pair(p, batch, row + 8 * h, c, t[0], t[1]);
+      }
+    }
+    return;
+  }
+#pragma unroll
+  for (int i = 0; i < 32; ++i) {
+    const int c = col + 8 * i;
+    float bias[2] = {0.0f, 0.0f};
+    if (has_bias) {
+#pragma unroll
+      for (int j = 0; j < 2; ++j)
+        if (c + j < p.n) bias[j] = load_bias(dt_bias, p.bias, (int64_t)(c + j) * p.bias_stride);
+    }
+#pragma unroll
+    for (int h = 0; h < 2; ++h)
+      finish_pair(p, batch, row + 8 * h, c, p.alpha * acc[4 * i + 2 * h] + bias[0],
+                  p.alpha * acc[4 * i + 2 * h + 1] + bias[1]);
+  }
+}
+
+template <int IN, int A_MN, int B_MN>
+__device__ __forceinline__ void gemm_sm90(const kf_gemm_sm90_params &p) {
+  extern __shared__ unsigned char shared_raw[];
+  /* 128B-swizzled TMA boxes and wgmma atoms need 1024-byte aligned stages */
+  const uint32_t base = (shared_address(shared_raw) + SWIZZLE_ATOM_BYTES - 1) & ~(uint32_t)(SWIZZLE_ATOM_BYTES - 1);
+  const uint32_t a_stages = base;
+  const uint32_t b_stages = base + STAGES * A_STAGE_BYTES;
+  const uint32_t full_bars = b_stages + STAGES * B_STAGE_BYTES; /* TMA bytes landed */
+  const uint32_t empty_bars = full_bars + STAGES * 8;           /* both consumers done reading */
+  const int k_block = K_BLOCK_BYTES / (IN == IN_E4M3 ? 1 : 2);  /* elements of K a stage */
+  if (threadIdx.x == 0) {
+    for (int s = 0; s < STAGES; ++s) {
+      barrier_init(full_bars + 8 * s, 1);
+      barrier_init(empty_bars + 8 * s, 2);
+    }
+    asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
+  }
+  __syncthreads();
+
+  const int tiles = p.tiles_m * p.tiles_n * p.batch;
+  const int k_blocks = (p.k + k_block - 1) / k_block;
+  const int out_cols = (p.flags & KF_SM90_SWIGLU) ? TILE_N / 2 : TILE_N;
+  const int warpgroup = threadIdx.x / 128;
+
+  if (warpgroup == 0) {
+    asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;" ::"n"(PRODUCER_REGS));
+    if (threadIdx.x != 0) return;
+    uint32_t it = 0;
+    for (int tile = blockIdx.x; tile < tiles; tile += gridDim.x) {
+      int batch, tile_m, tile_n;
+      tile_position(p, tile, batch, tile_m, tile_n);
+      const int m0 = tile_m * TILE_M;
+      const int n0 = tile_n * out_cols, n1 = n0 + p.b_up_column;
+      const int a_batch = (p.flags & KF_SM90_A_BATCHED) ? batch : 0;
+      const int b_batch = (p.flags & KF_SM90_B_BATCHED) ? batch : 0;
+      for (int kb = 0; kb < k_blocks; ++kb, ++it) {
+        const uint32_t s = it % STAGES, phase = (it / STAGES) & 1;
+        const uint32_t full = full_bars + 8 * s;
+        barrier_wait(empty_bars + 8 * s, phase ^ 1); /* a fresh barrier counts as a completed odd phase */
+        barrier_expect_bytes(full, A_STAGE_BYTES + B_STAGE_BYTES); /* zero-filled boxes count in full */
+        const int k0 = kb * k_block;
+        const uint32_t a = a_stages + s * A_STAGE_BYTES, b = b_stages + s * B_STAGE_BYTES;
+        if (A_MN) {
+          tma_load(a, &p.a, m0, k0, a_batch, full);
+          tma_load(a + MN_BOX_BYTES, &p.a, m0 + MN_BOX, k0, a_batch, full);
+        } else {
+          tma_load(a, &p.a, k0, m0, a_batch, full);
+        }
+        if (B_MN) {
+          tma_load(b, &p.b, n0, k0, b_batch, full);
+          tma_load(b + MN_BOX_BYTES, &p.b, n0 + MN_BOX, k0, b_batch, full);
+          tma_load(b + B_HALF_BYTES, &p.b_up, n1, k0, b_batch, full);
+          tma_load(b + B_HALF_BYTES + MN_BOX_BYTES, &p.b_up, n1 + MN_BOX, k0, b_batch, full);
+        } else {
+          tma_load(b, &p.b, k0, n0, b_batch, full);
+          tma_load(b + B_HALF_BYTES, &p.b_up, k0, n1, b_batch, full);
+        }
+      }
+    }
+  } else {
+    asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;" ::"n"(CONSUMER_REGS));
+    const int consumer = warpgroup - 1; /* rows [64 consumer, 64 consumer + 64) of the tile */
+    const bool releaser = threadIdx.x % 128 == 0;
+    /* Offsets of this consumer's A rows and of a K step inside a stage; descriptor offsets. */
+    const uint32_t a_rows = consumer * (A_MN ? MN_BOX_BYTES : 64 * K_BLOCK_BYTES);
+    const uint32_t a_step = A_MN ? 16 * 128 : 32, b_step = B_MN ? 16 * 128 : 32;
+    const uint32_t a_leading = A_MN ? MN_BOX_BYTES : 16, b_leading = B_MN ? MN_BOX_BYTES : 16;
+    uint32_t it = 0;
+    float acc[128];
+    for (int tile = blockIdx.x; tile < tiles; tile += gridDim.x) {
+      int batch, tile_m, tile_n;
+      tile_position(p, tile, batch, tile_m, tile_n);
+#pragma unroll
+      for (int i = 0; i < 128; ++i) acc[i] = 0.0f;
+      for (int kb = 0; kb < k_blocks; ++kb, ++it) {
+        const uint32_t s = it % STAGES, phase = (it / STAGES) & 1;
+        barrier_wait(full_bars + 8 * s, phase);
+        const uint32_t a = a_stages + s * A_STAGE_BYTES + a_rows, b = b_stages + s * B_STAGE_BYTES;
+        wgmma_fence();
+#pragma unroll
+        for (int step = 0; step < 4; ++step)
+          wgmma_step<IN, A_MN, B_MN>(acc, matrix_descriptor(a + step * a_step, a_leading, SWIZZLE_ATOM_BYTES),
+                                     matrix_descriptor(b + step * b_step, b_leading, SWIZZLE_ATOM_BYTES));
+        wgmma_commit();
+        /* the previous K block's products are done: its stage can be refilled */
+        wgmma_wait<1>(acc);
+        if (kb > 0 && releaser) barrier_arrive(empty_bars + 8 * ((it - 1) % STAGES));
+      }
+      wgmma_wait<0>(acc);
+      if (k_blocks > 0 && releaser) barrier_arrive(empty_bars + 8 * ((it - 1) % STAGES));
+      epilogue(p, acc, batch, tile_m * TILE_M + consumer * 64, tile_n * out_cols);
+    }
+  }
+}
+
+#define GEMM_SM90_ENTRY(name, IN, A_MN, B_MN)                                                            \
+  extern "C" __global__ void __launch_bounds__(THREADS, 1) name(const __grid_constant__ kf_gemm_sm90_params p) { \
+    gemm_sm90<IN, A_MN, B_MN>(p);                                                                        \
+  }
+
+#else /* not the sm_90a image: entry points that trap (never launched there) */
+
+#define GEMM_SM90_ENTRY(name, IN, A_MN, B_MN)                                                            \
+  extern "C" __global__ void __launch_bounds__(THREADS, 1) name(const __grid_constant__ kf_gemm_sm90_params p) { \
+    (void)p;                                                                                             \
+    __trap();                                                                                            \
+  }
+
+#endif
+
+GEMM_SM90_ENTRY(kf_gemm_sm90_bf16_k_k, IN_BF16, 0, 0)
+GEMM_SM90_ENTRY(kf_gemm_sm90_bf16_k_n, IN_BF16, 0, 1)
+GEMM_SM90_ENTRY(kf_gemm_sm90_bf16_m_k, IN_BF16, 1, 0)
+GEMM_SM90_ENTRY(kf_gemm_sm90_bf16_m_n, IN_BF16, 1, 1)
+GEMM_SM90_ENTRY(kf_gemm_sm90_f16_k_k, IN_F16, 0, 0)
+GEMM_SM90_ENTRY(kf_gemm_sm90_f16_k_n, IN_F16, 0, 1)
+GEMM_SM90_ENTRY(kf_gemm_sm90_f16_m_k, IN_F16, 1, 0)
+GEMM_SM90_ENTRY(kf_gemm_sm90_f16_m_n, IN_F16, 1, 1)
+GEMM_SM90_ENTRY(kf_gemm_sm90_e4m3_k_k, IN_E4M3, 0, 0)
