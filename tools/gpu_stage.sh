@@ -24,7 +24,7 @@ readonly SIZE_LIMIT_BYTES=$((60 * 1000 * 1000))
 readonly STAGE_LIMIT_BYTES=$((40 * 1000 * 1000))
 
 # Only what runs there: the shared library (not the static archive), the programs and the tests.
-bazel build //:libkfuse.so //:demo //bench:kfbench //tests:all
+bazel build //:libkfuse.so //:demo //bench:kfbench //bench:kfbench_mm //tests:all
 
 bin=$(bazel info bazel-bin 2>/dev/null)
 rm -rf "$STAGE/lib" "$STAGE/bin" "$STAGE/tests" "$STAGE/bench"
@@ -42,9 +42,10 @@ stage_elf "$bin/libkfuse.so" "$STAGE/lib/libkfuse.so"
 if [ -f "$bin/tools/demo" ]; then demo="$bin/tools/demo"; else demo="$bin/demo"; fi
 stage_elf "$demo" "$STAGE/bin/demo"
 stage_elf "$bin/bench/kfbench" "$STAGE/bin/kfbench"
+stage_elf "$bin/bench/kfbench_mm" "$STAGE/bin/kfbench_mm"
 # The torch peers and the table that joins both runs are Python run by the host's python3 (which has
 # torch and triton); nothing to build.
-install -m 0644 bench/torch_peers.py bench/combine.py "$STAGE/bench/"
+install -m 0644 bench/torch_peers.py bench/torch_mm_peers.py bench/combine.py "$STAGE/bench/"
 
 # Test binaries: executable ELF files directly in bazel-bin/tests (not runfiles trees, objects, or
 # the launcher scripts Bazel writes for sh_test).
@@ -112,7 +113,7 @@ cat >"$STAGE/run_gpu.sh" <<'RUN_GPU'
 # joining them (bench/combine.py) to $OUT/table.md. Exits nonzero when any step failed.
 set -uo pipefail
 parts=${1:-all}
-case "$parts" in all | tests | bench) ;; *) echo "usage: bash .gpu/run_gpu.sh [all|tests|bench]" >&2; exit 2 ;; esac
+case "$parts" in all | tests | bench | mm) ;; *) echo "usage: bash .gpu/run_gpu.sh [all|tests|bench|mm]" >&2; exit 2 ;; esac
 OUT=${OUT:-$PWD/.gpu/out}
 mkdir -p "$OUT"
 root=$PWD
@@ -147,8 +148,9 @@ main() {
   command -v clinfo >/dev/null && clinfo -l
   command -v vulkaninfo >/dev/null && vulkaninfo --summary 2>/dev/null
 
-  if [ "$parts" != bench ]; then run_tests; fi
-  if [ "$parts" != tests ]; then run_bench; fi
+  if [ "$parts" = all ] || [ "$parts" = tests ]; then run_tests; fi
+  if [ "$parts" = all ] || [ "$parts" = bench ]; then run_bench; fi
+  if [ "$parts" = all ] || [ "$parts" = mm ]; then run_mm; fi
 
   echo
   echo "==== summary"
@@ -160,7 +162,7 @@ main() {
   echo "  $(( ${#steps[@]} - failed )) steps ok, $failed failed"
   echo
   sed -n '/^summary:/,/^$/p' "$logs/kfbench.log" 2>/dev/null
-  if [ "$parts" != tests ] && [ -f "$OUT/table.md" ]; then
+  if [ "$parts" = bench ] && [ -f "$OUT/table.md" ]; then
     echo "==== kfuse beside torch ($OUT/table.md)"
     cat "$OUT/table.md"
   fi
@@ -187,6 +189,15 @@ run_tests() {
     echo "---- FAIL lines"
     grep -h '^FAIL op=' "$logs"/*.log | head -100
   fi
+}
+
+# GEMM and attention: kfuse on the GPU through every API beside cuBLAS (in kfbench_mm), the generic
+# CUDA GEMM forced for comparison, then torch's FP8 GEMM and attention kernels.
+run_mm() {
+  step kfbench_mm 300 .gpu/bin/kfbench_mm --backend=cuda,opencl,vulkan --json="$OUT/mm.json"
+  KF_CUDA_FORCE_GENERIC=1 step kfbench_mm_generic 120 .gpu/bin/kfbench_mm --backend=cuda --op=gemm \
+    --json="$OUT/mm_generic.json"
+  step torch_mm_peers 200 python3 .gpu/bench/torch_mm_peers.py --json="$OUT/torch_mm.json"
 }
 
 run_bench() {
