@@ -86,14 +86,10 @@ size_t kf_ocl_attention_workspace(kf_backend_context *ctx, const kf_attention_ar
 static kf_status get_program(kf_backend_context *ctx, const kf_attention_args *args, int kv_tile,
                              kf_ocl_program **out) {
   const int fixed_dtype = ctx->specialize_dtypes ? (int)args->q.dtype : -1;
-  /* head_dim <= 256 takes 9 bits; KF_OCL_OP_ATTENTION << 20 keeps these keys apart from the others. */
-  const uint32_t key = (uint32_t)KF_OCL_OP_ATTENTION << 20 | (uint32_t)args->head_dim << 4 | (uint32_t)(fixed_dtype + 1);
-  *out = kf_ocl_find_program(ctx, key);
-  if (*out != NULL) return KF_OK;
-  char options[256];
-  snprintf(options, sizeof options, "-DKF_NV_PTX=%d -DKF_FIXED_DT=%d -DKF_HEAD_DIM=%d -DKF_ATT_KV_TILE=%d",
-           ctx->nvidia_ptx, fixed_dtype, (int)args->head_dim, kv_tile);
-  return kf_ocl_add_program(ctx, key, "common.cl", "attention.cl", options, out);
+  /* kv_tile follows from head_dim, so head_dim alone tells the variants apart */
+  char options[96];
+  snprintf(options, sizeof options, "-DKF_HEAD_DIM=%d -DKF_ATT_KV_TILE=%d", (int)args->head_dim, kv_tile);
+  return kf_ocl_op_program_variant(ctx, KF_OCL_OP_ATTENTION, fixed_dtype, (uint32_t)args->head_dim, options, out);
 }
 
 /* The kernel and the work-group size it was compiled for (reqd_work_group_size in attention.cl). */

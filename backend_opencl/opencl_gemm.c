@@ -211,16 +211,12 @@ static int uniform_dtype(const kf_backend_context *ctx, const kf_gemm_args *args
  * the largest group it allows. */
 static kf_status get_kernel(kf_backend_context *ctx, int items_side, int fixed_dtype, cl_kernel *out_kernel,
                             size_t *out_max_group) {
-  /* KF_OCL_OP_GEMM << 20 keeps these keys apart from the other programs'. */
-  const uint32_t key = (uint32_t)KF_OCL_OP_GEMM << 20 | (uint32_t)items_side << 4 | (uint32_t)(fixed_dtype + 1);
-  kf_ocl_program *program = kf_ocl_find_program(ctx, key);
-  if (program == NULL) {
-    char options[256];
-    snprintf(options, sizeof options, "-DKF_NV_PTX=%d -DKF_FIXED_DT=%d -DKF_GEMM_ITEMS_SIDE=%d -DKF_GEMM_OUTLINE=%d",
-             ctx->nvidia_ptx, fixed_dtype, items_side, ctx->gemm_cpu_device);
-    kf_status status = kf_ocl_add_program(ctx, key, "common.cl", "gemm.cl", options, &program);
-    if (status != KF_OK) return status;
-  }
+  /* gemm_cpu_device is fixed per context, so items_side alone tells the variants apart */
+  char options[96];
+  snprintf(options, sizeof options, "-DKF_GEMM_ITEMS_SIDE=%d -DKF_GEMM_OUTLINE=%d", items_side, ctx->gemm_cpu_device);
+  kf_ocl_program *program = NULL;
+  kf_status status = kf_ocl_op_program_variant(ctx, KF_OCL_OP_GEMM, fixed_dtype, (uint32_t)items_side, options, &program);
+  if (status != KF_OK) return status;
   return kf_ocl_get_kernel(ctx, program, 0, "kf_gemm", out_kernel, out_max_group);
 }
 

@@ -95,6 +95,10 @@ typedef enum kf_ocl_op {
 
 /* The program of `op`: dtypes chosen at run time (fixed_dtype -1) or fixed to one KF_DT_*. */
 kf_status kf_ocl_op_program(kf_backend_context *ctx, kf_ocl_op op, int fixed_dtype, kf_ocl_program **out);
+/* The same for an op built in variants (GEMM tile shapes, attention head_dims): `variant` (< 2^15) tells
+ * the cached programs apart, variant_options are the -D options that make it. */
+kf_status kf_ocl_op_program_variant(kf_backend_context *ctx, kf_ocl_op op, int fixed_dtype, uint32_t variant,
+                                    const char *variant_options, kf_ocl_program **out);
 /* The dtype every present operand has, when the context specializes on it; else -1. */
 int kf_ocl_uniform_dtype(const kf_backend_context *ctx, const kf_tensor_arg *const *operands, int count);
 /* The operand's cl_mem, or the context's placeholder for an absent operand. */

@@ -26,12 +26,18 @@ static const char *const kOpSources[] = {
 };
 
 kf_status kf_ocl_op_program(kf_backend_context *ctx, kf_ocl_op op, int fixed_dtype, kf_ocl_program **out) {
-  /* Above the keys of opencl_rmsnorm.c (13 bits). */
-  const uint32_t key = 0x10000u | (uint32_t)op << 4 | (uint32_t)(fixed_dtype + 1);
+  return kf_ocl_op_program_variant(ctx, op, fixed_dtype, 0, "", out);
+}
+
+kf_status kf_ocl_op_program_variant(kf_backend_context *ctx, kf_ocl_op op, int fixed_dtype, uint32_t variant,
+                                    const char *variant_options, kf_ocl_program **out) {
+  /* Above the keys of opencl_rmsnorm.c (13 bits): variant + 1 in bits 16.., op in 4..15, dtype in 0..3. */
+  const uint32_t key = (variant + 1u) << 16 | (uint32_t)op << 4 | (uint32_t)(fixed_dtype + 1);
   *out = kf_ocl_find_program(ctx, key);
   if (*out != NULL) return KF_OK;
-  char options[256];
-  snprintf(options, sizeof options, "-DKF_NV_PTX=%d -DKF_FIXED_DT=%d", ctx->nvidia_ptx, fixed_dtype);
+  char options[384];
+  snprintf(options, sizeof options, "-DKF_NV_PTX=%d -DKF_FIXED_DT=%d %s", ctx->nvidia_ptx, fixed_dtype,
+           variant_options);
   return kf_ocl_add_program(ctx, key, "common.cl", kOpSources[op], options, out);
 }
 
