@@ -82,7 +82,9 @@
 #define KF_ATT_P_STRIDE(rows) ((rows) + 4)
 
 /* Local memory of a block: the K/V tile (f32; K and V take turns), P^T, two per-row values (rescale
- * factor, final sum) and the reduction scratch of devices without warp shuffles. For
+ * factor, final sum) and the reduction scratch of devices without warp shuffles. The tiles are read
+ * and written as float4, so they are declared 16-byte aligned: a float array is only 4-byte aligned,
+ * and NVIDIA's driver placed one at an odd word, where every 16-byte shared access faulted. For
  * head_dim 256: 32 x 260 + 32 x 68 floats = 42 KiB, inside the 48 KiB every GPU offers. */
 #if KF_NV_PTX
 #define KF_ATT_SCRATCH(rows) 1
@@ -346,8 +348,8 @@ KF_HELPER void att_block(const int rows, const global uchar *q, const global uch
 
 #define KF_ATT_DEFINE_KERNEL(name, rows)                                                                   \
   kernel __attribute__((reqd_work_group_size(KF_ATT_THREADS(rows), 1, 1))) void name(KF_ATT_KERNEL_ARGS) { \
-    local float kv_tile[KF_ATT_BKV * KF_ATT_KV_STRIDE];                                                     \
-    local float p_tile[KF_ATT_BKV * KF_ATT_P_STRIDE(rows)];                                                 \
+    local float kv_tile[KF_ATT_BKV * KF_ATT_KV_STRIDE] __attribute__((aligned(16)));                        \
+    local float p_tile[KF_ATT_BKV * KF_ATT_P_STRIDE(rows)] __attribute__((aligned(16)));                    \
     local float row_alpha[rows], row_sum[rows];                                                             \
     local float scratch[KF_ATT_SCRATCH(rows)];                                                              \
     att_block(rows, q, k, v, out, lse, partial, q_layout, k_layout, v_layout, out_layout, lse_layout, sizes, \
