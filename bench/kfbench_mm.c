@@ -13,6 +13,7 @@
 #define _GNU_SOURCE
 #include <dlfcn.h>
 #include <math.h>
+#include <setjmp.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -68,8 +69,17 @@ static const attn_shape kGpuAttn[] = {
 static const attn_shape kHostAttn[] = {{1, 512, 512, 8, 8, 128, 1, "prefill causal"}, {1, 1, 4096, 32, 8, 128, 1, "decode"}};
 
 /* ---- small helpers ---- */
+/* A failure inside one device's benchmarks abandons that device (what it allocated is left behind)
+ * and goes on with the next, so one broken backend does not hide the figures of the others; the exit
+ * status still says that something failed. Outside a device's benchmarks it ends the run. */
+static jmp_buf g_device_failed;
+static bool g_in_device = false;
+static int g_failures = 0;
+
 static void die(const char *what, kf_status status) {
   fprintf(stderr, "kfbench_mm: %s failed: %s: %s\n", what, kf_status_name(status), kf_last_error());
+  ++g_failures;
+  if (g_in_device) longjmp(g_device_failed, 1);
   exit(1);
 }
 #define CHECK(call)                             \
@@ -491,8 +501,15 @@ int main(int argc, char **argv) {
       if (d->backend != order[o] || !in_list(backends, kf_backend_name(d->backend))) continue;
       if (d->type == KF_DEVICE_TYPE_SOFTWARE && !software) continue;
       printf("%s: %s (%s)\n", kf_backend_name(d->backend), d->name, kf_device_type_name(d->type));
-      if (in_list(ops, "gemm")) bench_gemm(d, quick);
-      if (in_list(ops, "attention")) bench_attention(d, quick);
+      fflush(stdout);
+      if (setjmp(g_device_failed) == 0) {
+        g_in_device = true;
+        if (in_list(ops, "gemm")) bench_gemm(d, quick);
+        if (in_list(ops, "attention")) bench_attention(d, quick);
+      } else {
+        printf("  %s: abandoned after the failure above\n", d->name);
+      }
+      g_in_device = false;
     }
   if (g_cublas.why[0]) printf("cuBLAS peer: %s\n", g_cublas.why);
   else if (g_cublas.ready) printf("cuBLAS peer: %s\n", g_cublas.library);
@@ -500,5 +517,5 @@ int main(int argc, char **argv) {
     fprintf(g_json, "\n]\n");
     fclose(g_json);
   }
-  return 0;
+  return g_failures > 0 ? 1 : 0;
 }
