@@ -56,6 +56,11 @@ enum {
   COOPMAT_WORKGROUP_SIZE,
   COOPMAT_SPEC_COUNT
 };
+_Static_assert(TILED_SPEC_COUNT <= KF_VK_MAX_SPEC_CONSTANTS && COOPMAT_SPEC_COUNT <= KF_VK_MAX_SPEC_CONSTANTS,
+               "more specialization constants than kf_vk_get_pipeline takes");
+/* Bits of COOPMAT_ALIGNED. */
+#define KF_VK_COOPMAT_AB_ALIGNED 1u /* 16-byte loads of A and B */
+#define KF_VK_COOPMAT_C_ALIGNED 2u  /* 16-byte stores of C */
 
 /* A tile shape of gemm.comp: the workgroup computes tile_m × tile_n of op(A) op(B) (SwiGLU: tile_n / 2
  * output columns), each of its (tile_m / thread_m) × (tile_n / thread_n) invocations a thread_m ×
@@ -76,21 +81,51 @@ static const tiled_shape kTiledSkinny = {16, 128, 16, 1, 8};
  * (132 SMs × 2 such workgroups each on an H200). */
 #define KF_VK_GEMM_LARGE_TILES_MIN 256
 
-/* The tile of gemm_coopmat.comp: 128 × 256 × 16 with 8 subgroups of 32 as 2 × 4, each computing
- * 64 × 64 of C (4 × 4 fragments of 16 × 16: 8 fragment loads from shared memory per 16 products).
- * Shared memory: two stages of A (128 × (16 + 8) f16) and B (256 × (16 + 8) f16 at most), 36 KiB —
- * under the 48 KiB NVIDIA's Vulkan driver allows a workgroup. Measured on the H200 at 4096³ f16: 122-133
- * TFLOP/s, against 99-104 for 128 × 128 × 32 (2 × 4 subgroups of 64 × 32), 119 for 128 × 128 × 32 with
- * 2 × 2 subgroups and 122-127 for 256 × 128 × 16 (4 × 2). */
-#define KF_VK_COOPMAT_TILE_M 128u
-#define KF_VK_COOPMAT_TILE_N 256u
-#define KF_VK_COOPMAT_TILE_K 16u
-#define KF_VK_COOPMAT_SUBGROUPS_M 2u
-#define KF_VK_COOPMAT_SUBGROUPS_N 4u
+/* A tile shape of gemm_coopmat.comp: the workgroup computes tile_m × tile_n of op(A) op(B) (SwiGLU:
+ * tile_n / 2 output columns) with subgroups_m × subgroups_n subgroups, each a block of 16 × 16 f32
+ * accumulator fragments. Shared memory: two stages of A and B slabs, rows padded by 16 bytes (see
+ * coopmat_shared_bytes), at most the 48 KiB NVIDIA's Vulkan driver allows a workgroup. */
+typedef struct coopmat_shape {
+  uint32_t tile_m, tile_n, tile_k, subgroups_m, subgroups_n;
+} coopmat_shape;
+
+/* Large C: 8 subgroups of 64 × 64 (16 fragments each: 8 fragment loads per 16 products), 36 KiB.
+ * H200, f16 with transposed B, TFLOP/s: 137 at 8192³, 131 at 4096 × 14336 × 4096 and 16384 × 4096 ×
+ * 4096; at 8192³ 93 for 128 × 128 × 32 with 2 × 2 subgroups, 137 for 128 × 256 × 16 with 2 × 4. */
+static const coopmat_shape kCoopmatLarge = {256, 128, 16, 4, 2};
+/* Fewer large tiles than the device has workgroup slots: 4 subgroups of 64 × 64, 40 KiB (512 × 4096
+ * × 4096: 90 TFLOP/s, against 46-51 for 128 × 64 × 32, 64 × 128 × 32 and 64 × 64 × 64). */
+static const coopmat_shape kCoopmatMedium = {128, 128, 32, 2, 2};
+/* Decode shapes (m <= 16): one 16-row fragment per subgroup, the workgroup spread along n (1 × 4096 ×
+ * 4096: 0.051 ms, against 0.30 for the tiled shader's skinny shape). */
+static const coopmat_shape kCoopmatSkinny = {16, 64, 64, 1, 4};
+/* Large tiles (times batch entries) below which kCoopmatMedium is used: under about two waves of
+ * the H200's 132 SMs, one large workgroup on each. */
+#define KF_VK_COOPMAT_LARGE_TILES_MIN 256
 /* NVIDIA's subgroup size, which the fragment layout above assumes (checked at context creation). */
 #define KF_VK_COOPMAT_SUBGROUP 32u
 /* 16-byte loads: 8 f16 values. */
 #define KF_VK_COOPMAT_VECTOR 8
+
+static uint32_t coopmat_workgroup(const coopmat_shape *shape) {
+  return shape->subgroups_m * shape->subgroups_n * KF_VK_COOPMAT_SUBGROUP;
+}
+
+/* Shared memory of gemm_coopmat.comp with this shape (its smem array: the two stages, or the
+ * epilogue's staging if larger), or 0 when the shape does not divide into whole fragments and whole
+ * 16-byte runs per invocation, or SwiGLU cannot pair a subgroup's fragments. */
+static uint32_t coopmat_shared_bytes(const coopmat_shape *shape, int trans_a, int trans_b, int swiglu) {
+  const uint32_t workgroup = coopmat_workgroup(shape);
+  const uint32_t a_rows = trans_a ? shape->tile_k : shape->tile_m, a_runs = (trans_a ? shape->tile_m : shape->tile_k) / 8;
+  const uint32_t b_rows = trans_b ? shape->tile_n : shape->tile_k, b_runs = (trans_b ? shape->tile_k : shape->tile_n) / 8;
+  if (shape->tile_m % (16 * shape->subgroups_m) || shape->tile_n % (16 * shape->subgroups_n) || shape->tile_k % 16 ||
+      (a_rows * a_runs) % workgroup || (b_rows * b_runs) % workgroup ||
+      (swiglu && (shape->tile_n / shape->subgroups_n) % 32))
+    return 0;
+  const uint32_t stages = 2 * 16 * (a_rows * (a_runs + 1) + b_rows * (b_runs + 1));
+  const uint32_t staging = (swiglu ? 2 : 1) * 16 * 16 * 4 * (workgroup / KF_VK_COOPMAT_SUBGROUP);
+  return stages > staging ? stages : staging;
+}
 
 static uint64_t matrix_address(const kf_matrix_arg *arg) {
   if (arg->buffer == NULL) return 0;
@@ -151,9 +186,26 @@ kf_status kf_vk_gemm(kf_backend_context *ctx, const kf_gemm_args *args) {
   VkPipeline pipeline;
   kf_status status;
   int64_t tiles;
+  /* The coopmat shape for f16 A and B on NVIDIA, or NULL: the tiled shader. */
+  const coopmat_shape *coop = NULL;
   if (ctx->has_nv_cooperative_matrix && args->a.dtype == KF_F16) {
+    const int64_t out_columns = swiglu ? 2 * args->n : args->n;
+    coop = &kCoopmatMedium;
+    if (args->m <= (int64_t)kCoopmatSkinny.tile_m)
+      coop = &kCoopmatSkinny;
+    else if (ceil_div(args->m, kCoopmatLarge.tile_m) * ceil_div(out_columns, kCoopmatLarge.tile_n) * args->batch >=
+             KF_VK_COOPMAT_LARGE_TILES_MIN)
+      coop = &kCoopmatLarge;
+    const uint32_t bytes = coopmat_shared_bytes(coop, args->trans_a != 0, args->trans_b != 0, swiglu);
+    if (bytes == 0 || bytes > ctx->max_shared_memory_bytes || coopmat_workgroup(coop) > ctx->max_workgroup_invocations)
+      coop = NULL; /* a device with less shared memory than NVIDIA's 48 KiB: the tiled shader */
+  }
+  if (coop != NULL) {
     const int aligned = rows_vector_aligned(&args->a) && rows_vector_aligned(&args->b) &&
                         (!swiglu || rows_vector_aligned(&args->b_up));
+    /* 8 outputs of a row start 16-byte aligned in every batch entry. */
+    const int c_aligned = matrix_address(&args->c) % 16 == 0 && args->c.ld % KF_VK_COOPMAT_VECTOR == 0 &&
+                          args->c.batch_stride % KF_VK_COOPMAT_VECTOR == 0;
     const uint32_t spec[COOPMAT_SPEC_COUNT] = {
         [COOPMAT_C_DTYPE] = (uint32_t)args->c.dtype,
         [COOPMAT_BIAS_DTYPE] = bias_dtype,
@@ -164,17 +216,17 @@ kf_status kf_vk_gemm(kf_backend_context *ctx, const kf_gemm_args *args) {
         [COOPMAT_SWIGLU] = (uint32_t)swiglu,
         [COOPMAT_TRANS_A] = (uint32_t)(args->trans_a != 0),
         [COOPMAT_TRANS_B] = (uint32_t)(args->trans_b != 0),
-        [COOPMAT_ALIGNED] = (uint32_t)aligned,
-        [COOPMAT_TILE_M] = KF_VK_COOPMAT_TILE_M,
-        [COOPMAT_TILE_N] = KF_VK_COOPMAT_TILE_N,
-        [COOPMAT_TILE_K] = KF_VK_COOPMAT_TILE_K,
-        [COOPMAT_SUBGROUPS_M] = KF_VK_COOPMAT_SUBGROUPS_M,
-        [COOPMAT_SUBGROUPS_N] = KF_VK_COOPMAT_SUBGROUPS_N,
-        [COOPMAT_WORKGROUP_SIZE] = KF_VK_COOPMAT_SUBGROUPS_M * KF_VK_COOPMAT_SUBGROUPS_N * KF_VK_COOPMAT_SUBGROUP,
+        [COOPMAT_ALIGNED] = (aligned ? KF_VK_COOPMAT_AB_ALIGNED : 0u) | (c_aligned ? KF_VK_COOPMAT_C_ALIGNED : 0u),
+        [COOPMAT_TILE_M] = coop->tile_m,
+        [COOPMAT_TILE_N] = coop->tile_n,
+        [COOPMAT_TILE_K] = coop->tile_k,
+        [COOPMAT_SUBGROUPS_M] = coop->subgroups_m,
+        [COOPMAT_SUBGROUPS_N] = coop->subgroups_n,
+        [COOPMAT_WORKGROUP_SIZE] = coopmat_workgroup(coop),
     };
     status = kf_vk_get_pipeline(ctx, KF_VK_KERNEL_GEMM_COOPMAT, spec, COOPMAT_SPEC_COUNT, &pipeline);
-    const int64_t out_tile_n = swiglu ? KF_VK_COOPMAT_TILE_N / 2 : KF_VK_COOPMAT_TILE_N;
-    tiles = ceil_div(args->m, KF_VK_COOPMAT_TILE_M) * ceil_div(args->n, out_tile_n);
+    const int64_t out_tile_n = swiglu ? coop->tile_n / 2 : coop->tile_n;
+    tiles = ceil_div(args->m, coop->tile_m) * ceil_div(args->n, out_tile_n);
   } else {
     if (ctx->max_workgroup_invocations < KF_VK_GEMM_TILED_WORKGROUP)
       return kf_fail(KF_ERROR_UNSUPPORTED, "GEMM on Vulkan needs workgroups of %u invocations; the device allows %u",

@@ -11,14 +11,18 @@
  * the stored matrix padded by 8 f16 = 16 bytes, so that the 16-byte rows of a fragment load fall in
  * distinct banks); transposes become column-major fragment loads.
  *
+ * Shared memory is an array of 32-bit words (fragment offsets and strides count words); a 16-byte
+ * run is stored as 4 consecutive words.
+ *
  * SwiGLU: the op(B) tile is made of 16-column blocks alternating gate and up columns of the same
  * outputs (block 2q: gate columns 16q..16q+15 of the tile, block 2q+1: the up columns), so a subgroup's
  * fragments j and j + 1 pair up for silu(gate) * up.
  *
  * Epilogue: after the last slab the stages are reused; each subgroup stores one accumulator fragment
  * (two for SwiGLU) at a time into its own part of shared memory, and every invocation then finishes 8
- * consecutive outputs of it (bias, SwiGLU, beta C, residual, rounding) — a residual identical to C is
- * read before it is written, by the same invocation.
+ * consecutive outputs of it (bias, SwiGLU, beta C, residual, rounding), written with one or two 16-byte
+ * stores when C_ALIGNED and all 8 are inside C; a residual identical to C is read before it is
+ * written, by the same invocation.
  */
 #extension GL_NV_cooperative_matrix : require
 #extension GL_KHR_memory_scope_semantics : require
@@ -41,9 +45,13 @@ layout(constant_id = 5) const bool HAS_BETA = false; /* beta != 0: C is read */
 layout(constant_id = 6) const bool SWIGLU = false;
 layout(constant_id = 7) const bool TRANS_A = false;  /* A stored [k, m] */
 layout(constant_id = 8) const bool TRANS_B = false;  /* B stored [n, k] */
-/* Every stored row of A and B (and the up half) starts 16-byte aligned and has a multiple of 8
- * elements between rows: whole 8-element runs are read with one 16-byte load. */
-layout(constant_id = 9) const bool ALIGNED = false;
+/* Bit 0 (ALIGNED): every stored row of A and B (and the up half) starts 16-byte aligned and has a
+ * multiple of 8 elements between rows: whole 8-element runs are read with one 16-byte load.
+ * Bit 1 (C_ALIGNED): C starts 16-byte aligned and ldc is a multiple of 8 elements: 8 consecutive
+ * outputs are written with 16-byte stores. (One constant for both: the backend allows 16.) */
+layout(constant_id = 9) const uint ALIGNMENT = 0u;
+const bool ALIGNED = (ALIGNMENT & 1u) != 0u;
+const bool C_ALIGNED = (ALIGNMENT & 2u) != 0u;
 /* Tile shape, chosen by the host (vulkan_gemm.c, with the shared-memory budget there). */
 layout(constant_id = 10) const int TILE_M = 128;
 layout(constant_id = 11) const int TILE_N = 128; /* columns of op(B); SwiGLU: gate + up */
@@ -55,6 +63,7 @@ layout(local_size_x_id = 15) in;
 const int FRAGMENT = 16;   /* the one NV cooperative-matrix shape used: 16 × 16 × 16 */
 const int SUBGROUP = 32;
 const int VECTOR = 8;      /* f16 per 16-byte load */
+const int WORDS = 4;       /* 32-bit words of shared memory per 16-byte run */
 const int WORKGROUP = SUBGROUPS_M * SUBGROUPS_N * SUBGROUP;
 const int SUB_M = TILE_M / SUBGROUPS_M;
 const int SUB_N = TILE_N / SUBGROUPS_N;
@@ -63,19 +72,20 @@ const int FRAGS_N = SUB_N / FRAGMENT;
 const int OUT_TILE_N = SWIGLU ? TILE_N / 2 : TILE_N;
 const int GROUP_M = 8;     /* tile rows walked together, so consecutive workgroups share B in L2 */
 
-/* Stage layouts in uvec4 (8 f16): stored rows of A are m (k when TRANS_A), of B k (n when TRANS_B). */
+/* Stage layouts in 32-bit words (2 f16): stored rows of A are m (k when TRANS_A), of B k (n when
+ * TRANS_B); a row is its 16-byte runs and 16 bytes of padding. */
 const int A_ROWS = TRANS_A ? TILE_K : TILE_M;
 const int A_ROW_VECTORS = (TRANS_A ? TILE_M : TILE_K) / VECTOR;
-const int A_STRIDE = A_ROW_VECTORS + 1; /* + 16 bytes of padding */
+const int A_STRIDE = (A_ROW_VECTORS + 1) * WORDS;
 const int B_ROWS = TRANS_B ? TILE_N : TILE_K;
 const int B_ROW_VECTORS = (TRANS_B ? TILE_K : TILE_N) / VECTOR;
-const int B_STRIDE = B_ROW_VECTORS + 1;
+const int B_STRIDE = (B_ROW_VECTORS + 1) * WORDS;
 const int A_STAGE = A_ROWS * A_STRIDE;
 const int B_STAGE = B_ROWS * B_STRIDE;
 const int A_LOADS = A_ROWS * A_ROW_VECTORS / WORKGROUP;
 const int B_LOADS = B_ROWS * B_ROW_VECTORS / WORKGROUP;
-/* The epilogue's per-subgroup staging: one f32 fragment (two for SwiGLU), 64 uvec4 each. */
-const int STAGING = (SWIGLU ? 2 : 1) * FRAGMENT * FRAGMENT / 4;
+/* The epilogue's per-subgroup staging: one f32 fragment (two for SwiGLU), 256 words each. */
+const int STAGING = (SWIGLU ? 2 : 1) * FRAGMENT * FRAGMENT;
 
 const bool VECTORIZED = false; /* kf_chunks.glsl: this shader uses only its scalar helpers */
 #include "kernels_src/vulkan/kf_chunks.glsl"
@@ -85,7 +95,9 @@ layout(push_constant) uniform Push {
 };
 
 /* [stage 0 of A | stage 1 of A | stage 0 of B | stage 1 of B]; the epilogue's staging afterwards. */
-shared uvec4 smem[2 * A_STAGE + 2 * B_STAGE];
+const int STAGES_WORDS = 2 * A_STAGE + 2 * B_STAGE;
+const int STAGING_WORDS = STAGING * SUBGROUPS_M * SUBGROUPS_N;
+shared uint smem[STAGES_WORDS > STAGING_WORDS ? STAGES_WORDS : STAGING_WORDS];
 
 float load_scalar(uint dtype, uint64_t address) {
   if (dtype == KF_DT_F32) return uintBitsToFloat(Bytes4(address).value);
@@ -152,21 +164,24 @@ void fetch_slab(uint64_t a_base, uint64_t b_base, uint64_t b_up_base, int row0, 
   }
 }
 
+void store_run(int word, uvec4 run) {
+  [[unroll]] for (int w = 0; w < WORDS; ++w) smem[word + w] = run[w];
+}
+
 void store_slab(int stage) {
   const int tid = int(gl_LocalInvocationID.x);
   [[unroll]] for (int r = 0; r < A_LOADS; ++r) {
     const int v = tid + r * WORKGROUP;
-    smem[stage * A_STAGE + (v / A_ROW_VECTORS) * A_STRIDE + v % A_ROW_VECTORS] = a_next[r];
+    store_run(stage * A_STAGE + (v / A_ROW_VECTORS) * A_STRIDE + (v % A_ROW_VECTORS) * WORDS, a_next[r]);
   }
   [[unroll]] for (int r = 0; r < B_LOADS; ++r) {
     const int v = tid + r * WORKGROUP;
-    smem[2 * A_STAGE + stage * B_STAGE + (v / B_ROW_VECTORS) * B_STRIDE + v % B_ROW_VECTORS] = b_next[r];
+    store_run(2 * A_STAGE + stage * B_STAGE + (v / B_ROW_VECTORS) * B_STRIDE + (v % B_ROW_VECTORS) * WORDS, b_next[r]);
   }
 }
 
-/* Finishes output (row, col) from the gate (or only) sum and the up sum. */
-void finish(uint64_t c_base, uint64_t residual_base, int row, int col, float sum, float up_sum) {
-  if (row >= p.m || col >= p.n) return;
+/* Output (row, col) from the gate (or only) sum and the up sum, before beta C and the residual. */
+float activate(int col, float sum, float up_sum) {
   float value = p.alpha * sum;
   if (HAS_BIAS) value += load_scalar(BIAS_DTYPE, p.bias + uint64_t(int64_t(col) * p.bias_stride) * dtype_size(BIAS_DTYPE));
   if (SWIGLU) {
@@ -175,12 +190,45 @@ void finish(uint64_t c_base, uint64_t residual_base, int row, int col, float sum
       up += load_scalar(BIAS_DTYPE, p.bias + uint64_t(p.bias_up_offset + int64_t(col) * p.bias_stride) * dtype_size(BIAS_DTYPE));
     value = silu(value) * up;
   }
-  const uint64_t c_address = c_base + uint64_t(int64_t(row) * p.ldc + col) * dtype_size(C_DTYPE);
-  if (HAS_BETA) value += p.beta * load_scalar(C_DTYPE, c_address);
-  if (HAS_RESIDUAL)
-    value += load_scalar(RESIDUAL_DTYPE,
-                         residual_base + uint64_t(int64_t(row) * p.ld_residual + col) * dtype_size(RESIDUAL_DTYPE));
-  store_scalar(C_DTYPE, c_address, value);
+  return value;
+}
+
+/* Finishes outputs (row, col ... col + 7) from 8 gate (or only) sums and 8 up sums. */
+void finish8(uint64_t c_base, uint64_t residual_base, int row, int col, vec4 sums[2], vec4 up_sums[2]) {
+  if (row >= p.m) return;
+  const uint64_t c_row = c_base + uint64_t(int64_t(row) * p.ldc) * dtype_size(C_DTYPE);
+  const uint64_t residual_row = residual_base + uint64_t(int64_t(row) * p.ld_residual) * dtype_size(RESIDUAL_DTYPE);
+  if (C_ALIGNED && col + 8 <= p.n) {
+    vec4 v[2];
+    [[unroll]] for (int h = 0; h < 2; ++h)
+      [[unroll]] for (int e = 0; e < 4; ++e) v[h][e] = activate(col + 4 * h + e, sums[h][e], up_sums[h][e]);
+    if (HAS_BETA) {
+      vec4 lo, hi;
+      load_values(C_DTYPE, c_row + uint64_t(col) * dtype_size(C_DTYPE), 0, 8, 1, lo, hi);
+      v[0] += p.beta * lo;
+      v[1] += p.beta * hi;
+    }
+    if (HAS_RESIDUAL) {
+      vec4 lo, hi;
+      load_values(RESIDUAL_DTYPE, residual_row + uint64_t(col) * dtype_size(RESIDUAL_DTYPE), 0, 8, 1, lo, hi);
+      v[0] += lo;
+      v[1] += hi;
+    }
+    uvec4 a, b;
+    encode_chunk(C_DTYPE, v[0], v[1], a, b);
+    const uint64_t address = c_row + uint64_t(col) * dtype_size(C_DTYPE);
+    Bytes16(address).value = a;
+    if (C_DTYPE == KF_DT_F32) Bytes16(address + 16ul).value = b;
+    return;
+  }
+  [[unroll]] for (int e = 0; e < 8; ++e) {
+    if (col + e >= p.n) break;
+    float value = activate(col + e, sums[e / 4][e % 4], up_sums[e / 4][e % 4]);
+    const uint64_t c_address = c_row + uint64_t(col + e) * dtype_size(C_DTYPE);
+    if (HAS_BETA) value += p.beta * load_scalar(C_DTYPE, c_address);
+    if (HAS_RESIDUAL) value += load_scalar(RESIDUAL_DTYPE, residual_row + uint64_t(col + e) * dtype_size(RESIDUAL_DTYPE));
+    store_scalar(C_DTYPE, c_address, value);
+  }
 }
 
 void main() {
@@ -206,7 +254,6 @@ void main() {
       const int64_t in_group = tile % group_tiles;
       const int row0 = int((first_m + in_group % group_rows) * TILE_M);
       const int col0 = int((in_group / group_rows) * OUT_TILE_N);
-
       fcoopmatNV<32, gl_ScopeSubgroup, FRAGMENT, FRAGMENT> acc[FRAGS_M][FRAGS_N];
       [[unroll]] for (int i = 0; i < FRAGS_M; ++i)
         [[unroll]] for (int j = 0; j < FRAGS_N; ++j) acc[i][j] = fcoopmatNV<32, gl_ScopeSubgroup, FRAGMENT, FRAGMENT>(0.0);
@@ -227,17 +274,17 @@ void main() {
           [[unroll]] for (int i = 0; i < FRAGS_M; ++i) {
             const int row = sub_row + i * FRAGMENT;
             if (TRANS_A)
-              coopMatLoadNV(a_frag[i], smem, stage * A_STAGE + kk * A_STRIDE + row / VECTOR, A_STRIDE, true);
+              coopMatLoadNV(a_frag[i], smem, stage * A_STAGE + kk * A_STRIDE + row / 2, A_STRIDE, true);
             else
-              coopMatLoadNV(a_frag[i], smem, stage * A_STAGE + row * A_STRIDE + kk / VECTOR, A_STRIDE, false);
+              coopMatLoadNV(a_frag[i], smem, stage * A_STAGE + row * A_STRIDE + kk / 2, A_STRIDE, false);
           }
           [[unroll]] for (int j = 0; j < FRAGS_N; ++j) {
             const int col = sub_col + j * FRAGMENT;
             const int b_stage = 2 * A_STAGE + stage * B_STAGE;
             if (TRANS_B)
-              coopMatLoadNV(b_frag[j], smem, b_stage + col * B_STRIDE + kk / VECTOR, B_STRIDE, true);
+              coopMatLoadNV(b_frag[j], smem, b_stage + col * B_STRIDE + kk / 2, B_STRIDE, true);
             else
-              coopMatLoadNV(b_frag[j], smem, b_stage + kk * B_STRIDE + col / VECTOR, B_STRIDE, false);
+              coopMatLoadNV(b_frag[j], smem, b_stage + kk * B_STRIDE + col / 2, B_STRIDE, false);
           }
           [[unroll]] for (int i = 0; i < FRAGS_M; ++i)
             [[unroll]] for (int j = 0; j < FRAGS_N; ++j) acc[i][j] = coopMatMulAddNV(a_frag[i], b_frag[j], acc[i][j]);
@@ -253,21 +300,22 @@ void main() {
       [[unroll]] for (int i = 0; i < FRAGS_M; ++i) {
         const int row = row0 + sub_row + i * FRAGMENT + frag_row;
         [[unroll]] for (int j = 0; j < FRAGS_N; j += SWIGLU ? 2 : 1) {
-          coopMatStoreNV(acc[i][j], smem, staging, FRAGMENT / 4, false);
-          if (SWIGLU) coopMatStoreNV(acc[i][j + 1], smem, staging + FRAGMENT * FRAGMENT / 4, FRAGMENT / 4, false);
+          coopMatStoreNV(acc[i][j], smem, staging, FRAGMENT, false);
+          if (SWIGLU) coopMatStoreNV(acc[i][j + 1], smem, staging + FRAGMENT * FRAGMENT, FRAGMENT, false);
           subgroupMemoryBarrierShared();
           subgroupBarrier();
-          const int at = staging + frag_row * (FRAGMENT / 4) + frag_col / 4;
-          const vec4 sums[2] = {uintBitsToFloat(smem[at]), uintBitsToFloat(smem[at + 1])};
-          vec4 up_sums[2] = {vec4(0.0), vec4(0.0)};
-          if (SWIGLU) {
-            up_sums[0] = uintBitsToFloat(smem[at + FRAGMENT * FRAGMENT / 4]);
-            up_sums[1] = uintBitsToFloat(smem[at + FRAGMENT * FRAGMENT / 4 + 1]);
+          const int at = staging + frag_row * FRAGMENT + frag_col;
+          vec4 sums[2], up_sums[2] = {vec4(0.0), vec4(0.0)};
+          [[unroll]] for (int h = 0; h < 2; ++h) {
+            sums[h] = uintBitsToFloat(uvec4(smem[at + 4 * h], smem[at + 4 * h + 1], smem[at + 4 * h + 2], smem[at + 4 * h + 3]));
+            if (SWIGLU) {
+              const int up_at = at + FRAGMENT * FRAGMENT + 4 * h;
+              up_sums[h] = uintBitsToFloat(uvec4(smem[up_at], smem[up_at + 1], smem[up_at + 2], smem[up_at + 3]));
+            }
           }
           subgroupBarrier(); /* read before the next fragment overwrites the staging area */
           const int col = col0 + (SWIGLU ? ((sub_col / FRAGMENT + j) / 2) * FRAGMENT : sub_col + j * FRAGMENT) + frag_col;
-          [[unroll]] for (int e = 0; e < 8; ++e)
-            finish(c_base, residual_base, row, col + e, sums[e / 4][e % 4], up_sums[e / 4][e % 4]);
+          finish8(c_base, residual_base, row, col, sums, up_sums);
         }
       }
     }
