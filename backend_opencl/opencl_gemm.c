@@ -31,6 +31,10 @@
 #define KF_GEMM_SMALL_ITEMS (KF_GEMM_SMALL_SIDE * KF_GEMM_SMALL_SIDE)
 #define KF_GEMM_SMALL_TILE (KF_GEMM_SMALL_SIDE * 8)
 /* Groups beyond this loop over tiles inside the kernel (grid within every driver's limits). */
+/* kf_gemm_skinny (gemm.cl): m up to KF_SK_ROWS, KF_SK_TEAMS columns per group of KF_SK_ITEMS items. */
+#define KF_GEMM_SKINNY_ROWS 16
+#define KF_GEMM_SKINNY_COLUMNS 8
+#define KF_GEMM_SKINNY_ITEMS 256
 #define KF_GEMM_MAX_GROUPS (1 << 20)
 /* CLBlast's single-kernel path indexes with 32-bit int offsets. */
 #define KF_CLBLAST_MAX_INDEX INT32_MAX
@@ -209,15 +213,19 @@ static int uniform_dtype(const kf_backend_context *ctx, const kf_gemm_args *args
 
 /* The kernel of the program with `items_side`^2 work-items (one tile shape per program, gemm.cl) and
  * the largest group it allows. */
+/* items_side 16 or 8: kf_gemm with that tile; KF_GEMM_SKINNY_VARIANT: kf_gemm_skinny. */
+#define KF_GEMM_SKINNY_VARIANT 1
 static kf_status get_kernel(kf_backend_context *ctx, int items_side, int fixed_dtype, cl_kernel *out_kernel,
                             size_t *out_max_group) {
   /* gemm_cpu_device is fixed per context, so items_side alone tells the variants apart */
+  const int skinny = items_side == KF_GEMM_SKINNY_VARIANT;
   char options[96];
-  snprintf(options, sizeof options, "-DKF_GEMM_ITEMS_SIDE=%d -DKF_GEMM_OUTLINE=%d", items_side, ctx->gemm_cpu_device);
+  snprintf(options, sizeof options, "-DKF_GEMM_ITEMS_SIDE=%d -DKF_GEMM_SKINNY=%d -DKF_GEMM_OUTLINE=%d",
+           skinny ? 0 : items_side, skinny, ctx->gemm_cpu_device);
   kf_ocl_program *program = NULL;
   kf_status status = kf_ocl_op_program_variant(ctx, KF_OCL_OP_GEMM, fixed_dtype, (uint32_t)items_side, options, &program);
   if (status != KF_OK) return status;
-  return kf_ocl_get_kernel(ctx, program, 0, "kf_gemm", out_kernel, out_max_group);
+  return kf_ocl_get_kernel(ctx, program, 0, skinny ? "kf_gemm_skinny" : "kf_gemm", out_kernel, out_max_group);
 }
 
 static cl_long4 layout_of(const kf_matrix_arg *x, int64_t extra) {
@@ -225,17 +233,28 @@ static cl_long4 layout_of(const kf_matrix_arg *x, int64_t extra) {
   return layout;
 }
 
+static kf_status launch(kf_backend_context *ctx, const kf_gemm_args *args, gemm_shape shape, cl_kernel kernel,
+                        const char *name, size_t items, int64_t tiles_m, int64_t tiles_n);
+
 static kf_status kernel_gemm(kf_backend_context *ctx, const kf_gemm_args *args, gemm_shape shape) {
   query_device(ctx);
   const int fixed_dtype = uniform_dtype(ctx, args);
   const int swiglu = args->activation == KF_GEMM_SWIGLU;
-  /* 128 x 128 tiles unless they would leave compute units without a group (then 64 x 64). A CPU
-   * device always takes 128 x 128: it has few compute units, and each tile shape costs PoCL seconds
-   * to compile on first use. */
   int large = 0;
   cl_kernel kernel = NULL;
   size_t max_group = 0;
   kf_status status;
+  /* Decode shapes with B stored [n, k] (nn.Linear weights): one pass over B, kf_gemm_skinny. */
+  if (shape.m <= KF_GEMM_SKINNY_ROWS && args->trans_b && args->k > 0 && ctx->max_group_size >= KF_GEMM_SKINNY_ITEMS) {
+    status = get_kernel(ctx, KF_GEMM_SKINNY_VARIANT, fixed_dtype, &kernel, &max_group);
+    if (status != KF_OK) return status;
+    if (max_group >= KF_GEMM_SKINNY_ITEMS)
+      return launch(ctx, args, shape, kernel, "kf_gemm_skinny", KF_GEMM_SKINNY_ITEMS, 1,
+                    ceil_div(args->n, KF_GEMM_SKINNY_COLUMNS));
+  }
+  /* 128 x 128 tiles unless they would leave compute units without a group (then 64 x 64). A CPU
+   * device always takes 128 x 128: it has few compute units, and each tile shape costs PoCL seconds
+   * to compile on first use. */
   const int64_t large_tiles = ceil_div(shape.m, KF_GEMM_LARGE_TILE) *
                               ceil_div(args->n, swiglu ? KF_GEMM_LARGE_TILE / 2 : KF_GEMM_LARGE_TILE) * shape.batch;
   if (ctx->max_group_size >= KF_GEMM_LARGE_ITEMS &&
@@ -251,9 +270,17 @@ static kf_status kernel_gemm(kf_backend_context *ctx, const kf_gemm_args *args, 
       return kf_fail(KF_ERROR_DEVICE_FAILURE, "kf_gemm needs work-groups of %d items; the device allows %zu",
                      KF_GEMM_SMALL_ITEMS, max_group);
   }
-  const char *name = "kf_gemm";
   const int64_t tile = large ? KF_GEMM_LARGE_TILE : KF_GEMM_SMALL_TILE;
-  const int64_t tiles_m = ceil_div(shape.m, tile), tiles_n = ceil_div(args->n, swiglu ? tile / 2 : tile);
+  return launch(ctx, args, shape, kernel, "kf_gemm", large ? KF_GEMM_LARGE_ITEMS : KF_GEMM_SMALL_ITEMS,
+                ceil_div(shape.m, tile), ceil_div(args->n, swiglu ? tile / 2 : tile));
+}
+
+/* Sets kf_gemm's (or kf_gemm_skinny's: the same parameters) arguments and launches it over
+ * tiles_m x tiles_n x batch tiles, work-groups of `items`. */
+static kf_status launch(kf_backend_context *ctx, const kf_gemm_args *args, gemm_shape shape, cl_kernel kernel,
+                        const char *name, size_t items, int64_t tiles_m, int64_t tiles_n) {
+  const int swiglu = args->activation == KF_GEMM_SWIGLU;
+  kf_status status;
   const int64_t tiles = tiles_m * tiles_n * shape.batch;
   if (tiles > INT32_MAX)
     return kf_fail(KF_ERROR_UNSUPPORTED, "GEMM of %lld tiles (batch %lld, m %lld, n %lld) exceeds the kernel's 2^31",
@@ -297,7 +324,6 @@ static kf_status kernel_gemm(kf_backend_context *ctx, const kf_gemm_args *args, 
   status = kf_ocl_set_args(kernel, name, kArgCount, sizes, values);
   if (status != KF_OK) return status;
 
-  const size_t items = large ? KF_GEMM_LARGE_ITEMS : KF_GEMM_SMALL_ITEMS;
   const size_t groups = (size_t)(tiles < KF_GEMM_MAX_GROUPS ? tiles : KF_GEMM_MAX_GROUPS);
   const size_t global = groups * items;
   return kf_ocl_enqueue(ctx, kernel, name, 1, &global, &items);

@@ -63,6 +63,9 @@ static const gemm_structure gemm_structures[] = {
     {5, 7, 0, G_BIAS | G_RESIDUAL},
     {17, 33, 127, G_SWIGLU | G_TRANS_A | G_RESIDUAL},
     {96, 160, 4096, G_ALIGNED | G_TRANS_B},
+    /* decode shapes (m <= 16, the skinny kernels) with the epilogues, a transposed A and batches */
+    {3, 130, 1000, G_TRANS_A | G_TRANS_B | G_SWIGLU | G_BIAS | G_BATCH_AB},
+    {8, 256, 512, G_ALIGNED | G_TRANS_B | G_SWIGLU | G_BETA | G_ALPHA},
 };
 #define GEMM_STRUCTURE_COUNT (sizeof gemm_structures / sizeof gemm_structures[0])
 
