@@ -42,7 +42,8 @@ _Static_assert(sizeof(struct kf_cuda_attention_params) == 216, "layout shared wi
 #define DECODE_MAX_Q_LEN 16 /* decode kernel for q_len 1..16 (the issue's decode range) */
 #define SIMT_ROWS 16
 #define SIMT_THREADS 256
-#define MERGE_THREADS 256 /* one warp per row */
+#define MERGE_THREADS 256
+#define MERGE_DIMS 4 /* attention.cu: dims per merge thread */
 /* Split-KV: every split gets at least this many tiles (its pipeline fills), and at most this many
  * splits (bounds the workspace: splits * batch * q_heads * q_len * (head_dim + 1) f32). */
 #define MIN_TILES_PER_SPLIT 4
@@ -61,7 +62,7 @@ typedef struct attention_plan {
 } attention_plan;
 
 /* Keys per tile of the prefill kernels (attention.cu's KF_FLASH_DTYPE list). */
-static int prefill_keys(int32_t head_dim) { return head_dim == 64 ? 64 : head_dim == 256 ? 16 : 32; }
+static int prefill_keys(int32_t head_dim) { return head_dim == 96 ? 32 : head_dim == 256 ? 16 : 64; }
 
 static int tensor_core_head_dim(int32_t head_dim) {
   return head_dim == 64 || head_dim == 96 || head_dim == 128 || head_dim == 256;
@@ -218,10 +219,10 @@ kf_status kf_cuda_attention(kf_backend_context *ctx, const kf_attention_args *ar
     char merge_name[64];
     snprintf(merge_name, sizeof merge_name, "kf_attention_merge_%s", dtype);
     const int64_t all_rows = args->batch * args->q_heads * args->q_len;
-    const int64_t rows_per_block = MERGE_THREADS / 32; /* one warp per row */
+    const int64_t merge_threads = all_rows * (args->head_dim / MERGE_DIMS);
     status = kf_cuda_function(ctx, KF_CUDA_MODULE_ATTENTION, 32 + (args->q.dtype == KF_BF16), merge_name, &function);
     if (status == KF_OK)
-      status = kf_cuda_launch(ctx, function, merge_name, (unsigned)((all_rows + rows_per_block - 1) / rows_per_block),
+      status = kf_cuda_launch(ctx, function, merge_name, (unsigned)((merge_threads + MERGE_THREADS - 1) / MERGE_THREADS),
                               MERGE_THREADS, 1, 0, &params);
   }
   kf_cuda_leave(ctx);

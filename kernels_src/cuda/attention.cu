@@ -16,12 +16,16 @@
  *     computed; one barrier per tile);
  *   - S = Q K^T and O += P V with mma.sync m16n8k16 (f32 accumulation); K fragments with ldmatrix, V
  *     with ldmatrix.trans (V is [key][dim] in memory, the B operand wants [dim][key]);
- *   - online softmax in registers in the log2 domain: S * (scale * log2 e), exp2, the running max and
- *     sum per row; P is rounded to the input dtype for the P V product (the accumulator of S becomes
+ *   - online softmax in registers in the log2 domain: 2^(S * scale * log2 e - reference) as one FFMA
+ *     and ex2.approx per element (unmasked tiles take the max of raw S); the reference (running max)
+ *     moves only when the max passes it by more than RESCALE_SLACK, and O is rescaled only when some
+ *     row's reference moved (after the first tiles, rarely); P is rounded to the input dtype for the P V product (the accumulator of S becomes
  *     the A fragment of P V without shared memory: the m16n8 C layout of two adjacent n-blocks is the
  *     m16k16 A layout);
  *   - only tiles that cross a mask edge (causal diagonal, window edge, kv_len tail) are masked, and
- *     tiles wholly masked for a warp's rows are skipped (for the block: not loaded at all);
+ *     tiles wholly masked for a warp's rows are skipped (for the block: not loaded at all); a last
+ *     tile that kv_len cuts short is moved back to end at kv_len, so the loads in the loop are whole
+ *     tiles without predicates (the predicated ones cost the registers that BN 64 needs);
  *   - epilogue through shared memory: the KV warps' (max, sum, O) are merged with the logsumexp trick
  *     and written with 16-byte stores — or, with split-KV, written as f32 partials (O normalized,
  *     lse in log2 units) that kf_attention_merge_* combines.
@@ -33,12 +37,19 @@
  *            350 TFLOP/s). Up to d 128: M_WARPS 4 x M_TILES 2 (128 threads, two blocks per SM): a
  *            warp's K/V fragments feed two m16 tiles, halving shared-memory reads per MMA; O (128
  *            registers at d 128) and S leave no room for Q, which is re-read from shared memory. On
- *            the H200 this measured 246 TFLOP/s against 218 for 8 warps x 16 rows with Q in registers
- *            (d 128, BN 64). BN 64 at d 64, 32 at d 96/128 (BN 64 spills). d 256: M_WARPS 8 x
+ *            the H200 (b8 h16 s4096 d128, bf16) BN 32 measured 248 TFLOP/s (causal 221), 8 warps x 16
+ *            rows with Q in registers 218; BN 64 (255 registers, 8 bytes of spill) with the loop above
+ *            360 (causal 305; FlashAttention-2 338 / 313 in the same run) on a low-entropy pattern;
+ *            kfbench_mm (random data) with RESCALE_SLACK 8 and causal groups of 128 heads: 346
+ *            (causal 283) against FlashAttention-2's 349 (281) in one run; slack 0: 335 (274).
+ *            BN 64 at d 64 and 128,
+ *            32 at d 96 (64 spills). d 256: M_WARPS 8 x
  *            M_TILES 1, BN 16, one block per SM (O alone is 128 registers).
  *   decode   M_WARPS 1, KV_WARPS 4, BN 16 (128 threads, BM 16 rows, 64 keys per tile): few rows, so
  *            the four warps split the keys and the block reads K/V as fast as memory allows; the
- *            kv sequence is further split across blocks (params.splits).
+ *            kv sequence is further split across blocks (params.splits); the merge kernel reads the
+ *            partials with independent 16-byte loads. b8 h32/8 kv8192 d128: 3849 GB/s of K+V in a
+ *            loop, 3550-3600 as a single launch (kfbench_mm; copy bandwidth 4206-4238 GB/s: 84-85%).
  * "_s" kernels load Q/K/V element by element (any alignment of offsets and strides) and store the
  * output element by element; "_v" kernels need 16-byte aligned operands and strides.
  *
@@ -47,6 +58,8 @@
  * memory; exact f32 (exp2f, no rounding of P). No split-KV: correctness over speed.
  *
  * A row that sees no key gets out 0 and lse -inf. */
+#include <type_traits>
+
 #include "kernels_src/cuda/kf_pack.cuh"
 
 /* The launch parameters; backend_cuda/cuda_attention.c declares the same struct (216 bytes). */
@@ -69,6 +82,12 @@ static_assert(sizeof(kf_cuda_attention_params) == 216, "layout shared with cuda_
 
 #define ATTENTION_HAS_LSE 1u
 #define LN2 0.6931471805599453f
+/* Heads per group of the causal grid order (flash_attention). On the H200 (b8 h16 s4096 d128 causal)
+ * groups of 1, 8, 16 and 128 heads measured 308, 316, 318 and 323 TFLOP/s: a block reads 1/128 byte of
+ * K/V per FLOP, so even with no L2 reuse the order that balances best costs little memory traffic. */
+#define CAUSAL_HEAD_GROUP 128
+/* log2 units by which a row max may pass the softmax reference before O is rescaled (P <= 2^8). */
+#define RESCALE_SLACK 8.0f
 
 __device__ __forceinline__ float minus_infinity() { return __int_as_float(0xff800000u); }
 
@@ -205,32 +224,33 @@ __device__ __forceinline__ uint32_t swizzled(int row, int chunk) {
 /* Rows [0, ROWS) of a K or V tile into shared memory: row r from first + r * row_stride, rows at or past
  * valid_rows zero. Each thread keeps one chunk column and walks down the rows with one pointer, so the
  * per-row addresses are not held in registers across the KV loop. */
-template <int ROWS, int CHUNKS, int ROW_BYTES, int THREADS, bool ALIGNED>
+template <int ROWS, int CHUNKS, int ROW_BYTES, int THREADS, bool ALIGNED, bool WHOLE>
 __device__ __forceinline__ void load_rows(uint32_t tile, const unsigned short *first, int64_t row_stride, int valid_rows,
                                           int tid) {
-  if (!ALIGNED) {
-    /* Eight 16-bit loads per chunk: one chunk at a time keeps the loads in flight from taking the
-     * registers of S and O. */
-#pragma unroll 1
+  if (ALIGNED && (WHOLE || valid_rows >= ROWS) && THREADS % CHUNKS == 0) {
+    /* A whole tile (all but a kv_len tail): no predicates, one pointer walking down the rows. */
+    constexpr int STEP = THREADS / CHUNKS; /* rows per pass */
+    const int chunk = tid % CHUNKS, row = tid / CHUNKS;
+    const unsigned short *source = first + row * row_stride + chunk * 8;
+    const int64_t step = STEP * row_stride;
+#pragma unroll
+    for (int pass = 0; pass < (ROWS + STEP - 1) / STEP; ++pass) {
+      if (ROWS % STEP != 0 && row + pass * STEP >= ROWS) break;
+      load_chunk<ALIGNED>(tile + swizzled<ROW_BYTES>(row + pass * STEP, chunk), source, true);
+      /* An opaque step: otherwise the compiler keeps pass * step for every pass in registers. */
+      source += step;
+      asm volatile("" : "+l"(source));
+    }
+  } else if (ALIGNED && (WHOLE || valid_rows >= ROWS)) {
+#pragma unroll
     for (int c = tid; c < ROWS * CHUNKS; c += THREADS) {
       const int row = c / CHUNKS, chunk = c % CHUNKS;
-      const bool valid = row < valid_rows;
-      load_chunk<ALIGNED>(tile + swizzled<ROW_BYTES>(row, chunk), first + (valid ? row * row_stride + chunk * 8 : 0),
-                          valid);
+      load_chunk<ALIGNED>(tile + swizzled<ROW_BYTES>(row, chunk), first + row * row_stride + chunk * 8, true);
     }
-  } else if (THREADS % CHUNKS == 0) {
-    constexpr int STEP = THREADS / CHUNKS; /* rows per pass */
-    const int chunk = tid % CHUNKS;
-    int row = tid / CHUNKS;
-    const unsigned short *source = first + row * row_stride + chunk * 8;
-#pragma unroll
-    for (int pass = 0; pass < (ROWS + STEP - 1) / STEP; ++pass, row += STEP, source += STEP * row_stride) {
-      if (ROWS % STEP != 0 && row >= ROWS) break;
-      const bool valid = row < valid_rows;
-      load_chunk<ALIGNED>(tile + swizzled<ROW_BYTES>(row, chunk), valid ? source : first, valid);
-    }
-  } else {
-#pragma unroll
+  } else if (!WHOLE || !ALIGNED) {
+    /* The kv_len tail, or unaligned operands (eight 16-bit loads per chunk): rows past valid_rows are
+     * zeros. One chunk at a time: this must not take registers from S and O. */
+#pragma unroll 1
     for (int c = tid; c < ROWS * CHUNKS; c += THREADS) {
       const int row = c / CHUNKS, chunk = c % CHUNKS;
       const bool valid = row < valid_rows;
@@ -258,9 +278,12 @@ __device__ __forceinline__ void flash_attention(const kf_cuda_attention_params &
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
   const int m_warp = warp % M_WARPS, kv_warp = warp / M_WARPS;
 
-  /* blockIdx.x = ((batch * kv_heads + kv_head) * m_blocks + reversed m block) * splits + split. Row
-   * blocks of one head are neighbours (they share K/V in L2); the last (in causal attention the most
-   * expensive) row block starts first. */
+  /* blockIdx.x = ((head group * m_blocks + reversed m block) * heads in the group + head in the group)
+   * * splits + split, heads = batch * kv_heads taken HEAD_GROUP at a time (the last group may be
+   * smaller). Without a causal mask every row block costs the same and a group is one head: its row
+   * blocks run together and share K/V in L2. With one, row block m costs m + 1 and the group is
+   * CAUSAL_HEAD_GROUP heads whose longest row blocks start first: the grid ends with short blocks instead
+   * of the last head's longest one, while a group's K/V still fits in L2. */
   attention_rows g;
   g.group = p.q_heads / p.kv_heads;
   g.rows = p.q_len * g.group;
@@ -268,8 +291,13 @@ __device__ __forceinline__ void flash_attention(const kf_cuda_attention_params &
   const int m_blocks = (g.rows + S::BM - 1) / S::BM;
   const int split = blockIdx.x % p.splits;
   const int rest = blockIdx.x / p.splits;
-  const int m_block = m_blocks - 1 - rest % m_blocks;
-  const int head_index = rest / m_blocks;
+  const int heads = p.batch * p.kv_heads;
+  const int head_group = p.causal ? CAUSAL_HEAD_GROUP : 1;
+  const int first_head = rest / (head_group * m_blocks) * head_group;
+  const int group_heads = min(head_group, heads - first_head);
+  const int within = rest - first_head * m_blocks;
+  const int m_block = m_blocks - 1 - within / group_heads;
+  const int head_index = first_head + within % group_heads;
   g.batch = head_index / p.kv_heads;
   g.kv_head = head_index % p.kv_heads;
   const int row0 = m_block * S::BM;
@@ -291,12 +319,6 @@ __device__ __forceinline__ void flash_attention(const kf_cuda_attention_params &
   const bool warp_has_rows = warp_row0 <= last_row;
   const int warp_lo = row_position(g, min(warp_row0, last_row));
   const int warp_hi = row_position(g, min(warp_row0 + WARP_ROWS - 1, last_row));
-  int position[M_TILES][2];
-#pragma unroll
-  for (int t = 0; t < M_TILES; ++t)
-#pragma unroll
-    for (int h = 0; h < 2; ++h) position[t][h] = row_position(g, min(warp_row0 + 16 * t + lane / 4 + 8 * h, last_row));
-
   const unsigned short *k_head = reinterpret_cast<const unsigned short *>(p.k) + g.batch * p.k_batch_stride +
                                  g.kv_head * p.k_head_stride;
   const unsigned short *v_head = reinterpret_cast<const unsigned short *>(p.v) + g.batch * p.v_batch_stride +
@@ -306,13 +328,18 @@ __device__ __forceinline__ void flash_attention(const kf_cuda_attention_params &
   auto k_smem = [&](int stage) { return smem_base + S::Q_BYTES + (uint32_t)(2 * stage) * S::KV_TILE_BYTES; };
   auto v_smem = [&](int stage) { return smem_base + S::Q_BYTES + (uint32_t)(2 * stage + 1) * S::KV_TILE_BYTES; };
 
-  auto load_kv_tile = [&](int tile, int stage) {
-    const int64_t key0 = (int64_t)tile * S::TILE_KEYS;
+  /* Tile t owns keys [t * TILE_KEYS, (t + 1) * TILE_KEYS) but loads the TILE_KEYS keys from
+   * tile_key0(t): a last tile that kv_len cuts short is moved back to end at kv_len (its keys before
+   * t * TILE_KEYS are masked), so that every tile but a lone first one under TILE_KEYS keys is whole and
+   * the loads in the loop need no predicates. */
+  auto tile_key0 = [&](int tile) { return max(0, min(tile * S::TILE_KEYS, p.kv_len - S::TILE_KEYS)); };
+  auto load_kv_tile = [&](auto whole, int tile, int stage) {
+    const int64_t key0 = tile_key0(tile);
     const int valid_keys = p.kv_len - (int)key0;
-    load_rows<S::TILE_KEYS, S::CHUNKS, S::ROW_BYTES, S::THREADS, ALIGNED>(k_smem(stage), k_head + key0 * p.k_seq_stride,
-                                                                         p.k_seq_stride, valid_keys, tid);
-    load_rows<S::TILE_KEYS, S::CHUNKS, S::ROW_BYTES, S::THREADS, ALIGNED>(v_smem(stage), v_head + key0 * p.v_seq_stride,
-                                                                         p.v_seq_stride, valid_keys, tid);
+    load_rows<S::TILE_KEYS, S::CHUNKS, S::ROW_BYTES, S::THREADS, ALIGNED, decltype(whole)::value>(
+        k_smem(stage), k_head + key0 * p.k_seq_stride, p.k_seq_stride, valid_keys, tid);
+    load_rows<S::TILE_KEYS, S::CHUNKS, S::ROW_BYTES, S::THREADS, ALIGNED, decltype(whole)::value>(
+        v_smem(stage), v_head + key0 * p.v_seq_stride, p.v_seq_stride, valid_keys, tid);
   };
 
   float o[M_TILES][D_BLOCKS][4];
@@ -336,40 +363,51 @@ __device__ __forceinline__ void flash_attention(const kf_cuda_attention_params &
       load_chunk<ALIGNED>(q_smem + swizzled<S::ROW_BYTES>(r, chunk), q_base + element, valid);
     }
     cp_async_commit();
-    load_kv_tile(tile_begin, 0);
+    load_kv_tile(std::false_type(), tile_begin, 0);
     cp_async_commit();
     cp_async_wait<1>();
     __syncthreads();
 
-    /* Q A fragments: ldmatrix x4 = rows 0-7 / 8-15 of chunk 2k, then of chunk 2k+1. Kept in registers
-     * up to d 128; at d 256 they would take 64 of the registers O's 128 leave, so they are re-read from
-     * shared memory (Q stays there for the whole KV walk). */
+    /* Per-lane ldmatrix offsets inside a tile. A chunk index c = c0 ^ x (both < PITCH_CHUNKS) lands
+     * at swizzled(row, c0) ^ (x << 4): the k-step / d-step offsets below are one XOR with a constant.
+     * Q/P A fragments, ldmatrix x4 = rows 0-7 / 8-15 of chunk 2k, then of chunk 2k+1; K B fragments =
+     * keys 0-7 (chunks 2k, 2k+1) then keys 8-15: two n8 blocks per load; V B fragments (.trans) = keys
+     * 0-7 / 8-15 of dim chunk 2d, then of chunk 2d+1. */
     const int q_row = m_warp * WARP_ROWS + (lane & 15);
+    const uint32_t q_lane = swizzled<S::ROW_BYTES>(q_row, lane >> 4);
+    const uint32_t k_lane = swizzled<S::ROW_BYTES>(kv_warp * BN + (lane & 7) + ((lane >> 4) << 3), (lane >> 3) & 1);
+    const uint32_t v_lane = swizzled<S::ROW_BYTES>(kv_warp * BN + (lane & 7) + (((lane >> 3) & 1) << 3), lane >> 4);
+
+    /* Q A fragments stay in registers with one m16 tile per warp up to d 128; otherwise (O takes the
+     * registers) they are re-read from shared memory per k-step (Q stays there for the whole walk). */
     uint32_t q_frag[Q_IN_REGISTERS ? K_STEPS : 1][4];
     if (Q_IN_REGISTERS) {
 #pragma unroll
       for (int k = 0; k < K_STEPS; ++k)
-        ldmatrix_x4(q_smem + swizzled<S::ROW_BYTES>(q_row, 2 * k + (lane >> 4)), q_frag[k][0], q_frag[k][1],
-                    q_frag[k][2], q_frag[k][3]);
+        ldmatrix_x4(q_smem + (q_lane ^ (k << 5)), q_frag[k][0], q_frag[k][1], q_frag[k][2], q_frag[k][3]);
     }
+    /* Unmasked tiles with a positive scale take the max of raw S and fold the scale into the exp2
+     * argument (one FFMA per element); masked tiles (and scale <= 0) scale S first and put -inf on
+     * hidden keys, so that hidden keys never meet a 0 scale. */
+    const bool positive_scale = p.scale_log2 > 0.0f;
 
     for (int tile = tile_begin; tile < tile_end; ++tile) {
       const int stage = (tile - tile_begin) & 1;
       cp_async_wait<0>();
       __syncthreads(); /* tile's K/V visible to all; everyone is done with the other stage */
       if (tile + 1 < tile_end) {
-        load_kv_tile(tile + 1, stage ^ 1);
+        load_kv_tile(std::true_type(), tile + 1, stage ^ 1); /* a later tile: kv_len > TILE_KEYS */
         cp_async_commit();
       }
-      const int key0 = tile * S::TILE_KEYS + kv_warp * BN;
-      const bool hidden = !warp_has_rows || key0 >= p.kv_len || (p.causal && key0 > warp_hi) ||
+      const int tile_start = tile * S::TILE_KEYS; /* keys before it are an earlier tile's */
+      const int key0 = tile_key0(tile) + kv_warp * BN;
+      const bool hidden = !warp_has_rows || key0 >= p.kv_len || key0 + BN <= tile_start || (p.causal && key0 > warp_hi) ||
                           (p.window_left >= 0 && key0 + BN - 1 < warp_lo - p.window_left);
       if (hidden) continue;
-      const bool needs_mask = key0 + BN > p.kv_len || (p.causal && key0 + BN - 1 > warp_lo) ||
+      const bool needs_mask = key0 + BN > p.kv_len || key0 < tile_start || (p.causal && key0 + BN - 1 > warp_lo) ||
                               (p.window_left >= 0 && key0 < warp_hi - p.window_left);
 
-      /* S = Q K^T for this warp's 16 rows and BN keys. K B fragments: ldmatrix x4 = keys 0-7 (chunks
-       * 2k, 2k+1) then keys 8-15: two n8 blocks per load. */
+      /* S = Q K^T for this warp's rows and BN keys. */
       const uint32_t k_tile = k_smem(stage), v_tile = v_smem(stage);
       float s[M_TILES][N_BLOCKS][4];
 #pragma unroll
@@ -382,14 +420,14 @@ __device__ __forceinline__ void flash_attention(const kf_cuda_attention_params &
         if (!Q_IN_REGISTERS) {
 #pragma unroll
           for (int t = 0; t < M_TILES; ++t)
-            ldmatrix_x4(q_smem + swizzled<S::ROW_BYTES>(q_row + 16 * t, 2 * k + (lane >> 4)), q_smem_frag[t][0],
-                        q_smem_frag[t][1], q_smem_frag[t][2], q_smem_frag[t][3]);
+            ldmatrix_x4(q_smem + (q_lane ^ (k << 5)) + t * 16 * S::ROW_BYTES, q_smem_frag[t][0], q_smem_frag[t][1],
+                        q_smem_frag[t][2], q_smem_frag[t][3]);
         }
+        const uint32_t k_address = k_tile + (k_lane ^ (k << 5));
 #pragma unroll
         for (int n2 = 0; n2 < N_BLOCKS / 2; ++n2) {
-          const int key = kv_warp * BN + n2 * 16 + (lane & 7) + ((lane >> 4) << 3);
           uint32_t b0, b1, b2, b3;
-          ldmatrix_x4(k_tile + swizzled<S::ROW_BYTES>(key, 2 * k + ((lane >> 3) & 1)), b0, b1, b2, b3);
+          ldmatrix_x4(k_address + n2 * 16 * S::ROW_BYTES, b0, b1, b2, b3);
 #pragma unroll
           for (int t = 0; t < M_TILES; ++t) {
             const uint32_t *q_k = Q_IN_REGISTERS ? q_frag[Q_IN_REGISTERS ? k : 0] : q_smem_frag[t];
@@ -401,46 +439,74 @@ __device__ __forceinline__ void flash_attention(const kf_cuda_attention_params &
 
       /* Online softmax (log2 domain). In m16 tile t a thread holds rows lane/4 (h 0) and lane/4 + 8
        * (h 1), keys n*8 + (lane%4)*2 + {0, 1}. */
+      const bool prescaled = needs_mask || !positive_scale;
+      if (prescaled) {
+#pragma unroll
+        for (int t = 0; t < M_TILES; ++t)
+#pragma unroll
+          for (int h = 0; h < 2; ++h) {
+            const int position = row_position(g, min(warp_row0 + 16 * t + lane / 4 + 8 * h, last_row));
+#pragma unroll
+            for (int n = 0; n < N_BLOCKS; ++n)
+#pragma unroll
+              for (int e = 0; e < 2; ++e) {
+                const int key = key0 + n * 8 + (lane & 3) * 2 + e;
+                const float x = s[t][n][2 * h + e] * p.scale_log2;
+                s[t][n][2 * h + e] =
+                    !needs_mask || (key >= tile_start && key_visible(p, key, position)) ? x : minus_infinity();
+              }
+          }
+      }
+      const float multiplier = prescaled ? 1.0f : p.scale_log2;
+      float rescale[M_TILES][2];
+      bool any_rescale = false;
 #pragma unroll
       for (int t = 0; t < M_TILES; ++t) {
         float tile_max[2] = {minus_infinity(), minus_infinity()};
 #pragma unroll
         for (int n = 0; n < N_BLOCKS; ++n)
 #pragma unroll
-          for (int e = 0; e < 4; ++e) {
-            float x = s[t][n][e] * p.scale_log2;
-            if (needs_mask && !key_visible(p, key0 + n * 8 + (lane & 3) * 2 + (e & 1), position[t][e >> 1]))
-              x = minus_infinity();
-            s[t][n][e] = x;
-            tile_max[e >> 1] = fmaxf(tile_max[e >> 1], x);
-          }
+          for (int e = 0; e < 4; ++e) tile_max[e >> 1] = fmaxf(tile_max[e >> 1], s[t][n][e]);
         float reference[2];
 #pragma unroll
         for (int h = 0; h < 2; ++h) {
           tile_max[h] = fmaxf(tile_max[h], __shfl_xor_sync(0xffffffffu, tile_max[h], 1));
           tile_max[h] = fmaxf(tile_max[h], __shfl_xor_sync(0xffffffffu, tile_max[h], 2));
-          const float new_max = fmaxf(row_max[t][h], tile_max[h]);
+          /* The reference only moves when the max passes it by more than RESCALE_SLACK (or it is -inf, or
+           * NaN came in): P = 2^(S - reference) <= 2^RESCALE_SLACK stays well in range, and O, the sum
+           * and P all share the reference, so the result is the same softmax. */
+          const float candidate = fmaxf(row_max[t][h], tile_max[h] * multiplier);
+          const bool move = !(candidate <= row_max[t][h] + RESCALE_SLACK);
+          const float new_max = move ? candidate : row_max[t][h];
           reference[h] = new_max == minus_infinity() ? 0.0f : new_max; /* all -inf so far: keep 0s */
-          const float rescale = fast_exp2(row_max[t][h] - reference[h]);
+          rescale[t][h] = fast_exp2(row_max[t][h] - reference[h]);
+          any_rescale |= move;
           row_max[t][h] = new_max;
-          row_sum[t][h] *= rescale;
-#pragma unroll
-          for (int d = 0; d < D_BLOCKS; ++d) {
-            o[t][d][2 * h] *= rescale;
-            o[t][d][2 * h + 1] *= rescale;
-          }
+          row_sum[t][h] *= rescale[t][h];
         }
 #pragma unroll
         for (int n = 0; n < N_BLOCKS; ++n)
 #pragma unroll
           for (int e = 0; e < 4; ++e) {
-            s[t][n][e] = fast_exp2(s[t][n][e] - reference[e >> 1]);
+            s[t][n][e] = fast_exp2(fmaf(s[t][n][e], multiplier, -reference[e >> 1]));
             row_sum[t][e >> 1] += s[t][n][e];
           }
       }
+      /* O *= 2^(old reference - new reference), skipped (exactly: the factor is 1) while no row's
+       * reference moved: with the slack, after the first few tiles it rarely does. */
+      if (__any_sync(0xffffffffu, any_rescale)) {
+#pragma unroll
+        for (int t = 0; t < M_TILES; ++t)
+#pragma unroll
+          for (int d = 0; d < D_BLOCKS; ++d) {
+            o[t][d][0] *= rescale[t][0];
+            o[t][d][1] *= rescale[t][0];
+            o[t][d][2] *= rescale[t][1];
+            o[t][d][3] *= rescale[t][1];
+          }
+      }
 
-      /* O += P V: P's A fragment for keys 16k.. is S blocks 2k, 2k+1; V B fragments with
-       * ldmatrix x4 .trans = keys 0-7 / 8-15 of dim chunk 2d, then of chunk 2d+1. */
+      /* O += P V: P's A fragment for keys 16k.. is S blocks 2k, 2k+1 rounded to the input dtype. */
 #pragma unroll
       for (int k = 0; k < BN / 16; ++k) {
         uint32_t a[M_TILES][4];
@@ -451,11 +517,11 @@ __device__ __forceinline__ void flash_attention(const kf_cuda_attention_params &
           a[t][2] = pack_pair<DT>(s[t][2 * k + 1][0], s[t][2 * k + 1][1]);
           a[t][3] = pack_pair<DT>(s[t][2 * k + 1][2], s[t][2 * k + 1][3]);
         }
-        const int key = kv_warp * BN + k * 16 + (lane & 7) + (((lane >> 3) & 1) << 3);
+        const uint32_t v_offset = v_lane + k * 16 * S::ROW_BYTES;
 #pragma unroll
         for (int d2 = 0; d2 < D_BLOCKS / 2; ++d2) {
           uint32_t b0, b1, b2, b3;
-          ldmatrix_x4_trans(v_tile + swizzled<S::ROW_BYTES>(key, 2 * d2 + (lane >> 4)), b0, b1, b2, b3);
+          ldmatrix_x4_trans(v_tile + (v_offset ^ (d2 << 5)), b0, b1, b2, b3);
 #pragma unroll
           for (int t = 0; t < M_TILES; ++t) {
             mma_16816<DT>(o[t][2 * d2], a[t], b0, b1);
@@ -543,41 +609,46 @@ __device__ __forceinline__ void flash_attention(const kf_cuda_attention_params &
   }
 }
 
-/* Split-KV merge: one warp per (batch, q head, query) row combines the splits' (O, lse) pairs:
- * out = sum_s 2^(lse_s - L) O_s / sum_s 2^(lse_s - L), L = max_s lse_s. */
+/* Split-KV merge: thread (row, c) of the batch * q_heads * q_len rows (in (batch, q head, query)
+ * order) combines dims 4c..4c+3 of the splits' (O, lse) pairs with 16-byte loads:
+ * out = sum_s 2^(lse_s - L) O_s / sum_s 2^(lse_s - L), L = max_s lse_s. The loads of different splits
+ * are independent, so a row costs about two trips to L2 (where the partials still are). */
+#define MERGE_DIMS 4
 template <int DT>
 __device__ __forceinline__ void merge_splits(const kf_cuda_attention_params &p) {
-  const int lane = threadIdx.x & 31;
-  const int64_t row = (int64_t)blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32;
+  const int groups = p.head_dim / MERGE_DIMS;
+  const int64_t index = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
   const int64_t all_rows = (int64_t)p.batch * p.q_heads * p.q_len;
-  if (row >= all_rows) return;
+  if (index >= all_rows * groups) return;
+  const int64_t row = index / groups;
+  const int c = (int)(index % groups);
   const float *partial_o = reinterpret_cast<const float *>(p.partial);
   const float *partial_lse = partial_o + p.splits * all_rows * p.head_dim;
   float common = minus_infinity();
+#pragma unroll 8
   for (int s = 0; s < p.splits; ++s) common = fmaxf(common, partial_lse[s * all_rows + row]);
+  const float reference = common == minus_infinity() ? 0.0f : common; /* no split saw a key: weights 0 */
+  float total = 0.0f, v[MERGE_DIMS] = {0.0f, 0.0f, 0.0f, 0.0f};
+#pragma unroll 4
+  for (int s = 0; s < p.splits; ++s) {
+    const float weight = fast_exp2(partial_lse[s * all_rows + row] - reference); /* 2^-inf = 0 */
+    const float4 x =
+        *reinterpret_cast<const float4 *>(partial_o + (s * all_rows + row) * p.head_dim + c * MERGE_DIMS);
+    total += weight;
+    v[0] = fmaf(weight, x.x, v[0]), v[1] = fmaf(weight, x.y, v[1]);
+    v[2] = fmaf(weight, x.z, v[2]), v[3] = fmaf(weight, x.w, v[3]);
+  }
+  const float inverse = total > 0.0f ? 1.0f / total : 0.0f;
   const int i = (int)(row % p.q_len), h = (int)(row / p.q_len % p.q_heads);
   const int64_t b = row / ((int64_t)p.q_len * p.q_heads);
   unsigned short *out = reinterpret_cast<unsigned short *>(p.out) + b * p.out_batch_stride +
-                        (int64_t)i * p.out_seq_stride + (int64_t)h * p.out_head_stride;
-  float total = 0.0f;
-  for (int s = 0; s < p.splits; ++s) {
-    const float lse = partial_lse[s * all_rows + row];
-    if (lse != minus_infinity()) total += fast_exp2(lse - common);
-  }
-  const float inverse = total > 0.0f ? 1.0f / total : 0.0f;
-  for (int d = lane; d < p.head_dim; d += 32) {
-    float value = 0.0f;
-    for (int s = 0; s < p.splits; ++s) {
-      const float lse = partial_lse[s * all_rows + row];
-      if (lse != minus_infinity()) value += fast_exp2(lse - common) * partial_o[(s * all_rows + row) * p.head_dim + d];
-    }
-    const uint32_t bits = pack_word(DT, value * inverse, 0.0f);
-    out[d] = (unsigned short)(bits & 0xffffu);
-  }
-  if (lane == 0 && (p.flags & ATTENTION_HAS_LSE))
+                        (int64_t)i * p.out_seq_stride + (int64_t)h * p.out_head_stride + c * MERGE_DIMS;
+#pragma unroll
+  for (int e = 0; e < MERGE_DIMS; ++e) out[e] = (unsigned short)(pack_word(DT, v[e] * inverse, 0.0f) & 0xffffu);
+  if (c == 0 && (p.flags & ATTENTION_HAS_LSE))
     reinterpret_cast<float *>(p.lse)[b * p.lse_batch_stride + (int64_t)i * p.lse_seq_stride +
                                      (int64_t)h * p.lse_head_stride] =
-        total > 0.0f ? (common + log2f(total)) * LN2 : minus_infinity();
+        total > 0.0f ? (reference + log2f(total)) * LN2 : minus_infinity();
 }
 
 /* ---- SIMT kernel ------------------------------------------------------------------------------ */
@@ -710,7 +781,7 @@ __device__ __forceinline__ void simt_attention(const kf_cuda_attention_params &p
 #define KF_FLASH_DTYPE(dtname, DT)                                                                          \
   KF_FLASH_HEAD_DIM(dtname, DT, 64, 64)                                                                     \
   KF_FLASH_HEAD_DIM(dtname, DT, 96, 32)                                                                     \
-  KF_FLASH_HEAD_DIM(dtname, DT, 128, 32)                                                                    \
+  KF_FLASH_HEAD_DIM(dtname, DT, 128, 64)                                                                    \
   KF_FLASH_HEAD_DIM(dtname, DT, 256, 16)                                                                    \
   extern "C" __global__ void __launch_bounds__(256) kf_attention_merge_##dtname(const kf_cuda_attention_params p) { \
     merge_splits<DT>(p);                                                                                    \
