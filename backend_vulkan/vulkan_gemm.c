@@ -3,6 +3,8 @@
  * Two shaders share one push-constant block (kernels_src/vulkan/kf_vk_gemm_params.h):
  *  - gemm_coopmat.comp, for f16 A/B on devices with VK_NV_cooperative_matrix (NVIDIA): 16×16×16 f16
  *    tensor-core products with f32 accumulation;
+ *  - gemm_skinny.comp for decode shapes (m <= 16 with B stored [n, k], nn.Linear weights) not taken
+ *    by the coopmat shader: one pass over B, a team of invocations per output column;
  *  - gemm.comp everywhere else: a shared-memory tiled GEMM with exact f32 fmas. bf16 stays here even on
  *    NVIDIA, because NV cooperative matrices have no bf16 type and bf16 -> f16 is not exact (the
  *    exponent range of f16 is far narrower).
@@ -56,8 +58,29 @@ enum {
   COOPMAT_WORKGROUP_SIZE,
   COOPMAT_SPEC_COUNT
 };
-_Static_assert(TILED_SPEC_COUNT <= KF_VK_MAX_SPEC_CONSTANTS && COOPMAT_SPEC_COUNT <= KF_VK_MAX_SPEC_CONSTANTS,
+/* Specialization constants of gemm_skinny.comp. */
+enum {
+  SKINNY_AB_DTYPE,
+  SKINNY_C_DTYPE,
+  SKINNY_BIAS_DTYPE,
+  SKINNY_RESIDUAL_DTYPE,
+  SKINNY_HAS_BIAS,
+  SKINNY_HAS_RESIDUAL,
+  SKINNY_HAS_BETA,
+  SKINNY_SWIGLU,
+  SKINNY_TRANS_A,
+  SKINNY_VECTORIZED,
+  SKINNY_SPEC_COUNT
+};
+_Static_assert(TILED_SPEC_COUNT <= KF_VK_MAX_SPEC_CONSTANTS && COOPMAT_SPEC_COUNT <= KF_VK_MAX_SPEC_CONSTANTS &&
+                   SKINNY_SPEC_COUNT <= KF_VK_MAX_SPEC_CONSTANTS,
                "more specialization constants than kf_vk_get_pipeline takes");
+/* gemm_skinny.comp's rows (m at most), output columns per workgroup, workgroup size and shared
+ * memory (8 columns x 16 rows x 33 floats of partial sums). */
+#define KF_VK_SKINNY_ROWS 16
+#define KF_VK_SKINNY_COLUMNS 8
+#define KF_VK_SKINNY_WORKGROUP 256u
+#define KF_VK_SKINNY_SHARED_BYTES (8u * 16u * 33u * 4u)
 /* Bits of COOPMAT_ALIGNED. */
 #define KF_VK_COOPMAT_AB_ALIGNED 1u /* 16-byte loads of A and B */
 #define KF_VK_COOPMAT_C_ALIGNED 2u  /* 16-byte stores of C */
@@ -200,7 +223,30 @@ kf_status kf_vk_gemm(kf_backend_context *ctx, const kf_gemm_args *args) {
     if (bytes == 0 || bytes > ctx->max_shared_memory_bytes || coopmat_workgroup(coop) > ctx->max_workgroup_invocations)
       coop = NULL; /* a device with less shared memory than NVIDIA's 48 KiB: the tiled shader */
   }
-  if (coop != NULL) {
+  /* Decode shapes the coopmat shader did not take: gemm_skinny.comp. */
+  const int skinny = coop == NULL && args->m <= KF_VK_SKINNY_ROWS && args->trans_b && args->k > 0 &&
+                     ctx->max_workgroup_invocations >= KF_VK_SKINNY_WORKGROUP &&
+                     ctx->max_shared_memory_bytes >= KF_VK_SKINNY_SHARED_BYTES;
+  if (skinny) {
+    /* 16-byte loads: untransposed A, k and every row start of A and B (both halves with SwiGLU) a
+     * multiple of 8 elements from a 16-byte aligned address. */
+    const int vectorized = !args->trans_a && args->k % 8 == 0 && rows_vector_aligned(&args->a) &&
+                           rows_vector_aligned(&args->b) && (!swiglu || rows_vector_aligned(&args->b_up));
+    const uint32_t spec[SKINNY_SPEC_COUNT] = {
+        [SKINNY_AB_DTYPE] = (uint32_t)args->a.dtype,
+        [SKINNY_C_DTYPE] = (uint32_t)args->c.dtype,
+        [SKINNY_BIAS_DTYPE] = bias_dtype,
+        [SKINNY_RESIDUAL_DTYPE] = residual_dtype,
+        [SKINNY_HAS_BIAS] = (uint32_t)has_bias,
+        [SKINNY_HAS_RESIDUAL] = (uint32_t)has_residual,
+        [SKINNY_HAS_BETA] = has_beta,
+        [SKINNY_SWIGLU] = (uint32_t)swiglu,
+        [SKINNY_TRANS_A] = (uint32_t)(args->trans_a != 0),
+        [SKINNY_VECTORIZED] = (uint32_t)vectorized,
+    };
+    status = kf_vk_get_pipeline(ctx, KF_VK_KERNEL_GEMM_SKINNY, spec, SKINNY_SPEC_COUNT, &pipeline);
+    tiles = ceil_div(args->n, KF_VK_SKINNY_COLUMNS);
+  } else if (coop != NULL) {
     const int aligned = rows_vector_aligned(&args->a) && rows_vector_aligned(&args->b) &&
                         (!swiglu || rows_vector_aligned(&args->b_up));
     /* 8 outputs of a row start 16-byte aligned in every batch entry. */

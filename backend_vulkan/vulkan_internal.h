@@ -108,6 +108,7 @@ typedef enum kf_vk_kernel {
   KF_VK_KERNEL_COPY,    /* buffer_copy */
   KF_VK_KERNEL_GEMM,    /* tiled shared-memory GEMM, every device */
   KF_VK_KERNEL_GEMM_COOPMAT, /* f16 GEMM on NV cooperative matrices; only where has_nv_cooperative_matrix */
+  KF_VK_KERNEL_GEMM_SKINNY,  /* decode-shaped GEMM (m <= 16, B stored [n, k]) */
   KF_VK_KERNEL_ATTENTION,
   KF_VK_KERNEL_ATTENTION_MERGE, /* split-KV decode: combines attention's partial records */
   KF_VK_KERNEL_COUNT

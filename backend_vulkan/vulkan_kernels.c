@@ -26,6 +26,7 @@ static const char *const kKernelFiles[KF_VK_KERNEL_COUNT] = {
     [KF_VK_KERNEL_COPY] = "copy.spv",
     [KF_VK_KERNEL_GEMM] = "gemm.spv",
     [KF_VK_KERNEL_GEMM_COOPMAT] = "gemm_coopmat.spv",
+    [KF_VK_KERNEL_GEMM_SKINNY] = "gemm_skinny.spv",
     [KF_VK_KERNEL_ATTENTION] = "attention.spv",
     [KF_VK_KERNEL_ATTENTION_MERGE] = "attention_merge.spv",
 };
