@@ -1,7 +1,9 @@
 /* vulkan_attention.c — flash attention on Vulkan (attention.comp), and split-KV decode: attention.comp
  * writes one partial record per (query row, key range) into the workspace and attention_merge.comp
- * combines them. This file picks the tiles (shared memory and register budget), the split, the
- * specialization constants and the push constants; the shaders document the algorithm.
+ * combines them. f16 prefill with head_dim <= 128 on devices with VK_NV_cooperative_matrix goes to
+ * attention_coopmat.comp instead (tensor-core products; off with KF_VULKAN_COOPMAT=0). This file picks
+ * the shader, the tiles (shared memory and register budget), the split, the specialization constants
+ * and the push constants; the shaders document the algorithm.
  */
 #include <string.h>
 
@@ -34,6 +36,46 @@ _Static_assert(sizeof(struct kf_vk_attention_merge_params) == 72, "kf_vk_attenti
 static const int32_t kPrefillTiles[][2] = {{64, 32}, {32, 32}, {32, 16}, {16, 16}, {16, 8}};
 static const int32_t kDecodeTiles[][2] = {{16, 64}, {16, 32}, {16, 16}, {16, 8}};
 
+/* attention_coopmat.comp: 4 subgroups of 32 invocations, 16 query rows each, and the widest head it
+ * takes: its Q fragments (head_dim / 16 × 4 registers) and O accumulators (head_dim / 16 × 8) stay in
+ * registers, 96 at 128; at 256 they alone would take 192 of the 255 an invocation may have. */
+#define COOPMAT_SUBGROUPS 4
+#define COOPMAT_SUBGROUP 32
+#define COOPMAT_WORKGROUP (COOPMAT_SUBGROUPS * COOPMAT_SUBGROUP)
+#define COOPMAT_FRAGMENT 16
+#define COOPMAT_BLOCK_ROWS (COOPMAT_SUBGROUPS * COOPMAT_FRAGMENT)
+#define COOPMAT_MAX_HEAD_DIM 128
+/* Keys per K/V tile, best first: longer tiles spread each tile's barriers and softmax bookkeeping over
+ * more products. The H200's 48 KiB take 64 keys up to head_dim 112, 48 at 128. */
+static const int32_t kCoopmatBlockKeys[] = {64, 48, 32};
+
+/* attention_coopmat.comp's shared memory in bytes (its smem and lane_partials arrays): the K and V tiles
+ * (or the block's Q rows, if more), rows of the head dim padded to 16 and then by 16 bytes; per
+ * subgroup a staging area for S (f32) or for one O fragment and P (f16), rows padded by 16 bytes. */
+static size_t coopmat_shared_bytes(int32_t head_dim, int32_t block_keys) {
+  const size_t padded_dim = (size_t)(head_dim + COOPMAT_FRAGMENT - 1) / COOPMAT_FRAGMENT * COOPMAT_FRAGMENT;
+  const size_t tile_row = padded_dim * 2 + VECTOR_BYTES;
+  const size_t tile_rows = 2 * block_keys > COOPMAT_BLOCK_ROWS ? 2 * (size_t)block_keys : COOPMAT_BLOCK_ROWS;
+  const size_t s_bytes = COOPMAT_FRAGMENT * ((size_t)block_keys * 4 + VECTOR_BYTES);
+  const size_t op_bytes = COOPMAT_FRAGMENT * COOPMAT_FRAGMENT * 4 + COOPMAT_FRAGMENT * ((size_t)block_keys * 2 + VECTOR_BYTES);
+  const size_t staging = s_bytes > op_bytes ? s_bytes : op_bytes;
+  return tile_rows * tile_row + COOPMAT_SUBGROUPS * staging + COOPMAT_WORKGROUP * 4;
+}
+
+/* The key tile of attention_coopmat.comp for this call, or 0 when it does not apply: tensor cores take
+ * f16 only (NV cooperative matrices have no bf16, and bf16 -> f16 is not exact), decode keeps the
+ * split-KV tiled shader (one to a few query rows per kv head use a sixteenth of a fragment and the
+ * pass is bound by reading K and V), and heads past COOPMAT_MAX_HEAD_DIM keep the tiled shader. */
+static int32_t coopmat_block_keys(const kf_backend_context *ctx, const kf_attention_args *args) {
+  if (!ctx->use_nv_cooperative_matrix || args->q.dtype != KF_F16 || args->q_len <= DECODE_MAX_Q_LEN ||
+      args->head_dim > COOPMAT_MAX_HEAD_DIM || ctx->max_workgroup_invocations < COOPMAT_WORKGROUP)
+    return 0;
+  for (size_t t = 0; t < sizeof kCoopmatBlockKeys / sizeof kCoopmatBlockKeys[0]; ++t)
+    if (coopmat_shared_bytes(args->head_dim, kCoopmatBlockKeys[t]) <= ctx->max_shared_memory_bytes)
+      return kCoopmatBlockKeys[t];
+  return 0;
+}
+
 typedef struct attention_plan {
   int32_t block_rows, block_keys;
   int32_t s_rows, s_keys;     /* S micro-tile of an invocation */
@@ -41,6 +83,7 @@ typedef struct attention_plan {
   int64_t rows;               /* q_len * group: the query rows of one (batch, kv head) */
   int64_t row_blocks;
   int32_t splits, keys_per_split;
+  int coopmat;                /* attention_coopmat.comp (block_rows, block_keys, row_blocks, one split) */
 } attention_plan;
 
 /* attention.comp's shared arrays (q_tile, kv_tile, p_tile, row_partials, row_scale) in bytes. */
@@ -67,6 +110,16 @@ static kf_status make_plan(const kf_backend_context *ctx, const kf_attention_arg
   const int32_t chunks = args->head_dim / CHUNK;
   const int64_t group = args->q_heads / args->kv_heads;
   plan->rows = args->q_len * group;
+  const int32_t coopmat_keys = coopmat_block_keys(ctx, args);
+  if (coopmat_keys > 0) { /* one pass, no split (never decode) */
+    plan->coopmat = 1;
+    plan->block_rows = COOPMAT_BLOCK_ROWS;
+    plan->block_keys = coopmat_keys;
+    plan->row_blocks = (plan->rows + plan->block_rows - 1) / plan->block_rows;
+    plan->splits = 1;
+    plan->keys_per_split = (int32_t)args->kv_len;
+    return KF_OK;
+  }
   const int decode = args->q_len <= DECODE_MAX_Q_LEN;
   const int small_block = decode && plan->rows <= 16;
   const int32_t(*tiles)[2] = small_block ? kDecodeTiles : kPrefillTiles;
@@ -160,6 +213,18 @@ enum {
 
 enum { MERGE_DTYPE, MERGE_HEAD_DIM, MERGE_HAS_LSE, MERGE_VECTORIZED, MERGE_SPEC_COUNT };
 
+enum {
+  COOPMAT_HEAD_DIM,
+  COOPMAT_BLOCK_KEYS,
+  COOPMAT_GROUP,
+  COOPMAT_CAUSAL,
+  COOPMAT_HAS_LSE,
+  COOPMAT_VECTORIZED,
+  COOPMAT_SPEC_COUNT
+};
+_Static_assert(ATTENTION_SPEC_COUNT <= KF_VK_MAX_SPEC_CONSTANTS && COOPMAT_SPEC_COUNT <= KF_VK_MAX_SPEC_CONSTANTS,
+               "more specialization constants than kf_vk_get_pipeline takes");
+
 kf_status kf_vk_attention(kf_backend_context *ctx, const kf_attention_args *args) {
   attention_plan plan;
   kf_status status = make_plan(ctx, args, &plan);
@@ -188,23 +253,35 @@ kf_status kf_vk_attention(kf_backend_context *ctx, const kf_attention_args *args
 
   const int vectorized = rows_aligned(&args->q) && rows_aligned(&args->k) && rows_aligned(&args->v) &&
                          rows_aligned(&args->out);
-  const uint32_t spec[ATTENTION_SPEC_COUNT] = {
-      [ATTENTION_DTYPE] = (uint32_t)args->q.dtype,
-      [ATTENTION_HEAD_DIM] = (uint32_t)args->head_dim,
-      [ATTENTION_BLOCK_ROWS] = (uint32_t)plan.block_rows,
-      [ATTENTION_BLOCK_KEYS] = (uint32_t)plan.block_keys,
-      [ATTENTION_S_ROWS] = (uint32_t)plan.s_rows,
-      [ATTENTION_S_KEYS] = (uint32_t)plan.s_keys,
-      [ATTENTION_O_CHUNK_LANES] = (uint32_t)plan.o_chunk_lanes,
-      [ATTENTION_GROUP] = (uint32_t)(args->q_heads / args->kv_heads),
-      [ATTENTION_CAUSAL] = (uint32_t)(args->causal != 0),
-      [ATTENTION_HAS_LSE] = (uint32_t)(has_lse && !split),
-      [ATTENTION_SPLIT] = (uint32_t)split,
-      [ATTENTION_VECTORIZED] = (uint32_t)vectorized,
-  };
   VkPipeline pipeline, merge_pipeline = VK_NULL_HANDLE;
-  if ((status = kf_vk_get_pipeline(ctx, KF_VK_KERNEL_ATTENTION, spec, ATTENTION_SPEC_COUNT, &pipeline)) != KF_OK)
-    return status;
+  if (plan.coopmat) {
+    const uint32_t spec[COOPMAT_SPEC_COUNT] = {
+        [COOPMAT_HEAD_DIM] = (uint32_t)args->head_dim,
+        [COOPMAT_BLOCK_KEYS] = (uint32_t)plan.block_keys,
+        [COOPMAT_GROUP] = (uint32_t)(args->q_heads / args->kv_heads),
+        [COOPMAT_CAUSAL] = (uint32_t)(args->causal != 0),
+        [COOPMAT_HAS_LSE] = (uint32_t)has_lse,
+        [COOPMAT_VECTORIZED] = (uint32_t)vectorized,
+    };
+    status = kf_vk_get_pipeline(ctx, KF_VK_KERNEL_ATTENTION_COOPMAT, spec, COOPMAT_SPEC_COUNT, &pipeline);
+  } else {
+    const uint32_t spec[ATTENTION_SPEC_COUNT] = {
+        [ATTENTION_DTYPE] = (uint32_t)args->q.dtype,
+        [ATTENTION_HEAD_DIM] = (uint32_t)args->head_dim,
+        [ATTENTION_BLOCK_ROWS] = (uint32_t)plan.block_rows,
+        [ATTENTION_BLOCK_KEYS] = (uint32_t)plan.block_keys,
+        [ATTENTION_S_ROWS] = (uint32_t)plan.s_rows,
+        [ATTENTION_S_KEYS] = (uint32_t)plan.s_keys,
+        [ATTENTION_O_CHUNK_LANES] = (uint32_t)plan.o_chunk_lanes,
+        [ATTENTION_GROUP] = (uint32_t)(args->q_heads / args->kv_heads),
+        [ATTENTION_CAUSAL] = (uint32_t)(args->causal != 0),
+        [ATTENTION_HAS_LSE] = (uint32_t)(has_lse && !split),
+        [ATTENTION_SPLIT] = (uint32_t)split,
+        [ATTENTION_VECTORIZED] = (uint32_t)vectorized,
+    };
+    status = kf_vk_get_pipeline(ctx, KF_VK_KERNEL_ATTENTION, spec, ATTENTION_SPEC_COUNT, &pipeline);
+  }
+  if (status != KF_OK) return status;
   if (split) {
     const uint32_t merge_spec[MERGE_SPEC_COUNT] = {
         [MERGE_DTYPE] = (uint32_t)args->out.dtype,

@@ -211,7 +211,7 @@ kf_status kf_vk_gemm(kf_backend_context *ctx, const kf_gemm_args *args) {
   int64_t tiles;
   /* The coopmat shape for f16 A and B on NVIDIA, or NULL: the tiled shader. */
   const coopmat_shape *coop = NULL;
-  if (ctx->has_nv_cooperative_matrix && args->a.dtype == KF_F16) {
+  if (ctx->use_nv_cooperative_matrix && args->a.dtype == KF_F16) {
     const int64_t out_columns = swiglu ? 2 * args->n : args->n;
     coop = &kCoopmatMedium;
     if (args->m <= (int64_t)kCoopmatSkinny.tile_m)

@@ -107,10 +107,11 @@ typedef enum kf_vk_kernel {
   KF_VK_KERNEL_SOFTMAX,
   KF_VK_KERNEL_COPY,    /* buffer_copy */
   KF_VK_KERNEL_GEMM,    /* tiled shared-memory GEMM, every device */
-  KF_VK_KERNEL_GEMM_COOPMAT, /* f16 GEMM on NV cooperative matrices; only where has_nv_cooperative_matrix */
+  KF_VK_KERNEL_GEMM_COOPMAT, /* f16 GEMM on NV cooperative matrices; only where use_nv_cooperative_matrix */
   KF_VK_KERNEL_GEMM_SKINNY,  /* decode-shaped GEMM (m <= 16, B stored [n, k]) */
   KF_VK_KERNEL_ATTENTION,
   KF_VK_KERNEL_ATTENTION_MERGE, /* split-KV decode: combines attention's partial records */
+  KF_VK_KERNEL_ATTENTION_COOPMAT, /* f16 prefill attention on NV cooperative matrices, likewise */
   KF_VK_KERNEL_COUNT
 } kf_vk_kernel;
 
@@ -147,6 +148,9 @@ struct kf_backend_context {
   uint32_t max_shared_memory_bytes; /* per workgroup */
   /* VK_NV_cooperative_matrix enabled, with 16×16×16 f16 × f16 + f32 products on subgroups of 32. */
   int has_nv_cooperative_matrix;
+  /* has_nv_cooperative_matrix, unless KF_VULKAN_COOPMAT=0 (read at context creation): whether the
+   * GEMM and attention shaders on cooperative matrices are used. */
+  int use_nv_cooperative_matrix;
 
   /* Command stream (in-order queue). */
   VkCommandPool command_pool;

@@ -29,6 +29,7 @@ static const char *const kKernelFiles[KF_VK_KERNEL_COUNT] = {
     [KF_VK_KERNEL_GEMM_SKINNY] = "gemm_skinny.spv",
     [KF_VK_KERNEL_ATTENTION] = "attention.spv",
     [KF_VK_KERNEL_ATTENTION_MERGE] = "attention_merge.spv",
+    [KF_VK_KERNEL_ATTENTION_COOPMAT] = "attention_coopmat.spv",
 };
 
 /* The embedded SPIR-V of `kernel`, or NULL when the build had no glslc (the file is then empty). */
@@ -48,10 +49,15 @@ int kf_vk_kernels_built(void) {
 kf_status kf_vk_kernels_init(kf_backend_context *ctx) {
   if (!kf_vk_kernels_built())
     return kf_fail(KF_ERROR_UNSUPPORTED, "built without Vulkan kernels (glslc not found at build time)");
+  /* KF_VULKAN_COOPMAT=0 keeps the cooperative-matrix shaders out (for comparison with the tiled ones). */
+  const char *coopmat = getenv("KF_VULKAN_COOPMAT");
+  ctx->use_nv_cooperative_matrix = ctx->has_nv_cooperative_matrix && !(coopmat != NULL && strcmp(coopmat, "0") == 0);
   VkResult result;
   for (int kernel = 0; kernel < KF_VK_KERNEL_COUNT; ++kernel) {
-    /* Its capabilities exist only where the extension is enabled. */
-    if (kernel == KF_VK_KERNEL_GEMM_COOPMAT && !ctx->has_nv_cooperative_matrix) continue;
+    /* Their capabilities exist only where the extension is enabled. */
+    if ((kernel == KF_VK_KERNEL_GEMM_COOPMAT || kernel == KF_VK_KERNEL_ATTENTION_COOPMAT) &&
+        !ctx->use_nv_cooperative_matrix)
+      continue;
     const kf_embedded_file *spirv = kernel_spirv((kf_vk_kernel)kernel);
     VkShaderModuleCreateInfo module_info = {
         .sType = VK_STRUCTURE_TYPE_SHADER_MODULE_CREATE_INFO,

@@ -7,8 +7,9 @@
 
 #include "kernels_src/common/kf_params.h"
 
-/* Flash attention over one pass. Operand (b, s, h, d) at address + (b * batch_stride + s * seq_stride
- * + h * head_stride + d) * dtype size; lse (b, h, i) f32 at lse + (b * lse_batch_stride + i *
+/* Flash attention over one pass (attention.comp; attention_coopmat.comp too, which never splits).
+ * Operand (b, s, h, d) at address + (b * batch_stride + s * seq_stride + h * head_stride + d) * dtype
+ * size; lse (b, h, i) f32 at lse + (b * lse_batch_stride + i *
  * lse_seq_stride + h * lse_head_stride) * 4. 128 bytes. */
 struct kf_vk_attention_params {
   KF_P_ADDR q;
