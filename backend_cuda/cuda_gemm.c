@@ -8,14 +8,26 @@
 #include "backend_cuda/cuda_internal.h"
 #include "kernels_src/common/kf_cuda_gemm_params.h"
 
-/* Tile shapes of gemm.cu (LARGE_*, SMALL_*, SIMT_*, STAGES, TILE_K_BYTES, FINISH_THREADS). */
+/* Tile shapes of gemm.cu (LARGE_*, SMALL_*, SIMT_*, FINISH_THREADS). */
 #define LARGE_TILE_M 128
 #define SMALL_TILE_M 16
 #define TC_TILE_N 256
 #define LARGE_THREADS 256
 #define SMALL_THREADS 128
-#define TC_STAGES 4
-#define TC_TILE_K_BYTES 64
+#define LARGE_WARPS_M 2
+#define LARGE_STAGES 4
+#define SMALL_STAGES 4
+/* k bytes per stage of the large tile: 128 in the sm_90a machine code, which compute capability 9.0
+ * runs, 64 in the sm_80 code and PTX that every other GPU runs. */
+#define LARGE_K_BYTES_SM90 128
+#define LARGE_K_BYTES 64
+#define SMALL_K_BYTES 64
+/* The epilogue's f32 stash (gemm.cu STASH_LD = tile n + 8) reuses the stages: the whole tile when they
+ * hold it, else one warp row of the tile (LARGE_WARPS_M passes). */
+#define TC_STASH_BYTES(rows) ((unsigned)(rows) * (TC_TILE_N + 8u) * 4u)
+/* cp.async modes address a tile with 32-bit offsets from its first row (gemm.cu operand_source):
+ * operands whose rows are this far apart or more take the scalar mode. */
+#define TC_MAX_ROW_BYTES ((int64_t)8 << 20)
 #define SIMT_TILE 128
 #define SIMT_THREADS 256
 #define FINISH_THREADS 256
@@ -25,10 +37,11 @@
 #define LARGE_BLOCKS_PER_SM 1
 #define SMALL_BLOCKS_PER_SM 3
 #define SIMT_BLOCKS_PER_SM 1
-/* Split-K granule: a multiple of every kernel's k tile (64 e4m3, 32 f16/bf16, 16 tf32, 8 SIMT). */
-#define SPLIT_K_UNIT 64
+/* Split-K granule: a multiple of every kernel's k tile (large 128 e4m3, 64 f16/bf16, 32 tf32; small
+ * 32 f16/bf16; 8 SIMT). */
+#define SPLIT_K_UNIT 128
 /* Each split covers at least this many granules, so its pipeline runs long past the prologue. */
-#define SPLIT_K_MIN_UNITS 4
+#define SPLIT_K_MIN_UNITS 2
 #define SPLIT_K_MAX_WORKSPACE ((size_t)256 << 20)
 #define MAX_GRID_X 0x7fffffffu
 
@@ -51,9 +64,12 @@ typedef struct gemm_plan {
   int splits, k_per_split;
 } gemm_plan;
 
-static int aligned16(const kf_matrix_arg *arg, int64_t element_bytes) {
+/* Whether an operand can take a cp.async mode: 16-byte aligned rows and batch entries, rows close
+ * enough for 32-bit tile offsets. */
+static int async_ok(const kf_matrix_arg *arg, int64_t element_bytes) {
   const uint64_t address = arg->buffer->address + (uint64_t)(arg->offset * element_bytes);
-  return address % 16 == 0 && (arg->ld * element_bytes) % 16 == 0 && (arg->batch_stride * element_bytes) % 16 == 0;
+  return address % 16 == 0 && (arg->ld * element_bytes) % 16 == 0 && (arg->batch_stride * element_bytes) % 16 == 0 &&
+         arg->ld * element_bytes < TC_MAX_ROW_BYTES;
 }
 
 static int ceil_div(int64_t a, int64_t b) { return (int)((a + b - 1) / b); }
@@ -75,19 +91,30 @@ static void make_plan(const kf_backend_context *ctx, const kf_gemm_args *args, g
     plan->input = in == KF_F16 ? 0 : in == KF_BF16 ? 1 : in == KF_F8_E4M3 ? 2 : 3;
     const int sixteen_bit = in == KF_F16 || in == KF_BF16;
     plan->kernel = sixteen_bit && args->m <= SMALL_TILE_MAX_M ? KERNEL_SMALL : KERNEL_LARGE;
-    /* An operand goes through cp.async when 16-byte aligned; k-contiguous when A is not transposed
-     * and B is; the m/n-contiguous form exists for 16-bit inputs. Otherwise both take the scalar path. */
-    const int a_async = aligned16(&args->a, element_bytes);
-    const int b_async = aligned16(&args->b, element_bytes) && (!swiglu || aligned16(&args->b_up, element_bytes));
+    /* An operand goes through cp.async when async_ok; k-contiguous when A is not transposed and B is;
+     * the m/n-contiguous form exists for 16-bit inputs, and for A on the large tile only (a transposed
+     * A of at most 16 columns has no row chunks worth it). Otherwise both take the scalar path. */
+    const int a_async = async_ok(&args->a, element_bytes);
+    const int b_async = async_ok(&args->b, element_bytes) && (!swiglu || async_ok(&args->b_up, element_bytes));
     const int a_k = !args->trans_a, b_k = args->trans_b;
-    if (!a_async || !b_async || (!sixteen_bit && !(a_k && b_k)))
+    if (!a_async || !b_async || (!sixteen_bit && !(a_k && b_k)) || (plan->kernel == KERNEL_SMALL && !a_k))
       plan->modes = 4;
     else
       plan->modes = (a_k ? 0 : 2) + (b_k ? 0 : 1);
-    plan->tile_m = plan->kernel == KERNEL_SMALL ? SMALL_TILE_M : LARGE_TILE_M;
+    const int small = plan->kernel == KERNEL_SMALL;
+    plan->tile_m = small ? SMALL_TILE_M : LARGE_TILE_M;
     plan->tile_n_out = swiglu ? TC_TILE_N / 2 : TC_TILE_N;
-    plan->threads = plan->kernel == KERNEL_SMALL ? SMALL_THREADS : LARGE_THREADS;
-    plan->shared_bytes = (unsigned)(TC_STAGES * (plan->tile_m + TC_TILE_N) * TC_TILE_K_BYTES);
+    plan->threads = small ? SMALL_THREADS : LARGE_THREADS;
+    /* Unknown capability: the larger stages, which a launch refuses rather than overrun. */
+    int major = 9, minor = 0;
+    if (kf_cu.DeviceGetAttribute(&major, CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR, ctx->device) != CUDA_SUCCESS ||
+        kf_cu.DeviceGetAttribute(&minor, CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR, ctx->device) != CUDA_SUCCESS)
+      major = 9, minor = 0;
+    const unsigned k_bytes = small ? SMALL_K_BYTES : major == 9 && minor == 0 ? LARGE_K_BYTES_SM90 : LARGE_K_BYTES;
+    plan->shared_bytes = (small ? SMALL_STAGES : LARGE_STAGES) * (unsigned)(plan->tile_m + TC_TILE_N) * k_bytes;
+    unsigned stash_bytes = TC_STASH_BYTES(plan->tile_m);
+    if (stash_bytes > plan->shared_bytes) stash_bytes = TC_STASH_BYTES(plan->tile_m / LARGE_WARPS_M);
+    if (stash_bytes > plan->shared_bytes) plan->shared_bytes = stash_bytes;
     blocks_per_sm = plan->kernel == KERNEL_SMALL ? SMALL_BLOCKS_PER_SM : LARGE_BLOCKS_PER_SM;
   }
   plan->tiles_m = ceil_div(args->m, plan->tile_m);
@@ -117,7 +144,13 @@ static size_t plan_workspace(const kf_gemm_args *args, const gemm_plan *plan) {
          (args->activation == KF_GEMM_SWIGLU ? 2u : 1u) * sizeof(float);
 }
 
+/* Decode shapes (f16/bf16, m <= 16) stay on the generic small tile with split-K even on sm_90: the
+ * Hopper kernel's 128-row tiles leave most of the GPU idle there. H200, bf16, same kfbench_mm run:
+ * 1x4096x4096 1.55 TFLOP/s generic vs 0.47 Hopper (cuBLAS 1.6); 16x14336x4096 38.3 vs 17.6 (cuBLAS
+ * 48.7); at 512x4096x4096 the Hopper kernel is ahead (350 vs 231). */
 static int use_hopper_path(kf_backend_context *ctx, const kf_gemm_args *args) {
+  const int sixteen_bit = args->a.dtype == KF_F16 || args->a.dtype == KF_BF16;
+  if (sixteen_bit && args->m <= SMALL_TILE_MAX_M) return 0;
   return !kf_env_flag("KF_CUDA_FORCE_GENERIC") && kf_cuda_gemm_sm90_supports(ctx, args);
 }
 

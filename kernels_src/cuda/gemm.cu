@@ -5,13 +5,13 @@
  *   kf_gemm_f32_simt             exact f32 (FFMA, register-tiled).
  *   kf_gemm_finish_splits        sums split-K partials and applies the epilogue.
  *
- * Tensor-core kernels. Every k tile is TILE_K_BYTES = 64 bytes of k per row (32 f16/bf16, 64 e4m3, 16
- * tf32) and one mma k-step consumes 32 of those bytes in every input type (m16n8k16; m16n8k8 for tf32;
- * e4m3 widened to two f16 m16n8k16, see widen_e4m3), so the shared layouts and the ldmatrix addressing
- * are written once, in bytes.
+ * Tensor-core kernels. A k tile holds K_BYTES bytes of k per row (large tile 128: 64 f16/bf16, 128
+ * e4m3, 32 tf32; small tile 64) and one mma k-step consumes 32 of those bytes in every input type
+ * (m16n8k16; m16n8k8 for tf32; e4m3 widened to two f16 m16n8k16, see widen_e4m3), so the shared layouts
+ * and the ldmatrix addressing are written once, in bytes.
  * Operand modes (the host picks them per call, cuda_gemm.c):
  *   k  "k-contiguous", cp.async: the operand is stored with k contiguous (A not transposed, B
- *      transposed: nn.Linear weights); shared rows of 64 bytes, fragments by ldmatrix.
+ *      transposed: nn.Linear weights); shared rows of K_BYTES bytes, fragments by ldmatrix.
  *   m  "m/n-contiguous", cp.async (16-bit inputs only): shared rows are k, fragments by ldmatrix.trans.
  *   s  scalar: element loads with bounds checks (any alignment or layout), written to shared memory
  *      k-contiguous; used for both operands when either is not 16-byte aligned, and for every f8/tf32
@@ -20,8 +20,11 @@
  * bytes; tile edges are zero-filled through cp.async's src-size (a partial chunk reads only its valid
  * bytes), so odd M, N and K need no padding.
  * Shared layout: 16-byte chunk c of row r sits at chunk (c ^ f(r)) of that row, f chosen so that the 8
- * row addresses of one ldmatrix phase (8 consecutive rows, one chunk) fall in 8 distinct bank groups.
- * Pipeline: STAGES k tiles in flight (cp.async groups), one __syncthreads per k tile.
+ * row addresses of one ldmatrix phase (8 consecutive rows, one chunk) fall in 8 distinct bank groups,
+ * and so do the 8 chunks that 8 consecutive threads copy.
+ * Pipeline: STAGES k tiles in flight (cp.async groups), one __syncthreads per k tile, and two sets of
+ * fragment registers so that the shared-memory loads of one mma step overlap the mmas of the previous
+ * one (gemm_tensor_core).
  */
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
@@ -32,11 +35,7 @@
 enum element_kind { ELEM_F16, ELEM_BF16, ELEM_E4M3, ELEM_TF32 };
 enum operand_mode { MODE_K, MODE_MN, MODE_SCALAR };
 
-#define TILE_K_BYTES 64 /* two mma k-steps; 4 chunks per k-contiguous shared row */
-#define CHUNK_BYTES 16  /* one cp.async / one ldmatrix row */
-/* 4 stages of 24 KiB (large tile) keep ~3 k tiles of loads in flight behind the one being computed,
- * enough to cover HBM latency at one block per SM. */
-#define STAGES 4
+#define CHUNK_BYTES 16 /* one cp.async / one ldmatrix row */
 #define WARP_TILE_N 64 /* 8 mma n-blocks of 8 per warp */
 /* Tile rows that share consecutive block indices, so the blocks resident at one time reuse the same
  * B columns and A rows from L2. */
@@ -45,6 +44,11 @@ enum operand_mode { MODE_K, MODE_MN, MODE_SCALAR };
  * side, so silu(gate) * up pairs registers of one thread. */
 #define SWIGLU_GROUP_MMA 32
 #define SWIGLU_GROUP_SIMT 64
+
+template <bool V>
+struct bool_constant {
+  static constexpr bool value = V;
+};
 
 __host__ __device__ constexpr int element_bytes(int elem) { return elem == ELEM_E4M3 ? 1 : elem == ELEM_TF32 ? 4 : 2; }
 
@@ -188,8 +192,12 @@ __device__ __forceinline__ k_range split_k_range(const kf_cuda_gemm_params &p, i
 
 __device__ __forceinline__ uint32_t shared_address(const void *p) { return (uint32_t)__cvta_generic_to_shared(p); }
 
+__device__ __forceinline__ void copy_chunk_async(uint32_t dst, const void *src) {
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(dst), "l"(src) : "memory");
+}
+
 /* Copies `bytes` (0..16) of src and zero-fills the rest of the 16-byte chunk. */
-__device__ __forceinline__ void copy_chunk_async(uint32_t dst, const void *src, int bytes) {
+__device__ __forceinline__ void copy_chunk_async_fill(uint32_t dst, const void *src, int bytes) {
   asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src), "r"(bytes) : "memory");
 }
 
@@ -286,76 +294,263 @@ __device__ __forceinline__ int swizzle(int row, int chunk, int chunks_per_row) {
 
 /* ---- tensor-core kernel ----------------------------------------------------------------------- */
 
-/* Operand loader for one tile of `ROWS` rows (m of A, tile columns of B). Shared tile bytes: ROWS * 64. */
-template <int ELEM, int MODE, int ROWS, int THREADS, bool IS_B, int GROUP>
-__device__ __forceinline__ void load_tile(const kf_cuda_gemm_params &p, char *tile, const char *base,
-                                          const char *base_up, int64_t ld, int first_row, int row_limit, int k0,
-                                          int k_end) {
+/* Where one thread's copies of one cp.async operand come from. A k tile's origin in each source matrix
+ * is the same for the whole block (the compiler keeps it in uniform registers); a thread adds 32-bit
+ * byte offsets that stay fixed for the whole block, so a copy costs a few instructions and the main
+ * loop, which has few registers to spare next to 128 accumulators and two fragment sets, keeps no
+ * per-chunk pointers. The host sends operands whose tile offsets could pass 2^31 bytes (ld * element
+ * size >= 8 MiB) to the scalar mode (cuda_gemm.c).
+ *   k mode: chunk i of a thread is column k_chunks::column() of tile row k_chunks::row0() + 32 * i,
+ *     read from origin[i % 2] + offset + (i % 2) * odd_step + (i / 2) * pair_step. Without SwiGLU both
+ *     origins are the tile's first row. With SwiGLU (B only) tile columns alternate 32 gate and 32 up
+ *     columns (b_column, GROUP = 32), so even chunks read gate rows, odd chunks the same rows of the up
+ *     half, and chunk i + 2 is 32 rows after chunk i.
+ *   m/n mode: chunk i of a thread is chunk threadIdx.x + i * THREADS of the shared tile: 8 fixed columns
+ *     (m, or tile columns of B) of shared k row r0 + i * ROW_STEP (ROW_STEP = THREADS / chunks per k
+ *     row), read from origin[0 or 1: the half of those columns] + offset + i * pair_step; `inside`
+ *     bytes of it are inside the matrix.
+ * A chunk with nothing to read copies zero bytes from its origin, which is inside the matrix. */
+struct operand_source {
+  const char *origin[2]; /* block-uniform: tile row (m/n) 0, k 0 of this split */
+  uint32_t offset;       /* per thread */
+  uint32_t odd_step, pair_step;
+  uint32_t inside; /* k mode: bit i set when chunk i's source row is inside the matrix; m/n mode: bytes */
+  uint32_t dst;    /* k mode: chunk 0's byte offset in a stage; chunk i is 32 * i rows further */
+};
+
+/* k mode: which chunks of a ROWS-row tile a thread copies. Threads form groups of 32 * CPR, each
+ * covering 32 consecutive rows at a time (consecutive threads take consecutive 16-byte chunks of a
+ * row: coalesced); group h of GROUPS owns rows [h, h + 1) * GROUP_ROWS, in steps of 32 rows. */
+template <int ROWS, int KBYTES, int THREADS>
+struct k_chunks {
+  static constexpr int CPR = KBYTES / CHUNK_BYTES;
+  static constexpr int ROW_STEP = 32;
+  static constexpr int GROUP_THREADS = ROW_STEP * CPR;
+  static constexpr int GROUPS = THREADS / GROUP_THREADS;
+  static constexpr int GROUP_ROWS = ROWS / GROUPS;
+  static constexpr int PER_THREAD = (GROUP_ROWS + ROW_STEP - 1) / ROW_STEP;
+  static_assert(THREADS % GROUP_THREADS == 0 && ROWS % GROUPS == 0, "k-mode chunk groups");
+  static __device__ __forceinline__ int row_in_group() { return threadIdx.x % GROUP_THREADS / CPR; }
+  static __device__ __forceinline__ int row0() { return threadIdx.x / GROUP_THREADS * GROUP_ROWS + row_in_group(); }
+  static __device__ __forceinline__ int column() { return threadIdx.x % CPR; }
+  /* false only for a tile shorter than 32 rows (the decode tile's A) */
+  static __device__ __forceinline__ bool exists(int i) {
+    return GROUP_ROWS % ROW_STEP == 0 || row_in_group() + i * ROW_STEP < GROUP_ROWS;
+  }
+};
+
+/* Keeps a per-thread value in a register: without this the compiler recomputes such values from
+ * threadIdx inside the main loop, where registers are short, at several instructions per use. */
+__device__ __forceinline__ uint32_t pinned(uint32_t v) {
+  asm volatile("" : "+r"(v));
+  return v;
+}
+
+template <int ELEM, int MODE, int ROWS, int KBYTES, int THREADS, bool IS_B, int GROUP>
+__device__ __forceinline__ operand_source source_of(const kf_cuda_gemm_params &p, const char *base,
+                                                    const char *base_up, int64_t ld, int first_row, int row_limit,
+                                                    int k_begin) {
   constexpr int ES = element_bytes(ELEM);
-  constexpr int CHUNKS = ROWS * TILE_K_BYTES / CHUNK_BYTES;
-  constexpr int PER_THREAD = (CHUNKS + THREADS - 1) / THREADS;
+  const bool pairs = IS_B && (p.flags & KF_GEMM_SWIGLU_PAIRS) != 0;
+  operand_source s;
+  s.offset = s.odd_step = s.pair_step = s.inside = s.dst = 0;
+  if (MODE == MODE_MN) {
+    constexpr int CPR = ROWS * 2 / CHUNK_BYTES, ROW_STEP = THREADS / CPR;
+    const int r0 = threadIdx.x / CPR, c = threadIdx.x % CPR;
+    s.origin[0] = base + ((int64_t)k_begin * ld + first_row) * 2;
+    s.origin[1] = pairs ? base_up + ((int64_t)k_begin * ld + first_row) * 2 : s.origin[0];
+    int index = first_row + c * 8;
+    if (IS_B) b_column<GROUP>(p, base, base_up, first_row, c * 8, &index);
+    s.inside = (uint32_t)(min(max(row_limit - index, 0), 8) * 2);
+    s.offset = (uint32_t)(((int64_t)r0 * ld + index - first_row) * 2);
+    s.pair_step = (uint32_t)(ROW_STEP * ld * 2);
+  } else if (MODE == MODE_K) {
+    using chunks = k_chunks<ROWS, KBYTES, THREADS>;
+    constexpr int ROW_STEP = chunks::ROW_STEP;
+    static_assert(!IS_B || (ROW_STEP == GROUP && chunks::GROUP_ROWS % (2 * GROUP) == 0),
+                  "SwiGLU pairing of k-mode chunks (see operand_source)");
+    const int r0 = chunks::row0(), c = chunks::column();
+    s.origin[0] = base + ((int64_t)first_row * ld + k_begin) * ES;
+    s.origin[1] = pairs ? base_up + ((int64_t)first_row * ld + k_begin) * ES : s.origin[0];
+    int row = first_row + r0; /* source row of chunk 0: a gate row with SwiGLU (r0 % 64 < 32) */
+    if (IS_B) b_column<GROUP>(p, base, base_up, first_row, r0, &row);
+    const int odd_rows = pairs ? 0 : ROW_STEP, pair_rows = pairs ? ROW_STEP : 2 * ROW_STEP;
 #pragma unroll
-  for (int i = 0; i < PER_THREAD; ++i) {
-    const int chunk = threadIdx.x + i * THREADS;
-    if (CHUNKS % THREADS != 0 && chunk >= CHUNKS) break;
-    if (MODE == MODE_MN) {
-      /* rows of the shared tile are k; the chunk holds 8 consecutive m (or tile columns) */
-      constexpr int CPR = ROWS * 2 / CHUNK_BYTES;
-      const int kr = chunk / CPR, c = chunk % CPR;
-      const int k = k0 + kr;
-      int index = first_row + c * 8;
-      const char *src = base;
-      if (IS_B) src = b_column<GROUP>(p, base, base_up, first_row, c * 8, &index);
-      int bytes = k < k_end ? min(max(row_limit - index, 0), 8) * 2 : 0;
-      if (bytes > 0) src += ((int64_t)k * ld + index) * 2;
-      else src = base;
-      copy_chunk_async(shared_address(tile + kr * (ROWS * 2) + swizzle(kr, c, CPR) * CHUNK_BYTES), src, bytes);
+    for (int i = 0; i < chunks::PER_THREAD; ++i)
+      if (row + (i % 2) * odd_rows + (i / 2) * pair_rows < row_limit) s.inside |= 1u << i;
+    s.offset = (uint32_t)((int64_t)(row - first_row) * ld * ES + c * CHUNK_BYTES);
+    s.odd_step = (uint32_t)(odd_rows * ld * ES);
+    s.pair_step = (uint32_t)(pair_rows * ld * ES);
+    /* every chunk of a thread has chunk 0's swizzle: rows 32 apart agree in row & 7 */
+    s.dst = pinned(r0 * KBYTES + swizzle(r0, c, chunks::CPR) * CHUNK_BYTES);
+  } else {
+    s.origin[0] = s.origin[1] = base;
+  }
+  s.offset = pinned(s.offset);
+  s.inside = pinned(s.inside);
+  return s;
+}
+
+/* Part `part` of `parts` of one thread's chunks of k tile `k0` (relative to the split's first k) of
+ * `ROWS` rows (m of A, tile columns of B) of one operand; KBYTES bytes of k, shared tile bytes ROWS *
+ * KBYTES. The parts let the main loop spread a stage's copies over its mma steps instead of queueing
+ * them in one burst ahead of the ldmatrix loads; `part` is a constant wherever this is inlined into
+ * the unrolled step loop. A k tile that lies inside [k_begin, k_end) copies whole chunks and skips the
+ * chunks whose rows (k mode) or columns (m/n mode) are outside the matrix, which clear_outside zeroed
+ * once; a partial k tile (only ever loaded by the prologue, MAYBE_PARTIAL) copies through src-size,
+ * which zero-fills. */
+template <int ELEM, int MODE, int ROWS, int KBYTES, int THREADS, bool IS_B, int GROUP, bool MAYBE_PARTIAL>
+__device__ __forceinline__ void load_tile(const kf_cuda_gemm_params &p, const operand_source &s, char *tile,
+                                          const char *base, const char *base_up, int64_t ld, int first_row,
+                                          int row_limit, int k_begin, int k0, int k_end, int part, int parts) {
+  constexpr int ES = element_bytes(ELEM);
+  constexpr int TILE_K = KBYTES / ES;
+  constexpr int CHUNKS = ROWS * KBYTES / CHUNK_BYTES;
+  constexpr int PER_THREAD = (CHUNKS + THREADS - 1) / THREADS;
+  const bool whole = !MAYBE_PARTIAL || k_begin + k0 + TILE_K <= k_end;
+  if (MODE == MODE_K) {
+    using chunks = k_chunks<ROWS, KBYTES, THREADS>;
+    constexpr int ROW_STEP = chunks::ROW_STEP, EPC = CHUNK_BYTES / ES, PER = chunks::PER_THREAD;
+    const char *even = s.origin[0] + (int64_t)k0 * ES + s.offset, *odd = s.origin[1] + (int64_t)k0 * ES + s.offset;
+    if (whole) {
+      /* pinned here too: hoisted out of the main loop, each chunk's row bit would take a register */
+      const uint32_t inside = pinned(s.inside), odd_step = pinned(s.odd_step), pair_step = pinned(s.pair_step);
+#pragma unroll
+      for (int i = 0; i < PER; ++i) {
+        if (i < part * PER / parts || i >= (part + 1) * PER / parts) continue;
+        if (!chunks::exists(i) || !((inside >> i) & 1u)) continue;
+        copy_chunk_async(shared_address(tile + s.dst + i * ROW_STEP * KBYTES),
+                         (i % 2 ? odd + odd_step : even) + (i / 2) * pair_step);
+      }
     } else {
-      constexpr int CPR = TILE_K_BYTES / CHUNK_BYTES;
-      constexpr int EPC = CHUNK_BYTES / ES; /* elements per chunk */
+      /* the same k for every chunk of the thread */
+      const int k_bytes = min(max(k_end - (k_begin + k0 + chunks::column() * EPC), 0), EPC) * ES;
+#pragma unroll
+      for (int i = 0; i < PER; ++i) {
+        if (i < part * PER / parts || i >= (part + 1) * PER / parts) continue;
+        if (!chunks::exists(i)) continue;
+        const int bytes = (s.inside >> i) & 1u ? k_bytes : 0;
+        const char *src = (i % 2 ? odd + s.odd_step : even) + (i / 2) * s.pair_step;
+        copy_chunk_async_fill(shared_address(tile + s.dst + i * ROW_STEP * KBYTES),
+                              bytes > 0 ? src : s.origin[0] + (int64_t)k0 * ES, bytes);
+      }
+    }
+  } else if (MODE == MODE_MN) {
+    /* rows of the shared tile are k; the chunk holds 8 consecutive m (or tile columns) */
+    constexpr int CPR = ROWS * 2 / CHUNK_BYTES, ROW_STEP = THREADS / CPR;
+    static_assert(THREADS % CPR == 0, "a thread keeps its columns over the tile");
+    const int r0 = threadIdx.x / CPR, c = threadIdx.x % CPR;
+    const bool up_half = IS_B && (p.flags & KF_GEMM_SWIGLU_PAIRS) && (c * 8 / GROUP) % 2;
+    const char *origin = (up_half ? s.origin[1] : s.origin[0]) + (int64_t)k0 * ld * 2;
+    if (whole) {
+      if (s.inside == 0) return;
+#pragma unroll
+      for (int i = 0; i < PER_THREAD; ++i) {
+        if (i < part * PER_THREAD / parts || i >= (part + 1) * PER_THREAD / parts) continue;
+        const int kr = r0 + i * ROW_STEP;
+        copy_chunk_async_fill(shared_address(tile + kr * (ROWS * 2) + swizzle(kr, c, CPR) * CHUNK_BYTES),
+                              origin + s.offset + i * s.pair_step, (int)s.inside);
+      }
+    } else {
+#pragma unroll
+      for (int i = 0; i < PER_THREAD; ++i) {
+        if (i < part * PER_THREAD / parts || i >= (part + 1) * PER_THREAD / parts) continue;
+        const int kr = r0 + i * ROW_STEP;
+        const int bytes = k_begin + k0 + kr < k_end ? (int)s.inside : 0;
+        copy_chunk_async_fill(shared_address(tile + kr * (ROWS * 2) + swizzle(kr, c, CPR) * CHUNK_BYTES),
+                              origin + (bytes > 0 ? s.offset + i * s.pair_step : 0u), bytes);
+      }
+    }
+  } else {
+    constexpr int CPR = KBYTES / CHUNK_BYTES;
+    constexpr int EPC = CHUNK_BYTES / ES; /* elements per chunk */
+#pragma unroll
+    for (int i = 0; i < PER_THREAD; ++i) {
+      if (i < part * PER_THREAD / parts || i >= (part + 1) * PER_THREAD / parts) continue;
+      const int chunk = threadIdx.x + i * THREADS;
+      if (CHUNKS % THREADS != 0 && chunk >= CHUNKS) break;
       const int r = chunk / CPR, c = chunk % CPR;
-      const int k = k0 + c * EPC;
+      const int k = k_begin + k0 + c * EPC;
       int index = first_row + r;
       const char *src = base;
       if (IS_B) src = b_column<GROUP>(p, base, base_up, first_row, r, &index);
-      char *dst = tile + r * TILE_K_BYTES + swizzle(r, c, CPR) * CHUNK_BYTES;
-      if (MODE == MODE_K) {
-        const int bytes = index < row_limit ? min(max(k_end - k, 0), EPC) * ES : 0;
-        copy_chunk_async(shared_address(dst), bytes > 0 ? src + ((int64_t)index * ld + k) * ES : base, bytes);
-      } else {
-        /* k-contiguous in shared memory whatever the stored layout: A stored [m][k] unless trans_a,
-         * B stored [k][n] unless trans_b. */
-        const bool k_contiguous = IS_B ? p.trans_b != 0 : p.trans_a == 0;
-        uint32_t words[4] = {0u, 0u, 0u, 0u};
-        if (index < row_limit) {
+      char *dst = tile + r * KBYTES + swizzle(r, c, CPR) * CHUNK_BYTES;
+      /* k-contiguous in shared memory whatever the stored layout: A stored [m][k] unless trans_a,
+       * B stored [k][n] unless trans_b. */
+      const bool k_contiguous = IS_B ? p.trans_b != 0 : p.trans_a == 0;
+      uint32_t words[4] = {0u, 0u, 0u, 0u};
+      if (index < row_limit) {
 #pragma unroll
-          for (int e = 0; e < EPC; ++e) {
-            if (k + e >= k_end) break;
-            const int64_t at = k_contiguous ? (int64_t)index * ld + k + e : (int64_t)(k + e) * ld + index;
-            uint32_t bits;
-            if (ES == 1) bits = reinterpret_cast<const uint8_t *>(src)[at];
-            else if (ES == 2) bits = reinterpret_cast<const uint16_t *>(src)[at];
-            else bits = reinterpret_cast<const uint32_t *>(src)[at];
-            words[e * ES / 4] |= bits << (8 * ((e * ES) % 4));
-          }
+        for (int e = 0; e < EPC; ++e) {
+          if (k + e >= k_end) break;
+          const int64_t at = k_contiguous ? (int64_t)index * ld + k + e : (int64_t)(k + e) * ld + index;
+          uint32_t bits;
+          if (ES == 1) bits = reinterpret_cast<const uint8_t *>(src)[at];
+          else if (ES == 2) bits = reinterpret_cast<const uint16_t *>(src)[at];
+          else bits = reinterpret_cast<const uint32_t *>(src)[at];
+          words[e * ES / 4] |= bits << (8 * ((e * ES) % 4));
         }
-        *reinterpret_cast<uint4 *>(dst) = make_uint4(words[0], words[1], words[2], words[3]);
       }
+      *reinterpret_cast<uint4 *>(dst) = make_uint4(words[0], words[1], words[2], words[3]);
     }
   }
 }
 
-template <int ELEM, int MODE_A, int MODE_B, int WARPS_M, int WARPS_N, int MI>
+/* Zeroes, in every stage, this thread's chunks that load_tile skips in whole k tiles (k-mode rows and
+ * m/n-mode columns outside the matrix: fixed for the block). Each thread clears only chunks it would
+ * copy, and the barrier before the first ldmatrix publishes them. */
+template <int ELEM, int MODE, int ROWS, int KBYTES, int THREADS, int STAGES>
+__device__ __forceinline__ void clear_outside(const operand_source &s, char *tiles) {
+  constexpr int CHUNKS = ROWS * KBYTES / CHUNK_BYTES;
+  constexpr int PER_THREAD = (CHUNKS + THREADS - 1) / THREADS;
+  if (MODE == MODE_K) {
+    using chunks = k_chunks<ROWS, KBYTES, THREADS>;
+    for (int stage = 0; stage < STAGES; ++stage)
+#pragma unroll
+      for (int i = 0; i < chunks::PER_THREAD; ++i) {
+        if (!chunks::exists(i) || ((s.inside >> i) & 1u)) continue;
+        *reinterpret_cast<uint4 *>(tiles + stage * ROWS * KBYTES + s.dst + i * chunks::ROW_STEP * KBYTES) =
+            make_uint4(0u, 0u, 0u, 0u);
+      }
+  } else if (MODE == MODE_MN) {
+    constexpr int CPR = ROWS * 2 / CHUNK_BYTES, ROW_STEP = THREADS / CPR;
+    const int r0 = threadIdx.x / CPR, c = threadIdx.x % CPR;
+    if (s.inside != 0) return;
+    for (int stage = 0; stage < STAGES; ++stage)
+#pragma unroll
+      for (int i = 0; i < PER_THREAD; ++i) {
+        const int kr = r0 + i * ROW_STEP;
+        *reinterpret_cast<uint4 *>(tiles + stage * ROWS * KBYTES + kr * (ROWS * 2) + swizzle(kr, c, CPR) * CHUNK_BYTES) =
+            make_uint4(0u, 0u, 0u, 0u);
+      }
+  }
+}
+
+/* Block tile (WARPS_M * MI * 16) x (WARPS_N * 64), k tiles of KBYTES bytes, STAGES of them in flight.
+ * Step s of a k tile is one mma k-step (32 bytes of k). With double fragments the ldmatrix loads of
+ * step s + 1 are issued before the mma of step s, across the stage boundary too: the one barrier of a
+ * k tile sits before its last step, where the next stage must have landed, and it also tells every
+ * warp that the stage read two steps earlier is free for the copies issued after it. */
+template <int ELEM, int MODE_A, int MODE_B, int WARPS_M, int WARPS_N, int MI, int KBYTES, int STAGES,
+          int FRAGMENT_SETS>
 __device__ __forceinline__ void gemm_tensor_core(const kf_cuda_gemm_params &p) {
   constexpr int ES = element_bytes(ELEM);
-  constexpr int TILE_K = TILE_K_BYTES / ES;
+  constexpr int TILE_K = KBYTES / ES;
+  constexpr int STEPS = KBYTES / 32;
+  constexpr int CPR = KBYTES / CHUNK_BYTES; /* chunks per k-contiguous shared row */
   constexpr int NI = WARP_TILE_N / 8;
   constexpr int BM = WARPS_M * MI * 16, BN = WARPS_N * WARP_TILE_N;
   constexpr int THREADS = WARPS_M * WARPS_N * 32;
-  constexpr int A_STAGE_BYTES = BM * TILE_K_BYTES, B_STAGE_BYTES = BN * TILE_K_BYTES;
+  constexpr int A_STAGE_BYTES = BM * KBYTES, B_STAGE_BYTES = BN * KBYTES;
+  constexpr bool DOUBLE_FRAGMENTS = FRAGMENT_SETS == 2;
+  /* Copies of the next stage go out over the steps before the barrier (all steps without double
+   * fragments, whose barrier opens the k tile). */
+  constexpr int LOAD_PARTS = DOUBLE_FRAGMENTS ? STEPS - 1 : STEPS;
+  static_assert(STEPS % 2 == 0 && STAGES >= 3, "fragment buffers alternate within and across k tiles");
   extern __shared__ __align__(128) char shared[];
   char *a_tiles = shared;
   char *b_tiles = shared + STAGES * A_STAGE_BYTES;
+  const uint32_t a_shared = shared_address(a_tiles), b_shared = shared_address(b_tiles);
 
   const block_place place = place_block(p);
   const bool swiglu = (p.flags & KF_GEMM_SWIGLU_PAIRS) != 0;
@@ -367,15 +562,66 @@ __device__ __forceinline__ void gemm_tensor_core(const kf_cuda_gemm_params &p) {
   const char *b = reinterpret_cast<const char *>(p.b) + place.batch_index * p.batch_stride_b * ES;
   const char *b_up = swiglu ? reinterpret_cast<const char *>(p.b_up) + place.batch_index * p.batch_stride_b * ES : b;
 
-  auto load_stage = [&](int stage, int k0) {
-    load_tile<ELEM, MODE_A, BM, THREADS, false, SWIGLU_GROUP_MMA>(p, a_tiles + stage * A_STAGE_BYTES, a, a, p.lda, m0,
-                                                                  p.m, k0, kr.end);
-    load_tile<ELEM, MODE_B, BN, THREADS, true, SWIGLU_GROUP_MMA>(p, b_tiles + stage * B_STAGE_BYTES, b, b_up, p.ldb,
-                                                                 n0, p.n, k0, kr.end);
+  const operand_source a_source =
+      source_of<ELEM, MODE_A, BM, KBYTES, THREADS, false, SWIGLU_GROUP_MMA>(p, a, a, p.lda, m0, p.m, kr.begin);
+  const operand_source b_source =
+      source_of<ELEM, MODE_B, BN, KBYTES, THREADS, true, SWIGLU_GROUP_MMA>(p, b, b_up, p.ldb, n0, p.n, kr.begin);
+  clear_outside<ELEM, MODE_A, BM, KBYTES, THREADS, STAGES>(a_source, a_tiles);
+  clear_outside<ELEM, MODE_B, BN, KBYTES, THREADS, STAGES>(b_source, b_tiles);
+  /* The k range's partial last tile, if any, is computed first, so that only the prologue loads a
+   * partial tile: logical tile 0 is then the last k tile and tile t > 0 is k tile t - 1. */
+  const int tail = (kr.end - kr.begin) % TILE_K != 0 ? 1 : 0;
+  /* k0: the tile's first k relative to kr.begin */
+  auto load_stage = [&](int stage, int k0, int part, int parts, auto maybe_partial) {
+    constexpr bool MAYBE_PARTIAL = decltype(maybe_partial)::value;
+    load_tile<ELEM, MODE_A, BM, KBYTES, THREADS, false, SWIGLU_GROUP_MMA, MAYBE_PARTIAL>(
+        p, a_source, a_tiles + stage * A_STAGE_BYTES, a, a, p.lda, m0, p.m, kr.begin, k0, kr.end, part, parts);
+    load_tile<ELEM, MODE_B, BN, KBYTES, THREADS, true, SWIGLU_GROUP_MMA, MAYBE_PARTIAL>(
+        p, b_source, b_tiles + stage * B_STAGE_BYTES, b, b_up, p.ldb, n0, p.n, kr.begin, k0, kr.end, part, parts);
   };
 
   const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
   const int warp_m = warp / WARPS_N, warp_n = warp % WARPS_N;
+  /* ldmatrix.x4: lanes 8j..8j+7 give the row addresses of matrix j. */
+  const int mat = lane / 8, mat_row = lane % 8;
+  /* k-contiguous operands. A matrices: (m 0-7, k lo), (m 8-15, k lo), (m 0-7, k hi), (m 8-15, k hi);
+   * B matrices: b0 and b1 of n-block 2j, then of n-block 2j + 1. The swizzle XORs the chunk with bits
+   * of row & 7 only, and every fragment's rows start at a multiple of 8, so chunk 2 * step + h lands at
+   * (2 * step) ^ swizzle(row, h): one per-lane value per operand. */
+  const int a_row = warp_m * MI * 16 + lane % 16, b_row = warp_n * WARP_TILE_N + (mat / 2) * 8 + mat_row;
+  const uint32_t a_lane = a_row * KBYTES, b_lane = b_row * KBYTES;
+  const int a_chunk = swizzle(a_row, lane / 16, CPR), b_chunk = swizzle(b_row, mat % 2, CPR);
+
+  auto load_fragments = [&](uint32_t(&af)[MI][4], uint32_t(&bf)[NI][2], int stage, int step) {
+    const uint32_t a_tile = a_shared + stage * A_STAGE_BYTES, b_tile = b_shared + stage * B_STAGE_BYTES;
+#pragma unroll
+    for (int i = 0; i < MI; ++i) {
+      if (MODE_A == MODE_MN) {
+        /* matrices: (k 0-7, m 0-7), (k 0-7, m 8-15), (k 8-15, m 0-7), (k 8-15, m 8-15) */
+        const int k = step * 16 + (mat / 2) * 8 + mat_row;
+        const int chunk = (warp_m * MI * 16 + i * 16 + (mat % 2) * 8) / 8;
+        load_matrix_x4<true>(af[i], a_tile + k * (BM * 2) + swizzle(k, chunk, BM / 8) * CHUNK_BYTES);
+      } else {
+        load_matrix_x4<false>(af[i], a_tile + a_lane + i * 16 * KBYTES + ((2 * step) ^ a_chunk) * CHUNK_BYTES);
+      }
+    }
+#pragma unroll
+    for (int j = 0; j < NI / 2; ++j) {
+      uint32_t r[4];
+      if (MODE_B == MODE_MN) {
+        const int k = step * 16 + (mat % 2) * 8 + mat_row;
+        const int chunk = (warp_n * WARP_TILE_N + j * 16 + (mat / 2) * 8) / 8;
+        load_matrix_x4<true>(r, b_tile + k * (BN * 2) + swizzle(k, chunk, BN / 8) * CHUNK_BYTES);
+      } else {
+        load_matrix_x4<false>(r, b_tile + b_lane + j * 16 * KBYTES + ((2 * step) ^ b_chunk) * CHUNK_BYTES);
+      }
+      bf[2 * j][0] = r[0];
+      bf[2 * j][1] = r[1];
+      bf[2 * j + 1][0] = r[2];
+      bf[2 * j + 1][1] = r[3];
+    }
+  };
+
   float acc[MI][NI][4];
 #pragma unroll
   for (int i = 0; i < MI; ++i)
@@ -384,142 +630,188 @@ __device__ __forceinline__ void gemm_tensor_core(const kf_cuda_gemm_params &p) {
 #pragma unroll
       for (int e = 0; e < 4; ++e) acc[i][j][e] = 0.0f;
 
+  auto mma_fragments = [&](uint32_t(&af)[MI][4], uint32_t(&bf)[NI][2]) {
+    if (ELEM == ELEM_E4M3) {
+      uint32_t a_low[MI][4], a_high[MI][4];
+#pragma unroll
+      for (int i = 0; i < MI; ++i) widen_e4m3(af[i], a_low[i], a_high[i]);
+#pragma unroll
+      for (int j = 0; j < NI; ++j) {
+        uint32_t b_low[2], b_high[2];
+        widen_e4m3(bf[j], b_low, b_high);
+#pragma unroll
+        for (int i = 0; i < MI; ++i) {
+          mma_f16(acc[i][j], a_low[i], b_low[0], b_low[1]);
+          mma_f16(acc[i][j], a_high[i], b_high[0], b_high[1]);
+        }
+      }
+    } else {
+      if (ELEM == ELEM_TF32) {
+#pragma unroll
+        for (int i = 0; i < MI; ++i) round_tf32(af[i]);
+#pragma unroll
+        for (int j = 0; j < NI; ++j) round_tf32(bf[j]);
+      }
+      /* serpentine over j so consecutive mmas share an A or B fragment */
+#pragma unroll
+      for (int i = 0; i < MI; ++i)
+#pragma unroll
+        for (int jj = 0; jj < NI; ++jj) {
+          const int j = i % 2 ? NI - 1 - jj : jj;
+          mma_step<ELEM>(acc[i][j], af[i], bf[j]);
+        }
+    }
+  };
+
 #pragma unroll
   for (int s = 0; s < STAGES - 1; ++s) {
-    if (s < k_tiles) load_stage(s, kr.begin + s * TILE_K);
+    if (s < k_tiles) {
+      if (s == 0) load_stage(s, (tail ? k_tiles - 1 : 0) * TILE_K, 0, 1, bool_constant<true>());
+      else load_stage(s, (s - tail) * TILE_K, 0, 1, bool_constant<false>());
+    }
     commit_async();
   }
 
-  /* Per-lane ldmatrix row offsets. ldmatrix.x4: lanes 8j..8j+7 give the row addresses of matrix j. */
-  const int mat = lane / 8, mat_row = lane % 8;
-  for (int kt = 0; kt < k_tiles; ++kt) {
+  uint32_t af[DOUBLE_FRAGMENTS ? 2 : 1][MI][4], bf[DOUBLE_FRAGMENTS ? 2 : 1][NI][2];
+  int read_stage = 0, write_stage = STAGES - 1;
+  if (DOUBLE_FRAGMENTS && k_tiles > 0) {
     wait_async<STAGES - 2>();
     __syncthreads();
-    const int next = kt + STAGES - 1;
-    if (next < k_tiles) load_stage(next % STAGES, kr.begin + next * TILE_K);
-    commit_async();
-
-    const char *a_tile = a_tiles + (kt % STAGES) * A_STAGE_BYTES;
-    const char *b_tile = b_tiles + (kt % STAGES) * B_STAGE_BYTES;
-#pragma unroll
-    for (int step = 0; step < TILE_K_BYTES / 32; ++step) {
-      uint32_t a_frag[MI][4], b_frag[NI][2];
-#pragma unroll
-      for (int i = 0; i < MI; ++i) {
-        const int row0 = warp_m * MI * 16 + i * 16;
-        if (MODE_A == MODE_MN) {
-          /* matrices: (k 0-7, m 0-7), (k 0-7, m 8-15), (k 8-15, m 0-7), (k 8-15, m 8-15) */
-          const int k = step * 16 + (mat / 2) * 8 + mat_row, chunk = (row0 + (mat % 2) * 8) / 8;
-          load_matrix_x4<true>(a_frag[i],
-                               shared_address(a_tile + k * (BM * 2) + swizzle(k, chunk, BM / 8) * CHUNK_BYTES));
-        } else {
-          /* matrices: (m 0-7, k lo), (m 8-15, k lo), (m 0-7, k hi), (m 8-15, k hi) */
-          const int row = row0 + lane % 16, chunk = step * 2 + lane / 16;
-          load_matrix_x4<false>(a_frag[i], shared_address(a_tile + row * TILE_K_BYTES + swizzle(row, chunk, 4) * CHUNK_BYTES));
-        }
-      }
-#pragma unroll
-      for (int j = 0; j < NI / 2; ++j) {
-        const int col0 = warp_n * WARP_TILE_N + j * 16;
-        uint32_t r[4];
-        /* matrices: b0 and b1 of n-block 2j, then b0 and b1 of n-block 2j + 1 */
-        if (MODE_B == MODE_MN) {
-          const int k = step * 16 + (mat % 2) * 8 + mat_row, chunk = (col0 + (mat / 2) * 8) / 8;
-          load_matrix_x4<true>(r, shared_address(b_tile + k * (BN * 2) + swizzle(k, chunk, BN / 8) * CHUNK_BYTES));
-        } else {
-          const int row = col0 + (mat / 2) * 8 + mat_row, chunk = step * 2 + mat % 2;
-          load_matrix_x4<false>(r, shared_address(b_tile + row * TILE_K_BYTES + swizzle(row, chunk, 4) * CHUNK_BYTES));
-        }
-        b_frag[2 * j][0] = r[0];
-        b_frag[2 * j][1] = r[1];
-        b_frag[2 * j + 1][0] = r[2];
-        b_frag[2 * j + 1][1] = r[3];
-      }
-      if (ELEM == ELEM_E4M3) {
-        uint32_t a_low[MI][4], a_high[MI][4];
-#pragma unroll
-        for (int i = 0; i < MI; ++i) widen_e4m3(a_frag[i], a_low[i], a_high[i]);
-#pragma unroll
-        for (int j = 0; j < NI; ++j) {
-          uint32_t b_low[2], b_high[2];
-          widen_e4m3(b_frag[j], b_low, b_high);
-#pragma unroll
-          for (int i = 0; i < MI; ++i) {
-            mma_f16(acc[i][j], a_low[i], b_low[0], b_low[1]);
-            mma_f16(acc[i][j], a_high[i], b_high[0], b_high[1]);
-          }
-        }
-      } else {
-        if (ELEM == ELEM_TF32) {
-#pragma unroll
-          for (int i = 0; i < MI; ++i) round_tf32(a_frag[i]);
-#pragma unroll
-          for (int j = 0; j < NI; ++j) round_tf32(b_frag[j]);
-        }
-#pragma unroll
-        for (int i = 0; i < MI; ++i)
-#pragma unroll
-          for (int j = 0; j < NI; ++j) mma_step<ELEM>(acc[i][j], a_frag[i], b_frag[j]);
-      }
+    load_fragments(af[0], bf[0], 0, 0);
+  }
+  for (int kt = 0; kt < k_tiles; ++kt) {
+    if (!DOUBLE_FRAGMENTS) {
+      wait_async<STAGES - 2>();
+      __syncthreads();
     }
+    const int next = kt + STAGES - 1; /* the k tile whose copies this one issues */
+#pragma unroll
+    for (int step = 0; step < STEPS; ++step) {
+      if (DOUBLE_FRAGMENTS) {
+        if (step == STEPS - 1) {
+          wait_async<STAGES - 2>();
+          __syncthreads();
+          read_stage = read_stage == STAGES - 1 ? 0 : read_stage + 1;
+        }
+        if (step < STEPS - 1 || kt + 1 < k_tiles)
+          load_fragments(af[(step + 1) % 2], bf[(step + 1) % 2], read_stage, (step + 1) % STEPS);
+      } else {
+        load_fragments(af[0], bf[0], read_stage, step);
+      }
+      if (step < LOAD_PARTS) {
+        if (next < k_tiles) load_stage(write_stage, (next - tail) * TILE_K, step, LOAD_PARTS, bool_constant<false>());
+        if (step == LOAD_PARTS - 1) {
+          commit_async();
+          write_stage = write_stage == STAGES - 1 ? 0 : write_stage + 1;
+        }
+      }
+      mma_fragments(af[DOUBLE_FRAGMENTS ? step % 2 : 0], bf[DOUBLE_FRAGMENTS ? step % 2 : 0]);
+    }
+    if (!DOUBLE_FRAGMENTS) read_stage = read_stage == STAGES - 1 ? 0 : read_stage + 1;
   }
 
+  /* Epilogue through shared memory: the warps put their accumulators into an f32 stash over the
+   * drained stages, then each thread takes column pairs of C in row order, so that a warp's stores
+   * cover 32 consecutive pairs of one row and emit_pair is inlined once instead of per accumulator.
+   * STASH_LD puts the 8 rows of one float2 store 8 banks apart: two wavefronts, the least for 256
+   * bytes. When the stages cannot hold the whole tile's stash (the sm_80 large tile), it goes one warp
+   * row (MI * 16 tile rows) per pass, which keeps the other warps' accumulators live through the
+   * stores of a pass. The launch gives max(stages, stash) bytes (cuda_gemm.c). */
+  constexpr int STASH_LD = BN + 8;
+  constexpr int PASSES = BM * STASH_LD * 4 <= STAGES * (A_STAGE_BYTES + B_STAGE_BYTES) ? 1 : WARPS_M;
+  constexpr int STASH_ROWS = BM / PASSES;
+  wait_async<0>();
+  float *stash = reinterpret_cast<float *>(shared);
+  /* SwiGLU: tile columns are groups of SWIGLU_GROUP_MMA gate then the matching up columns (b_column). */
+  const int pairs_per_row = (swiglu ? BN / 2 : BN) / 2;
   /* Accumulator block (i, j): elements 0, 1 at row g, columns 2t, 2t+1; elements 2, 3 at row g + 8. */
   const int g = lane / 4, t = lane % 4;
+#pragma unroll 1
+  for (int pass = 0; pass < PASSES; ++pass) {
+    __syncthreads(); /* the stages (first pass) or the previous pass's stash are no longer read */
+    if (PASSES == 1 || warp_m == pass) {
+      const int first = PASSES == 1 ? warp_m * MI * 16 : 0;
 #pragma unroll
-  for (int i = 0; i < MI; ++i)
-#pragma unroll
-    for (int half = 0; half < 2; ++half) {
-      const int row = m0 + warp_m * MI * 16 + i * 16 + g + 8 * half;
-      if (swiglu) {
-#pragma unroll
-        for (int j = 0; j < NI / 2; ++j)
-          emit_pair(p, place.batch_index, place.split, row, n0 + warp_n * SWIGLU_GROUP_MMA + j * 8 + 2 * t,
-                    acc[i][j][2 * half], acc[i][j][2 * half + 1], acc[i][j + NI / 2][2 * half],
-                    acc[i][j + NI / 2][2 * half + 1]);
-      } else {
+      for (int i = 0; i < MI; ++i)
 #pragma unroll
         for (int j = 0; j < NI; ++j)
-          emit_pair(p, place.batch_index, place.split, row, n0 + warp_n * WARP_TILE_N + j * 8 + 2 * t,
-                    acc[i][j][2 * half], acc[i][j][2 * half + 1], 0.0f, 0.0f);
-      }
+#pragma unroll
+          for (int half = 0; half < 2; ++half)
+            *reinterpret_cast<float2 *>(stash + (first + i * 16 + g + 8 * half) * STASH_LD + warp_n * WARP_TILE_N +
+                                        j * 8 + 2 * t) = make_float2(acc[i][j][2 * half], acc[i][j][2 * half + 1]);
     }
+    __syncthreads();
+    for (int e = threadIdx.x; e < STASH_ROWS * pairs_per_row; e += THREADS) {
+      const int row = e / pairs_per_row, col = e % pairs_per_row * 2; /* of this pass and block's C */
+      const int gate_col = swiglu ? col / SWIGLU_GROUP_MMA * (2 * SWIGLU_GROUP_MMA) + col % SWIGLU_GROUP_MMA : col;
+      const float2 gate = *reinterpret_cast<const float2 *>(stash + row * STASH_LD + gate_col);
+      float2 up = make_float2(0.0f, 0.0f);
+      if (swiglu) up = *reinterpret_cast<const float2 *>(stash + row * STASH_LD + gate_col + SWIGLU_GROUP_MMA);
+      emit_pair(p, place.batch_index, place.split, m0 + pass * STASH_ROWS + row, n0 + col, gate.x, gate.y, up.x,
+                up.y);
+    }
+  }
 }
 
-/* Large: 128x256 block tile, 8 warps as 2x4 of 64x64 (128 accumulators per thread; the widest warp
- * tile whose fragments and accumulators fit 255 registers, which halves shared-memory traffic per mma
- * against 32x64). Small (m <= 16, decode): 16x256, 4 warps as 1x4 of 16x64; reads B once and leaves the
- * parallelism to split-K. */
+/* Large: 128x256 block tile, 8 warps as 2x4 of 64x64 (128 accumulators per thread; with the two
+ * fragment sets the widest warp tile that fits 255 registers: 64x64 reads 4 KiB of shared memory per
+ * 16 k for 131 kFLOP, against half that rate for 32x64), 4 stages, one block per SM. The sm_90 machine
+ * code takes 128 bytes of k per stage (4 mma steps per barrier, 192 KiB of shared memory; 355 against
+ * 304 TFLOP/s for 64 bytes at bf16 4096^3 on an H200); the sm_80 code, which sm_86/sm_89 (99 KiB per
+ * block) and the compute_80 PTX also run, 64 bytes (96 KiB). cuda_gemm.c picks the same by compute
+ * capability.
+ * Small (m <= 16, decode): 16x256, 4 warps as 1x4 of 16x64, 64 bytes of k per stage, 4 stages (68 KiB:
+ * three blocks per SM); reads B once and leaves the parallelism to split-K. */
 #define LARGE_WARPS_M 2
 #define LARGE_WARPS_N 4
 #define LARGE_MI 4
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+#define LARGE_K_BYTES 128
+#else
+#define LARGE_K_BYTES 64
+#endif
+#define LARGE_STAGES 4
 #define SMALL_WARPS_M 1
 #define SMALL_WARPS_N 4
 #define SMALL_MI 1
+#define SMALL_K_BYTES 64
+#define SMALL_STAGES 4
 
-#define KF_TC_KERNEL(ename, ELEM, tname, WM, WN, MI, mname, MA, MB)                                           \
-  extern "C" __global__ void __launch_bounds__(WM * WN * 32, 1)                                           \
-      kf_gemm_##ename##_##tname##_##mname(const struct kf_cuda_gemm_params p) {                         \
-    gemm_tensor_core<ELEM, MA, MB, WM, WN, MI>(p);                                                        \
+/* e4m3 widens each fragment into two f16 ones where it is used, and the scalar mode's loads hold
+ * their elements in registers: neither leaves registers for a second fragment set, so they load each
+ * step's fragments right before its mma. */
+#define FRAGMENT_SETS_OF(ELEM, MODE) ((ELEM) == ELEM_E4M3 || (MODE) == MODE_SCALAR ? 1 : 2)
+
+#define KF_TC_KERNEL(ename, ELEM, tname, WM, WN, MI, KB, ST, mname, MA, MB)                                     \
+  extern "C" __global__ void __launch_bounds__(WM * WN * 32, 1)                                             \
+      kf_gemm_##ename##_##tname##_##mname(const struct kf_cuda_gemm_params p) {                           \
+    gemm_tensor_core<ELEM, MA, MB, WM, WN, MI, KB, ST, FRAGMENT_SETS_OF(ELEM, MA)>(p);                      \
   }
 
-#define KF_TC_TILE(ename, ELEM, tname, WM, WN, MI)                                 \
-  KF_TC_KERNEL(ename, ELEM, tname, WM, WN, MI, kk, MODE_K, MODE_K)                \
-  KF_TC_KERNEL(ename, ELEM, tname, WM, WN, MI, km, MODE_K, MODE_MN)               \
-  KF_TC_KERNEL(ename, ELEM, tname, WM, WN, MI, mk, MODE_MN, MODE_K)               \
-  KF_TC_KERNEL(ename, ELEM, tname, WM, WN, MI, mm, MODE_MN, MODE_MN)              \
-  KF_TC_KERNEL(ename, ELEM, tname, WM, WN, MI, ss, MODE_SCALAR, MODE_SCALAR)
+#define KF_TC_LARGE(ename, ELEM, mname, MA, MB) \
+  KF_TC_KERNEL(ename, ELEM, large, LARGE_WARPS_M, LARGE_WARPS_N, LARGE_MI, LARGE_K_BYTES, LARGE_STAGES, mname, MA, MB)
+#define KF_TC_SMALL(ename, ELEM, mname, MA, MB) \
+  KF_TC_KERNEL(ename, ELEM, small, SMALL_WARPS_M, SMALL_WARPS_N, SMALL_MI, SMALL_K_BYTES, SMALL_STAGES, mname, MA, MB)
 
-#define KF_TC_16BIT(ename, ELEM)                                                        \
-  KF_TC_TILE(ename, ELEM, large, LARGE_WARPS_M, LARGE_WARPS_N, LARGE_MI)                \
-  KF_TC_TILE(ename, ELEM, small, SMALL_WARPS_M, SMALL_WARPS_N, SMALL_MI)
+/* Every operand layout of 16-bit inputs on the large tile. The decode tile keeps k-contiguous A:
+ * a transposed A of at most 16 columns (m) has no 16-byte row chunks worth an m-contiguous path, so
+ * mk and mm decode shapes take the scalar kernel (cuda_gemm.c). */
+#define KF_TC_16BIT(ename, ELEM)                      \
+  KF_TC_LARGE(ename, ELEM, kk, MODE_K, MODE_K)        \
+  KF_TC_LARGE(ename, ELEM, km, MODE_K, MODE_MN)       \
+  KF_TC_LARGE(ename, ELEM, mk, MODE_MN, MODE_K)       \
+  KF_TC_LARGE(ename, ELEM, mm, MODE_MN, MODE_MN)      \
+  KF_TC_LARGE(ename, ELEM, ss, MODE_SCALAR, MODE_SCALAR) \
+  KF_TC_SMALL(ename, ELEM, kk, MODE_K, MODE_K)        \
+  KF_TC_SMALL(ename, ELEM, km, MODE_K, MODE_MN)       \
+  KF_TC_SMALL(ename, ELEM, ss, MODE_SCALAR, MODE_SCALAR)
 
 KF_TC_16BIT(f16, ELEM_F16)
 KF_TC_16BIT(bf16, ELEM_BF16)
-KF_TC_KERNEL(e4m3, ELEM_E4M3, large, LARGE_WARPS_M, LARGE_WARPS_N, LARGE_MI, kk, MODE_K, MODE_K)
-KF_TC_KERNEL(e4m3, ELEM_E4M3, large, LARGE_WARPS_M, LARGE_WARPS_N, LARGE_MI, ss, MODE_SCALAR, MODE_SCALAR)
-KF_TC_KERNEL(tf32, ELEM_TF32, large, LARGE_WARPS_M, LARGE_WARPS_N, LARGE_MI, kk, MODE_K, MODE_K)
-KF_TC_KERNEL(tf32, ELEM_TF32, large, LARGE_WARPS_M, LARGE_WARPS_N, LARGE_MI, ss, MODE_SCALAR, MODE_SCALAR)
+KF_TC_LARGE(e4m3, ELEM_E4M3, kk, MODE_K, MODE_K)
+KF_TC_LARGE(e4m3, ELEM_E4M3, ss, MODE_SCALAR, MODE_SCALAR)
+KF_TC_LARGE(tf32, ELEM_TF32, kk, MODE_K, MODE_K)
+KF_TC_LARGE(tf32, ELEM_TF32, ss, MODE_SCALAR, MODE_SCALAR)
 
 /* ---- exact f32 -------------------------------------------------------------------------------- */
 
