@@ -56,17 +56,22 @@ typedef struct attn_shape {
   int64_t batch, q_len, kv_len;
   int32_t q_heads, kv_heads, head_dim;
   int causal;
+  kf_dtype dtype;
   const char *note;
 } attn_shape;
 
+/* f16 rows: Vulkan takes f16 prefill to its cooperative-matrix shader (bf16 has none there). */
 static const attn_shape kGpuAttn[] = {
-    {8, 4096, 4096, 16, 16, 128, 0, "prefill"},
-    {8, 4096, 4096, 16, 16, 128, 1, "prefill causal"},
-    {8, 4096, 4096, 32, 8, 64, 1, "prefill causal gqa d64"},
-    {8, 1, 8192, 32, 8, 128, 1, "decode"},
-    {8, 16, 8192, 32, 8, 128, 1, "decode 16"},
+    {8, 4096, 4096, 16, 16, 128, 0, KF_BF16, "prefill"},
+    {8, 4096, 4096, 16, 16, 128, 1, KF_BF16, "prefill causal"},
+    {8, 4096, 4096, 32, 8, 64, 1, KF_BF16, "prefill causal gqa d64"},
+    {8, 1, 8192, 32, 8, 128, 1, KF_BF16, "decode"},
+    {8, 16, 8192, 32, 8, 128, 1, KF_BF16, "decode 16"},
+    {8, 4096, 4096, 16, 16, 128, 0, KF_F16, "prefill"},
+    {8, 4096, 4096, 16, 16, 128, 1, KF_F16, "prefill causal"},
 };
-static const attn_shape kHostAttn[] = {{1, 512, 512, 8, 8, 128, 1, "prefill causal"}, {1, 1, 4096, 32, 8, 128, 1, "decode"}};
+static const attn_shape kHostAttn[] = {{1, 512, 512, 8, 8, 128, 1, KF_BF16, "prefill causal"},
+                                       {1, 1, 4096, 32, 8, 128, 1, KF_BF16, "decode"}};
 
 /* ---- small helpers ---- */
 /* A failure inside one device's benchmarks abandons that device (what it allocated is left behind)
@@ -425,26 +430,28 @@ static void bench_attention(const kf_device_info *dev, bool quick) {
     a.desc = (kf_attention_desc)KF_ATTENTION_DESC_INIT;
     a.desc.causal = s->causal;
     for (int set = 0; set < 2; ++set) {
-      a.q[set] = random_tensor(ctx, KF_BF16, 4, (int64_t[]){s->batch, s->q_len, s->q_heads, s->head_dim}, 1.0f);
-      a.k[set] = random_tensor(ctx, KF_BF16, 4, (int64_t[]){s->batch, s->kv_len, s->kv_heads, s->head_dim}, 1.0f);
-      a.v[set] = random_tensor(ctx, KF_BF16, 4, (int64_t[]){s->batch, s->kv_len, s->kv_heads, s->head_dim}, 1.0f);
-      CHECK(kf_tensor_create(ctx, KF_BF16, 4, (int64_t[]){s->batch, s->q_len, s->q_heads, s->head_dim}, &a.out[set]));
+      a.q[set] = random_tensor(ctx, s->dtype, 4, (int64_t[]){s->batch, s->q_len, s->q_heads, s->head_dim}, 1.0f);
+      a.k[set] = random_tensor(ctx, s->dtype, 4, (int64_t[]){s->batch, s->kv_len, s->kv_heads, s->head_dim}, 1.0f);
+      a.v[set] = random_tensor(ctx, s->dtype, 4, (int64_t[]){s->batch, s->kv_len, s->kv_heads, s->head_dim}, 1.0f);
+      CHECK(kf_tensor_create(ctx, s->dtype, 4, (int64_t[]){s->batch, s->q_len, s->q_heads, s->head_dim}, &a.out[set]));
     }
     char shape[96];
     snprintf(shape, sizeof shape, "b%lld q%lld kv%lld h%d/%d d%d", (long long)s->batch, (long long)s->q_len,
              (long long)s->kv_len, s->q_heads, s->kv_heads, s->head_dim);
     kf_status st = launch_attention(ctx, &a, 0);
     if (st != KF_OK) {
-      printf("  attention bf16 %-28s %-22s %s: %s\n", shape, s->note, kf_status_name(st), kf_last_error());
+      printf("  attention %-4s %-28s %-22s %s: %s\n", kf_dtype_name(s->dtype), shape, s->note, kf_status_name(st),
+             kf_last_error());
     } else {
       double ms = time_ms(ctx, launch_attention, &a, gpu);
       double flops = 4.0 * (double)s->batch * s->q_heads * (double)s->q_len * (double)s->kv_len * s->head_dim;
       if (s->causal && s->q_len == s->kv_len) flops *= 0.5;
-      double kv_bytes = 2.0 * (double)s->batch * (double)s->kv_len * s->kv_heads * s->head_dim * 2.0;
+      double kv_bytes =
+          2.0 * (double)s->batch * (double)s->kv_len * s->kv_heads * s->head_dim * (double)kf_dtype_size(s->dtype);
       double tflops = flops / (ms * 1e-3) / 1e12, gbps = kv_bytes / (ms * 1e-3) / 1e9;
-      printf("  attention bf16 %-28s %-22s %9.4f ms %8.1f TFLOP/s %8.1f GB/s (K+V read)\n", shape, s->note, ms,
-             tflops, gbps);
-      json_row(dev, "attention", "bf16", shape, s->note, ms, s->q_len <= 16 ? gbps : tflops,
+      printf("  attention %-4s %-28s %-22s %9.4f ms %8.1f TFLOP/s %8.1f GB/s (K+V read)\n", kf_dtype_name(s->dtype),
+             shape, s->note, ms, tflops, gbps);
+      json_row(dev, "attention", kf_dtype_name(s->dtype), shape, s->note, ms, s->q_len <= 16 ? gbps : tflops,
                s->q_len <= 16 ? "gbps" : "tflops", 0.0, "");
     }
     fflush(stdout);

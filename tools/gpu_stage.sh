@@ -105,15 +105,20 @@ install -m 0755 /work/shared/gpu/host-setup.sh "$STAGE/host-setup.sh"
 
 cat >"$STAGE/run_gpu.sh" <<'RUN_GPU'
 #!/bin/bash
-# Runs on the GPU host, from the repository root:  bash .gpu/run_gpu.sh [all|tests|bench]
-# (written by tools/gpu_stage.sh): 'tests' runs the demo and every test, 'bench' kfbench, the torch
-# peers and the combined table, 'all' (the default) both; the two halves fit the device tool's
-# 10-minute limit per command separately when together they would not. Everything it prints also goes to $OUT/gpu_run.log; kfbench's
+# Runs on the GPU host, from the repository root:  bash .gpu/run_gpu.sh [PART...]
+# (written by tools/gpu_stage.sh). Parts: 'tests' runs the demo and every test, 'bench' kfbench, the
+# torch peers and the combined table, 'mm' kfbench_mm (GEMM, attention) and torch's GEMM/attention
+# peers, 'sanitize' compute-sanitizer (memcheck, racecheck, synccheck) over the CUDA GEMM and
+# attention conformance cases; 'all' (the default) is tests, bench and mm. Parts run one after the
+# other so that each call fits the device tool's 10-minute limit. Everything it prints also goes to $OUT/gpu_run.log; kfbench's
 # results go to $OUT/bench.json, torch's (bench/torch_peers.py) to $OUT/torch.json, and the table
 # joining them (bench/combine.py) to $OUT/table.md. Exits nonzero when any step failed.
 set -uo pipefail
-parts=${1:-all}
-case "$parts" in all | tests | bench | mm) ;; *) echo "usage: bash .gpu/run_gpu.sh [all|tests|bench|mm]" >&2; exit 2 ;; esac
+parts=" ${*:-all} "
+[ "$parts" = " all " ] && parts=" tests bench mm "
+for part in $parts; do
+  case "$part" in tests | bench | mm | sanitize) ;; *) echo "usage: bash .gpu/run_gpu.sh [all|tests|bench|mm|sanitize]..." >&2; exit 2 ;; esac
+done
 OUT=${OUT:-$PWD/.gpu/out}
 mkdir -p "$OUT"
 root=$PWD
@@ -148,9 +153,10 @@ main() {
   command -v clinfo >/dev/null && clinfo -l
   command -v vulkaninfo >/dev/null && vulkaninfo --summary 2>/dev/null
 
-  if [ "$parts" = all ] || [ "$parts" = tests ]; then run_tests; fi
-  if [ "$parts" = all ] || [ "$parts" = bench ]; then run_bench; fi
-  if [ "$parts" = all ] || [ "$parts" = mm ]; then run_mm; fi
+  case "$parts" in *" tests "*) run_tests ;; esac
+  case "$parts" in *" bench "*) run_bench ;; esac
+  case "$parts" in *" mm "*) run_mm ;; esac
+  case "$parts" in *" sanitize "*) run_sanitize ;; esac
 
   echo
   echo "==== summary"
@@ -162,7 +168,7 @@ main() {
   echo "  $(( ${#steps[@]} - failed )) steps ok, $failed failed"
   echo
   sed -n '/^summary:/,/^$/p' "$logs/kfbench.log" 2>/dev/null
-  if [ "$parts" = bench ] && [ -f "$OUT/table.md" ]; then
+  if [ -f "$OUT/table.md" ]; then
     echo "==== kfuse beside torch ($OUT/table.md)"
     cat "$OUT/table.md"
   fi
@@ -197,7 +203,24 @@ run_mm() {
   step kfbench_mm 300 .gpu/bin/kfbench_mm --backend=cuda,opencl,vulkan --json="$OUT/mm.json"
   KF_CUDA_FORCE_GENERIC=1 step kfbench_mm_generic 120 .gpu/bin/kfbench_mm --backend=cuda --op=gemm \
     --json="$OUT/mm_generic.json"
+  # Vulkan without its cooperative-matrix shaders (tiled GEMM and attention), for comparison.
+  KF_VULKAN_COOPMAT=0 step kfbench_mm_vulkan_tiled 200 .gpu/bin/kfbench_mm --backend=vulkan \
+    --json="$OUT/mm_vulkan_tiled.json"
   step torch_mm_peers 200 python3 .gpu/bench/torch_mm_peers.py --json="$OUT/torch_mm.json"
+}
+
+# compute-sanitizer over the quick GEMM and attention conformance cases on CUDA: the Hopper
+# TMA/wgmma GEMM (selected on sm_90), then the generic mma.sync GEMM, and the attention kernels.
+run_sanitize() {
+  local sanitizer
+  sanitizer=$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)
+  local conformance=".gpu/tests/conformance --backend=cuda --quick"
+  for tool in memcheck racecheck synccheck; do
+    KF_CONFORMANCE_OPS=gemm,attention step "sanitize_$tool" 150 "$sanitizer" --tool "$tool" --error-exitcode 99 \
+      --print-limit 20 $conformance
+  done
+  KF_CUDA_FORCE_GENERIC=1 KF_CONFORMANCE_OPS=gemm step sanitize_memcheck_generic 120 "$sanitizer" --tool memcheck \
+    --error-exitcode 99 --print-limit 20 $conformance
 }
 
 run_bench() {
