@@ -112,7 +112,8 @@ void main() {
       float sums[2] = {0.0, 0.0};
       [[unroll]] for (int h = 0; h < (SWIGLU ? 2 : 1); ++h) {
         barrier(); /* the previous reads of partial are over */
-        [[unroll]] for (int r = 0; r < ROWS; ++r) partial[(team * ROWS + r) * STRIDE + lane] = h == 1 ? acc_up[r] : acc[r];
+        [[unroll]] for (int r = 0; r < ROWS; ++r)
+          partial[(team * ROWS + r) * STRIDE + lane] = h == 1 ? acc_up[r] : acc[r];
         barrier();
         if (lane < ROWS) {
           float total = 0.0;
@@ -124,7 +125,8 @@ void main() {
       const int row = lane;
       if (col_ok && row < p.m) {
         float value = p.alpha * sums[0];
-        if (HAS_BIAS) value += load_scalar(BIAS_DTYPE, p.bias + uint64_t(int64_t(col) * p.bias_stride) * dtype_size(BIAS_DTYPE));
+        if (HAS_BIAS)
+          value += load_scalar(BIAS_DTYPE, p.bias + uint64_t(int64_t(col) * p.bias_stride) * dtype_size(BIAS_DTYPE));
         if (SWIGLU) {
           float up = p.alpha * sums[1];
           if (HAS_BIAS)
