@@ -36,6 +36,7 @@ struct kf_backend_context {
   int subgroups;             /* the device has sub_group_reduce_add */
   const char *language_std;  /* "-cl-std=CL3.0 " etc. when subgroups need it, else "" */
   int nvidia_ptx;            /* NVIDIA platform: kernels may use inline PTX (warp shuffles) */
+  int binary_cache;          /* keep program binaries on disk (not on PoCL, which caches its own) */
   int specialize_dtypes;     /* GPU: build a constant-dtype program when all operands share one dtype */
   char cache_identity[1024]; /* platform name+version, device name, driver version: part of the cache key */
 

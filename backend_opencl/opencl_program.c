@@ -9,7 +9,8 @@
  * options, full source text). Files are written to a temporary name and renamed, so concurrent
  * processes never see a partial file; a file that fails its checksum or that the driver rejects is
  * ignored and the program built from source. A cache directory that cannot be created or written is
- * skipped silently: the cache only saves time.
+ * skipped silently: the cache only saves time. Not used on PoCL (ctx->binary_cache), which has a disk
+ * cache of its own.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -244,7 +245,7 @@ kf_status kf_ocl_build_program(kf_backend_context *ctx, const char *prelude_name
   key = fnv1a_str(key, options);
   for (int i = 0; i < 5; ++i) key = fnv1a(key, parts[i], lengths[i]);
 
-  cl_program program = program_from_cache(ctx, key, options);
+  cl_program program = ctx->binary_cache ? program_from_cache(ctx, key, options) : NULL;
   if (program != NULL) {
     *out_program = program;
     return KF_OK;
@@ -263,7 +264,7 @@ kf_status kf_ocl_build_program(kf_backend_context *ctx, const char *prelude_name
     return kf_fail(KF_ERROR_DEVICE_FAILURE, "clBuildProgram(%s, \"%s\") failed: %s: %s", source_name, options,
                    kf_cl_error_name(err), log[0] ? log : "(no build log)");
   }
-  program_to_cache(ctx, program, key);
+  if (ctx->binary_cache) program_to_cache(ctx, program, key);
   *out_program = program;
   return KF_OK;
 }
