@@ -268,6 +268,37 @@ static void test_tensors(kf_context *ctx) {
   check(kf_tensor_read(view, gathered, sizeof gathered) == KF_OK && gathered[0] == -100.0f,
         "a view stays readable after its base is destroyed");
 
+  /* A narrow block of a wide matrix: base [3, 262144] f32 (3 MiB), view [3, 4] at column 5. Its span
+   * (2 MiB) is large beside its three 16-byte runs, so it moves one run per transfer instead of through a
+   * host copy of the span; the rest of the base must be untouched either way. */
+  {
+    kf_tensor *wide = NULL, *block = NULL;
+    const int64_t wide_n = 262144, wide_shape[2] = {3, 262144};
+    const int64_t block_shape[2] = {3, 4}, block_strides[2] = {262144, 1};
+    float *wide_init = malloc(sizeof(float) * 3 * (size_t)wide_n);
+    float *wide_after = malloc(sizeof(float) * 3 * (size_t)wide_n);
+    for (int64_t i = 0; i < 3 * wide_n; ++i) wide_init[i] = (float)(i % 1000);
+    float block_in[12], block_out[12];
+    for (int i = 0; i < 12; ++i) block_in[i] = -1.0f - (float)i;
+    bool block_ok = wide_init && wide_after && kf_tensor_create(ctx, KF_F32, 2, wide_shape, &wide) == KF_OK &&
+                    kf_tensor_write(wide, wide_init, sizeof(float) * 3 * (size_t)wide_n) == KF_OK &&
+                    kf_tensor_view(wide, 2, block_shape, block_strides, 5, &block) == KF_OK &&
+                    kf_tensor_write(block, block_in, sizeof block_in) == KF_OK &&
+                    kf_tensor_read(block, block_out, sizeof block_out) == KF_OK &&
+                    kf_tensor_read(wide, wide_after, sizeof(float) * 3 * (size_t)wide_n) == KF_OK;
+    for (int i = 0; block_ok && i < 12; ++i) block_ok = block_out[i] == block_in[i];
+    for (int64_t i = 0; block_ok && i < 3 * wide_n; ++i) {
+      const int64_t row = i / wide_n, col = i % wide_n;
+      const bool inside = col >= 5 && col < 9;
+      block_ok = wide_after[i] == (inside ? block_in[row * 4 + col - 5] : wide_init[i]);
+    }
+    check(block_ok, "a [3,4] block of a [3,262144] matrix writes and reads back, the rest untouched");
+    kf_tensor_destroy(block);
+    kf_tensor_destroy(wide);
+    free(wide_init);
+    free(wide_after);
+  }
+
   /* 3-D view with a broadcast-free, permuted layout: [2,3,2] with strides [1,4,2] over a 12-element
    * storage (columns of the [3,4] matrix, transposed). */
   kf_tensor *flat = NULL, *v3 = NULL;
