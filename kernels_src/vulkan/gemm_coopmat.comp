@@ -99,22 +99,6 @@ const int STAGES_WORDS = 2 * A_STAGE + 2 * B_STAGE;
 const int STAGING_WORDS = STAGING * SUBGROUPS_M * SUBGROUPS_N;
 shared uint smem[STAGES_WORDS > STAGING_WORDS ? STAGES_WORDS : STAGING_WORDS];
 
-float load_scalar(uint dtype, uint64_t address) {
-  if (dtype == KF_DT_F32) return uintBitsToFloat(Bytes4(address).value);
-  uint bits = uint(Bytes2(address).value);
-  if (dtype == KF_DT_F16) return unpackHalf2x16(bits).x;
-  return uintBitsToFloat(bits << 16);
-}
-
-/* Rounds to nearest even in the destination dtype (kf_chunks.glsl). */
-void store_scalar(uint dtype, uint64_t address, float value) {
-  if (dtype == KF_DT_F32) {
-    Bytes4(address).value = floatBitsToUint(value);
-  } else {
-    Bytes2(address).value = uint16_t(dtype == KF_DT_F16 ? f16_bits(value) : bf16_bits(value));
-  }
-}
-
 float silu(float x) { return x / (1.0 + exp(-x)); }
 
 /* Elements col ... col + 7 of stored row `row` of an f16 matrix; zero past row_limit / col_limit. */

@@ -48,22 +48,6 @@ layout(push_constant) uniform Push {
 
 shared float partial[TEAMS * ROWS * STRIDE];
 
-float load_scalar(uint dtype, uint64_t address) {
-  if (dtype == KF_DT_F32) return uintBitsToFloat(Bytes4(address).value);
-  uint bits = uint(Bytes2(address).value);
-  if (dtype == KF_DT_F16) return unpackHalf2x16(bits).x;
-  return uintBitsToFloat(bits << 16);
-}
-
-/* Rounds to nearest even in the destination dtype. */
-void store_scalar(uint dtype, uint64_t address, float value) {
-  if (dtype == KF_DT_F32) {
-    Bytes4(address).value = floatBitsToUint(value);
-  } else {
-    Bytes2(address).value = uint16_t(dtype == KF_DT_F16 ? f16_bits(value) : bf16_bits(value));
-  }
-}
-
 float silu(float x) { return x / (1.0 + exp(-x)); }
 
 void main() {

@@ -132,6 +132,23 @@ void encode_chunk(uint dtype, vec4 lo, vec4 hi, out uvec4 a, out uvec4 b) {
   }
 }
 
+/* One element at `address` as f32. */
+float load_scalar(uint dtype, uint64_t address) {
+  if (dtype == KF_DT_F32) return uintBitsToFloat(Bytes4(address).value);
+  uint bits = uint(Bytes2(address).value);
+  if (dtype == KF_DT_F16) return unpackHalf2x16(bits).x;
+  return uintBitsToFloat(bits << 16);
+}
+
+/* One element at `address`, rounded to nearest even in its dtype. */
+void store_scalar(uint dtype, uint64_t address, float value) {
+  if (dtype == KF_DT_F32) {
+    Bytes4(address).value = floatBitsToUint(value);
+  } else {
+    Bytes2(address).value = uint16_t(dtype == KF_DT_F16 ? f16_bits(value) : bf16_bits(value));
+  }
+}
+
 /* load_chunk + decode_chunk: the chunk's values as f32 (elements past n are +0.0). */
 void load_values(uint dtype, uint64_t base, int chunk, int n, int stride, out vec4 lo, out vec4 hi) {
   uvec4 a, b;
