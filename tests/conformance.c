@@ -2,6 +2,7 @@
  * devices against each other, through the public API only.
  *
  *   [KF_CONFORMANCE_OPS=rmsnorm,layernorm,rope,swiglu,geglu,softmax,gemm,attention] \
+ *   [KF_CONFORMANCE_DEVICE=<part of a device name>] \
  *   conformance [--backend=cpu|opencl|vulkan|cuda[,...]]... [--quick]
  *
  * Default: all backends. For each case the inputs are fresh random data (seed printed; replay with
@@ -101,7 +102,7 @@ static kf_status operand_create(kf_context *ctx, kf_dtype dtype, int64_t rows, i
   op->row_len = row_len;
   op->col_stride = col_stride;
   op->row_stride = is_vector ? 0 : row_len * col_stride + row_gap;
-  op->offset = GUARD_FRONT;
+  op->offset = VIEW_FRONT(row_gap);
   op->storage_elems = op->offset + (op->rows - 1) * op->row_stride + (row_len - 1) * col_stride + 1 + GUARD_BACK;
 
   kf_status status = kf_tensor_create(ctx, dtype, 1, &op->storage_elems, &op->storage);
@@ -745,12 +746,12 @@ int64_t geometry_end(const geometry *g) {
 }
 
 /* A contiguous-rows geometry [d0, .., dn-1] whose rows (last dim) are row_gap elements apart beyond
- * their length, starting at GUARD_FRONT. */
+ * their length, starting at VIEW_FRONT(row_gap). */
 geometry geometry_rows(int32_t ndim, const int64_t *shape, int64_t row_gap) {
   geometry g;
   memset(&g, 0, sizeof g);
   g.ndim = ndim;
-  g.offset = GUARD_FRONT;
+  g.offset = VIEW_FRONT(row_gap);
   int64_t stride = 1;
   for (int32_t d = ndim - 1; d >= 0; --d) {
     g.shape[d] = shape[d];
@@ -1236,16 +1237,16 @@ static void rope_run(test_device *dev, const void *cv, const void *iv, const cas
 
   /* Layouts. Packed: [tokens, q | k | v] rows; V stays poison and must stay so. Out of place: outputs
    * with a gap of 3 after every head as well (other strides than the inputs'). */
-  geometry qg = {3, {T, qh, hd}, {qh * hd + gap, hd, 1}, GUARD_FRONT};
-  geometry kg = {3, {T, kh, hd}, {kh * hd + gap, hd, 1}, GUARD_FRONT};
-  geometry qkv = {2, {T, (qh + 2 * kh) * hd}, {(qh + 2 * kh) * hd + gap, 1}, GUARD_FRONT};
+  geometry qg = {3, {T, qh, hd}, {qh * hd + gap, hd, 1}, VIEW_FRONT(gap)};
+  geometry kg = {3, {T, kh, hd}, {kh * hd + gap, hd, 1}, VIEW_FRONT(gap)};
+  geometry qkv = {2, {T, (qh + 2 * kh) * hd}, {(qh + 2 * kh) * hd + gap, 1}, VIEW_FRONT(gap)};
   if (packed) {
     qg.strides[0] = kg.strides[0] = qkv.strides[0];
-    kg.offset = GUARD_FRONT + qh * hd;
+    kg.offset = qkv.offset + qh * hd;
   }
   const int64_t out_head_gap = (rc->flags & ROPE_STRIDED) ? 3 : 0;
-  geometry qog = {3, {T, qh, hd}, {qh * (hd + out_head_gap) + gap, hd + out_head_gap, 1}, GUARD_FRONT};
-  geometry kog = {3, {T, kh, hd}, {kh * (hd + out_head_gap) + gap, hd + out_head_gap, 1}, GUARD_FRONT};
+  geometry qog = {3, {T, qh, hd}, {qh * (hd + out_head_gap) + gap, hd + out_head_gap, 1}, VIEW_FRONT(gap)};
+  geometry kog = {3, {T, kh, hd}, {kh * (hd + out_head_gap) + gap, hd + out_head_gap, 1}, VIEW_FRONT(gap)};
   const int64_t pos_stride = (rc->flags & ROPE_POSITIONS_STRIDED) ? 2 : 1;
   geometry pg = {1, {T}, {pos_stride}, GUARD_FRONT};
   geometry tg = {2, {in->cos_sin_rows, rope_rotary(rc)}, {rope_rotary(rc), 1}, GUARD_FRONT};
@@ -1837,6 +1838,9 @@ int main(int argc, char **argv) {
   kf_test_rng rng;
   kf_test_rng_init(&rng, kf_test_seed());
   const char *required = getenv("KF_REQUIRE_BACKENDS");
+  /* KF_CONFORMANCE_DEVICE=text: only devices whose name contains it (a GPU host's OpenCL also lists
+   * PoCL on its CPU, which the GPU run need not repeat). */
+  const char *device_filter = getenv("KF_CONFORMANCE_DEVICE");
 
   const kf_device_info *infos = NULL;
   size_t info_count = 0;
@@ -1867,6 +1871,10 @@ int main(int argc, char **argv) {
     }
     for (size_t i = 0; i < info_count; ++i) {
       if (infos[i].backend != (kf_backend)b) continue;
+      if (device_filter && *device_filter && !strstr(infos[i].name, device_filter)) {
+        printf("SKIP backend=%s device=\"%s\" reason=\"not matched by KF_CONFORMANCE_DEVICE\"\n", name, infos[i].name);
+        continue;
+      }
       test_device *dev = &devices[device_count];
       memset(dev, 0, sizeof *dev);
       dev->info = &infos[i];

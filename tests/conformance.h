@@ -25,12 +25,18 @@ typedef struct test_device {
 } test_device;
 
 /* Guards: an odd element offset (no kernel may assume aligned views) and a tail longer than any vector
- * width, so a kernel that rounds a row up to its tile writes into it. */
+ * width, so a kernel that rounds a row up to its tile writes into it. Views with contiguous rows
+ * (no row gap) start at ALIGNED_FRONT instead: 16 bytes for 16-bit dtypes and 32 for f32, so the
+ * backends' vectorized paths (16-byte loads, taken only for aligned views whose rows are a multiple
+ * of 8 elements) are tested too; strided views keep the odd offset and take the element-wise paths. */
 #define GUARD_FRONT 3
+#define ALIGNED_FRONT 8
 #define GUARD_BACK 67
 /* Extra elements between strided rows: odd, for the same reason. */
 #define ROW_GAP 5
 #define POISON_BYTE 0xFF
+/* Where a view starts in its storage: ALIGNED_FRONT for contiguous rows, GUARD_FRONT otherwise. */
+#define VIEW_FRONT(row_gap) ((row_gap) == 0 ? ALIGNED_FRONT : GUARD_FRONT)
 
 /* Host data of one input: values as the dtype holds them, and the packed bytes. */
 typedef struct host_input {
