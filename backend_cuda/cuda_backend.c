@@ -360,15 +360,20 @@ kf_status kf_cuda_function(kf_backend_context *ctx, kf_cuda_module module, int s
   return KF_OK;
 }
 
-kf_status kf_cuda_launch(kf_backend_context *ctx, CUfunction function, const char *name, unsigned grid_x,
-                         unsigned block_x, unsigned block_y, unsigned shared_bytes, void *params) {
+kf_status kf_cuda_launch_2d(kf_backend_context *ctx, CUfunction function, const char *name, unsigned grid_x,
+                            unsigned grid_y, unsigned block_x, unsigned block_y, unsigned shared_bytes, void *params) {
   void *arguments[] = {params};
   CUresult result =
-      kf_cu.LaunchKernel(function, grid_x, 1, 1, block_x, block_y, 1, shared_bytes, ctx->stream, arguments, NULL);
+      kf_cu.LaunchKernel(function, grid_x, grid_y, 1, block_x, block_y, 1, shared_bytes, ctx->stream, arguments, NULL);
   if (result != CUDA_SUCCESS)
-    return kf_fail(KF_ERROR_DEVICE_FAILURE, "cuLaunchKernel(%s, grid %u, block %ux%u) failed: %s", name, grid_x,
-                   block_x, block_y, kf_cuda_error_text(result));
+    return kf_fail(KF_ERROR_DEVICE_FAILURE, "cuLaunchKernel(%s, grid %ux%u, block %ux%u) failed: %s", name, grid_x,
+                   grid_y, block_x, block_y, kf_cuda_error_text(result));
   return KF_OK;
+}
+
+kf_status kf_cuda_launch(kf_backend_context *ctx, CUfunction function, const char *name, unsigned grid_x,
+                         unsigned block_x, unsigned block_y, unsigned shared_bytes, void *params) {
+  return kf_cuda_launch_2d(ctx, function, name, grid_x, 1, block_x, block_y, shared_bytes, params);
 }
 
 const kf_backend_iface kf_cuda_backend = {

@@ -10,6 +10,7 @@
 /* blockDim.x * blockDim.y, as glu.cu's MAX_THREADS: 256-thread blocks, several per SM. */
 #define BLOCK_THREADS 256
 #define MAX_ROWS_PER_LAUNCH ((int64_t)1 << 30)
+#define MAX_GRID_Y 65535
 
 static int row_aligned(const kf_tensor_arg *arg, int64_t rows) {
   if (kf_cuda_address(arg) % KF_CUDA_VECTOR_BYTES != 0) return 0;
@@ -28,11 +29,12 @@ kf_status kf_cuda_glu(kf_backend_context *ctx, const kf_glu_args *args) {
     snprintf(name, sizeof name, "kf_glu_any_%c", vectorized ? 'v' : 's');
   const int slot = (fixed ? (int)args->gate.dtype * 3 + (int)args->out.dtype : 9) * 2 + vectorized;
 
-  /* Threads per row: enough for the row's packs (each thread loops over BATCH-deep batches), at most
-   * the block; short rows share a block. */
+  /* One pack per thread: blockDim.x threads cover a slice of a row's packs (whole warps, at most the
+   * block), gridDim.x the rest of the row; rows shorter than a block share it through blockDim.y. */
   const int64_t packs = (args->inner + KF_CUDA_PACK_ELEMENTS - 1) / KF_CUDA_PACK_ELEMENTS;
   const int threads_per_row = packs >= BLOCK_THREADS ? BLOCK_THREADS : (int)((packs + 31) / 32) * 32;
   const int rows_per_block = BLOCK_THREADS / threads_per_row;
+  const unsigned row_blocks = (unsigned)((packs + threads_per_row - 1) / threads_per_row);
 
   struct kf_glu_params params = {
       .gate = kf_cuda_address(&args->gate),
@@ -57,8 +59,10 @@ kf_status kf_cuda_glu(kf_backend_context *ctx, const kf_glu_args *args) {
     slice.gate += (uint64_t)(first * args->gate.row_stride * kf_cuda_element_size(args->gate.dtype));
     slice.up += (uint64_t)(first * args->up.row_stride * kf_cuda_element_size(args->up.dtype));
     slice.result += (uint64_t)(first * args->out.row_stride * kf_cuda_element_size(args->out.dtype));
-    const unsigned grid = (unsigned)((rows + rows_per_block - 1) / rows_per_block);
-    status = kf_cuda_launch(ctx, function, name, grid, (unsigned)threads_per_row, (unsigned)rows_per_block, 0, &slice);
+    const int64_t row_groups = (rows + rows_per_block - 1) / rows_per_block;
+    const unsigned grid_y = (unsigned)(row_groups < MAX_GRID_Y ? row_groups : MAX_GRID_Y); /* the kernel strides */
+    status = kf_cuda_launch_2d(ctx, function, name, row_blocks, grid_y, (unsigned)threads_per_row,
+                               (unsigned)rows_per_block, 0, &slice);
   }
   kf_cuda_leave(ctx);
   return status;

@@ -31,7 +31,7 @@ typedef enum kf_cuda_module {
 
 /* Module functions are looked up on first use and cached per context: each op file numbers its
  * entry points within its module (function_slot there). */
-#define KF_CUDA_FUNCTION_SLOTS 160
+#define KF_CUDA_FUNCTION_SLOTS 280
 
 struct kf_backend_context {
   CUdevice device;
@@ -63,6 +63,9 @@ kf_status kf_cuda_function(kf_backend_context *ctx, kf_cuda_module module, int s
  * failures with the kernel's name. The caller has entered the context. */
 kf_status kf_cuda_launch(kf_backend_context *ctx, CUfunction function, const char *name, unsigned grid_x,
                          unsigned block_x, unsigned block_y, unsigned shared_bytes, void *params);
+/* The same with a two-dimensional grid (grid_y <= 65535). */
+kf_status kf_cuda_launch_2d(kf_backend_context *ctx, CUfunction function, const char *name, unsigned grid_x,
+                            unsigned grid_y, unsigned block_x, unsigned block_y, unsigned shared_bytes, void *params);
 
 /* Operand helpers shared by the op files. */
 #define KF_CUDA_PACK_ELEMENTS 8 /* elements per pack, as in kernels_src/cuda/kf_pack.cuh */

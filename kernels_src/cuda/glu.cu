@@ -3,11 +3,14 @@
  *   SiLU:      act(g) = g / (1 + exp(-g))
  *   GELU-tanh: act(g) = 0.5 g (1 + tanh(sqrt(2/pi) (g + 0.044715 g³)))
  *
- * Purely memory bound (two reads, one write per element). blockDim.x threads share a row (a multiple
- * of 32) and blockDim.y rows share a block; thread t owns packs t, t + blockDim.x, ... of its row and
- * loads BATCH packs of gate and of up before it stores any, so 2 * BATCH independent 16-byte loads per
- * thread are in flight. Rows are independent, so a strided gate/up pair (the two halves of a fused
- * [rows, 2 * inner] projection) costs nothing extra.
+ * Purely memory bound (two reads, one write per element). Each thread handles one pack (8 elements)
+ * of one row: blockIdx.x * blockDim.x + threadIdx.x is the pack, blockIdx.y * blockDim.y + threadIdx.y
+ * the row (short rows share a block through blockDim.y; rows beyond the grid's y extent, 65535
+ * blocks, are reached by striding). Many small independent threads keep enough loads in flight, with
+ * no idle tail when the row's pack count is not a multiple of a per-thread batch; rows are
+ * independent, so a strided gate/up pair (the two halves of a fused [rows, 2 * inner] projection)
+ * costs nothing extra. Loads use the default cache policy: on the H200 the evict-first policy
+ * (ld.global.cs) cost 5-6% of bandwidth here.
  *
  * In place (out identical to gate or up) is safe: each element is read by the thread that writes it,
  * loads before stores, through the coherent path.
@@ -20,8 +23,6 @@
 #include "kernels_src/cuda/kf_pack.cuh"
 
 #define DT_RUNTIME (-1)
-/* Packs of gate and of up each thread loads before its first store. */
-#define BATCH 4
 /* The host (backend_cuda/cuda_glu.c) launches at most this many threads per block. */
 #define MAX_THREADS 256
 
@@ -30,9 +31,13 @@ __device__ __forceinline__ float silu(float g) {
   return __fdividef(g, 1.0f + expf(-g));
 }
 
+/* 0.5 g (1 + tanh(u)) = g / (1 + exp(-2u)) with u = sqrt(2/pi) (g + 0.044715 g³): one exponential and
+ * one division instead of tanhf (measured: tanhf held GeGLU 4% under SwiGLU on the H200), and the
+ * right limits (exp(-2u) overflowing to inf gives -0; underflowing to 0 gives g). */
 __device__ __forceinline__ float gelu_tanh(float g) {
   const float k = 0.7978845608028654f; /* sqrt(2 / pi) */
-  return 0.5f * g * (1.0f + tanhf(k * fmaf(0.044715f * g, g * g, g)));
+  const float u = k * fmaf(0.044715f * g, g * g, g);
+  return __fdividef(g, 1.0f + __expf(-2.0f * u));
 }
 
 template <int GDT, int ODT, bool VEC>
@@ -40,33 +45,23 @@ __device__ __forceinline__ void glu(const kf_glu_params &p) {
   const int gdt = GDT != DT_RUNTIME ? GDT : (int)((p.dtypes >> KF_GLU_DT_SHIFT_GATE) & 15);
   const int udt = GDT != DT_RUNTIME ? GDT : (int)((p.dtypes >> KF_GLU_DT_SHIFT_UP) & 15);
   const int odt = ODT != DT_RUNTIME ? ODT : (int)((p.dtypes >> KF_GLU_DT_SHIFT_RESULT) & 15);
-  const int64_t row = (int64_t)blockIdx.x * blockDim.y + threadIdx.y;
-  if (row >= p.rows) return;
-  const bool gelu = (p.flags & KF_GLU_ACT_GELU_TANH) != 0;
-  const char *gate = reinterpret_cast<const char *>(p.gate) + row * p.gate_row_stride * element_size(gdt);
-  const char *up = reinterpret_cast<const char *>(p.up) + row * p.up_row_stride * element_size(udt);
-  char *out = reinterpret_cast<char *>(p.result) + row * p.result_row_stride * element_size(odt);
   const int packs = (p.inner + PACK_ELEMENTS - 1) / PACK_ELEMENTS;
-
-  for (int first = threadIdx.x; first < packs; first += BATCH * blockDim.x) {
-    raw_pack<GDT> g[BATCH], u[BATCH];
+  const int pk = blockIdx.x * blockDim.x + threadIdx.x;
+  if (pk >= packs) return;
+  const bool gelu = (p.flags & KF_GLU_ACT_GELU_TANH) != 0;
+  const int64_t row_step = (int64_t)gridDim.y * blockDim.y;
+  for (int64_t row = (int64_t)blockIdx.y * blockDim.y + threadIdx.y; row < p.rows; row += row_step) {
+    const char *gate = reinterpret_cast<const char *>(p.gate) + row * p.gate_row_stride * element_size(gdt);
+    const char *up = reinterpret_cast<const char *>(p.up) + row * p.up_row_stride * element_size(udt);
+    char *out = reinterpret_cast<char *>(p.result) + row * p.result_row_stride * element_size(odt);
+    const raw_pack<GDT> g = load_pack<GDT, VEC, LOAD_COHERENT>(gdt, gate, pk, p.inner, 1);
+    const raw_pack<GDT> u = load_pack<GDT, VEC, LOAD_COHERENT>(udt, up, pk, p.inner, 1);
+    float a[PACK_ELEMENTS], b[PACK_ELEMENTS];
+    unpack(gdt, g, a);
+    unpack(udt, u, b);
 #pragma unroll
-    for (int k = 0; k < BATCH; ++k) {
-      const int pk = first + k * blockDim.x;
-      g[k] = pk < packs ? load_pack<GDT, VEC, LOAD_STREAM>(gdt, gate, pk, p.inner, 1) : raw_pack<GDT>{};
-      u[k] = pk < packs ? load_pack<GDT, VEC, LOAD_STREAM>(udt, up, pk, p.inner, 1) : raw_pack<GDT>{};
-    }
-#pragma unroll
-    for (int k = 0; k < BATCH; ++k) {
-      const int pk = first + k * blockDim.x;
-      if (pk >= packs) break;
-      float a[PACK_ELEMENTS], b[PACK_ELEMENTS];
-      unpack(gdt, g[k], a);
-      unpack(udt, u[k], b);
-#pragma unroll
-      for (int e = 0; e < PACK_ELEMENTS; ++e) a[e] = (gelu ? gelu_tanh(a[e]) : silu(a[e])) * b[e];
-      store_pack<ODT, VEC>(odt, out, pk, p.inner, pack<ODT>(odt, a));
-    }
+    for (int e = 0; e < PACK_ELEMENTS; ++e) a[e] = (gelu ? gelu_tanh(a[e]) : silu(a[e])) * b[e];
+    store_pack<ODT, VEC>(odt, out, pk, p.inner, pack<ODT>(odt, a));
   }
 }
 
