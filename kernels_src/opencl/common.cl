@@ -101,6 +101,84 @@ KF_HELPER void kf_store8(global uchar *base, long i, float8 v, uint dt) {
   }
 }
 
+/* ---- the row ops' register form of a vector (layernorm, softmax) ----
+ * A row op keeps its share of the row in registers between passes. kf_held8 holds 8 elements as
+ * loaded: bf16 as its 16-byte bit pattern in .lo (4 registers instead of 8 floats; .hi is zero and,
+ * with a fixed dtype, never materialized), f32 and f16 as f32 bits (OpenCL without cl_khr_fp16 has no
+ * f16 arithmetic, so f16 is converted on load). Width 1 holds the f32 bits of the element. Loads take
+ * no branch on the value, so a caller can issue all of a row's loads before it uses the first
+ * (independent loads in flight are what hides memory latency). */
+typedef uint8 kf_held8;
+typedef uint kf_held1;
+
+/* Two f32 -> bf16x2 (lo in the low half), round to nearest even. NVIDIA: one cvt (sm_80+) instead of
+ * the ~8 integer operations per element below; a NaN becomes the canonical quiet NaN there. */
+KF_HELPER uint kf_bf16x2_rne(float lo, float hi) {
+#if KF_NV_PTX
+  uint packed;
+  asm("{\n\t.reg .f32 lo_, hi_;\n\t.reg .b32 packed_;\n\tmov.b32 lo_, %1;\n\tmov.b32 hi_, %2;\n\t"
+      "cvt.rn.bf16x2.f32 packed_, hi_, lo_;\n\tmov.b32 %0, packed_;\n\t}"
+      : "=r"(packed)
+      : "r"(as_uint(lo)), "r"(as_uint(hi)));
+  return packed;
+#else
+  return (kf_bf16_bits1(lo) >> 16) | (kf_bf16_bits1(hi) & 0xffff0000u);
+#endif
+}
+
+KF_HELPER uint4 kf_bf16x8_rne(float8 v) {
+#if KF_NV_PTX
+  return (uint4)(kf_bf16x2_rne(v.s0, v.s1), kf_bf16x2_rne(v.s2, v.s3), kf_bf16x2_rne(v.s4, v.s5),
+                 kf_bf16x2_rne(v.s6, v.s7));
+#else
+  uint8 bits = kf_bf16_bits8(v);
+  return (bits.even >> 16) | (bits.odd & (uint4)0xffff0000u);
+#endif
+}
+
+KF_HELPER kf_held8 kf_held_load8(const global uchar *base, long i, uint dt) {
+  if (dt == KF_DT_BF16) return (uint8)(*(const global uint4 *)((const global ushort *)base + i), (uint4)0u);
+  return as_uint8(kf_load8(base, i, dt));
+}
+
+KF_HELPER float8 kf_held_value8(kf_held8 held, uint dt) {
+  if (dt != KF_DT_BF16) return as_float8(held);
+  /* Little-endian: the even element sits in the low half of each 32-bit word. */
+  float4 even = as_float4(held.lo << 16);
+  float4 odd = as_float4(held.lo & (uint4)0xffff0000u);
+  return (float8)(even.s0, odd.s0, even.s1, odd.s1, even.s2, odd.s2, even.s3, odd.s3);
+}
+
+/* v rounded to dt, held (what a store of v in dt reads back as). */
+KF_HELPER kf_held8 kf_held_round8(float8 v, uint dt) {
+  if (dt == KF_DT_BF16) return (uint8)(kf_bf16x8_rne(v), (uint4)0u);
+  return as_uint8(kf_round8(v, dt));
+}
+
+/* Stores a held vector (already rounded to dt, so the store is exact). */
+KF_HELPER void kf_held_store8(global uchar *base, long i, kf_held8 held, uint dt) {
+  if (dt == KF_DT_BF16)
+    *(global uint4 *)((global ushort *)base + i) = held.lo;
+  else
+    kf_store8(base, i, as_float8(held), dt);
+}
+
+/* kf_store8 with bf16 through kf_bf16x8_rne. */
+KF_HELPER void kf_store_rne8(global uchar *base, long i, float8 v, uint dt) {
+  if (dt == KF_DT_BF16)
+    *(global uint4 *)((global ushort *)base + i) = kf_bf16x8_rne(v);
+  else
+    kf_store8(base, i, v, dt);
+}
+
+KF_HELPER kf_held1 kf_held_load1(const global uchar *base, long i, uint dt) { return as_uint(kf_load1(base, i, dt)); }
+KF_HELPER float kf_held_value1(kf_held1 held, uint dt) { return as_float(held); }
+KF_HELPER kf_held1 kf_held_round1(float v, uint dt) { return as_uint(kf_round1(v, dt)); }
+KF_HELPER void kf_held_store1(global uchar *base, long i, kf_held1 held, uint dt) {
+  kf_store1(base, i, as_float(held), dt);
+}
+KF_HELPER void kf_store_rne1(global uchar *base, long i, float v, uint dt) { kf_store1(base, i, v, dt); }
+
 KF_HELPER float kf_sum1(float v) { return v; }
 KF_HELPER float kf_max1(float v) { return v; }
 

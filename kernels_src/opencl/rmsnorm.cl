@@ -12,7 +12,8 @@
  *                                          work-item then moves 8 elements per access (16 bytes for
  *                                          16-bit types, the widest load GPUs issue; 32 bytes for f32).
  *   KF_SUBGROUPS                           1 when the device has sub_group_reduce_add
- *   KF_NV_PTX                              1 on NVIDIA: warp reductions through inline PTX shuffles
+ *   KF_NV_PTX                              1 on NVIDIA: warp reductions through inline PTX shuffles,
+ *                                          bf16 stores through cvt.rn.bf16x2.f32
  *
  * Work decomposition: a row is handled by `row_threads` work-items (a power of two chosen by the
  * host); a work-group holds get_local_size(0) / row_threads rows, so short rows still fill a group.
@@ -20,8 +21,9 @@
  * work-items touch consecutive addresses (coalesced).
  *
  * Kernels:
- *   kf_rmsnorm_regs<N>  each work-item holds its N vectors of h in registers between the two passes:
- *                       x is read once (for rows up to row_threads * N * KF_VEC elements).
+ *   kf_rmsnorm_regs<N>  each work-item holds its N vectors of h in registers between the two passes
+ *                       (bf16 as loaded, kf_held_2): x is read once (for rows up to row_threads * N *
+ *                       KF_VEC elements). All of an item's loads are issued before their first use.
  *   kf_rmsnorm_stream   any row length: pass 1 sums squares (and writes residual_out), pass 2 re-reads
  *                       h from residual_out (or x), mostly from cache.
  *
@@ -97,48 +99,98 @@ KF_HELPER kf_vec kf_f16_round(kf_vec v) {
   return select(r, v, isnan(v));
 }
 
-KF_HELPER kf_vec kf_round_0(kf_vec v) { return v; }
-KF_HELPER kf_vec kf_round_1(kf_vec v) { return kf_f16_round(v); }
-KF_HELPER kf_vec kf_round_2(kf_vec v) { return KF_AS_VEC(kf_bf16_rounded_bits(v)); }
+/* Two f32 -> bf16x2 (lo in the low half), round to nearest even. NVIDIA: one cvt (sm_80+) instead of
+ * the ~8 integer operations per element of kf_bf16_rounded_bits; a NaN becomes the canonical quiet NaN
+ * there. */
+KF_HELPER uint kf_bf16x2_rne(float lo, float hi) {
+#if KF_NV_PTX
+  uint packed;
+  asm("{\n\t.reg .f32 lo_, hi_;\n\t.reg .b32 packed_;\n\tmov.b32 lo_, %1;\n\tmov.b32 hi_, %2;\n\t"
+      "cvt.rn.bf16x2.f32 packed_, hi_, lo_;\n\tmov.b32 %0, packed_;\n\t}"
+      : "=r"(packed)
+      : "r"(as_uint(lo)), "r"(as_uint(hi)));
+  return packed;
+#else
+  uint2 bits = as_uint2((float2)(lo, hi));
+  uint2 rounded = (bits + (uint2)0x7fffu + ((bits >> 16) & (uint2)1u)) & (uint2)0xffff0000u;
+  uint2 quiet_nan = (bits | (uint2)0x00400000u) & (uint2)0xffff0000u;
+  rounded = select(rounded, quiet_nan, isnan((float2)(lo, hi)));
+  return (rounded.x >> 16) | rounded.y;
+#endif
+}
 
-/* ---- loads and stores (stores round to nearest even) ---- */
+/* ---- loads and stores (stores round to nearest even) ----
+ * kf_held_<dt> is the register form of a vector between the passes of the register kernels: 8 bf16
+ * are held as loaded, 16 bytes in 4 registers (8 floats would take 8); f32 and f16 (which has no
+ * arithmetic without cl_khr_fp16) as floats. kf_value_<dt> gives the floats, kf_held_round_<dt> the
+ * held form of a value rounded to dt. */
 #if KF_VEC == 1
-KF_HELPER kf_vec kf_load_0(const global float *p, long i) { return p[i]; }
-KF_HELPER kf_vec kf_load_1(const global half *p, long i) { return vload_half(i, p); }
-KF_HELPER kf_vec kf_load_2(const global ushort *p, long i) { return as_float((uint)p[i] << 16); }
+typedef float kf_held_0;
+typedef float kf_held_1;
+typedef float kf_held_2;
+KF_HELPER kf_held_0 kf_held_load_0(const global float *p, long i) { return p[i]; }
+KF_HELPER kf_held_1 kf_held_load_1(const global half *p, long i) { return vload_half(i, p); }
+KF_HELPER kf_held_2 kf_held_load_2(const global ushort *p, long i) { return as_float((uint)p[i] << 16); }
+KF_HELPER kf_vec kf_value_0(kf_held_0 h) { return h; }
+KF_HELPER kf_vec kf_value_1(kf_held_1 h) { return h; }
+KF_HELPER kf_vec kf_value_2(kf_held_2 h) { return h; }
+KF_HELPER kf_held_2 kf_held_round_2(kf_vec v) { return KF_AS_VEC(kf_bf16_rounded_bits(v)); }
 
 KF_HELPER void kf_store_0(global float *p, long i, kf_vec v) { p[i] = v; }
 KF_HELPER void kf_store_1(global half *p, long i, kf_vec v) { vstore_half_rte(v, i, p); }
 KF_HELPER void kf_store_2(global ushort *p, long i, kf_vec v) { p[i] = (ushort)(kf_bf16_rounded_bits(v) >> 16); }
+KF_HELPER void kf_held_store_2(global ushort *p, long i, kf_held_2 h) { p[i] = (ushort)(as_uint(h) >> 16); }
 
 KF_HELPER float kf_vec_sum(kf_vec v) { return v; }
 #else
-KF_HELPER kf_vec kf_load_0(const global float *p, long i) { return *(const global float8 *)(p + i); }
-KF_HELPER kf_vec kf_load_1(const global half *p, long i) { return vloada_half8(0, p + i); }
-KF_HELPER kf_vec kf_load_2(const global ushort *p, long i) {
-  uint4 packed = *(const global uint4 *)(p + i);
+typedef float8 kf_held_0;
+typedef float8 kf_held_1;
+typedef uint4 kf_held_2;
+KF_HELPER kf_held_0 kf_held_load_0(const global float *p, long i) { return *(const global float8 *)(p + i); }
+KF_HELPER kf_held_1 kf_held_load_1(const global half *p, long i) { return vloada_half8(0, p + i); }
+KF_HELPER kf_held_2 kf_held_load_2(const global ushort *p, long i) { return *(const global uint4 *)(p + i); }
+KF_HELPER kf_vec kf_value_0(kf_held_0 h) { return h; }
+KF_HELPER kf_vec kf_value_1(kf_held_1 h) { return h; }
+KF_HELPER kf_vec kf_value_2(kf_held_2 h) {
   /* Little-endian: the even element sits in the low half of each 32-bit word. */
-  float4 even = as_float4(packed << 16);
-  float4 odd = as_float4(packed & (uint4)0xffff0000u);
+  float4 even = as_float4(h << 16);
+  float4 odd = as_float4(h & (uint4)0xffff0000u);
   return (float8)(even.s0, odd.s0, even.s1, odd.s1, even.s2, odd.s2, even.s3, odd.s3);
+}
+KF_HELPER kf_held_2 kf_held_round_2(kf_vec v) {
+  return (uint4)(kf_bf16x2_rne(v.s0, v.s1), kf_bf16x2_rne(v.s2, v.s3), kf_bf16x2_rne(v.s4, v.s5),
+                 kf_bf16x2_rne(v.s6, v.s7));
 }
 
 KF_HELPER void kf_store_0(global float *p, long i, kf_vec v) { *(global float8 *)(p + i) = v; }
 KF_HELPER void kf_store_1(global half *p, long i, kf_vec v) { vstorea_half8_rte(v, 0, p + i); }
-KF_HELPER void kf_store_2(global ushort *p, long i, kf_vec v) {
-  uint8 bits = kf_bf16_rounded_bits(v);
-  *(global uint4 *)(p + i) = (bits.even >> 16) | (bits.odd & (uint4)0xffff0000u);
-}
+KF_HELPER void kf_store_2(global ushort *p, long i, kf_vec v) { *(global uint4 *)(p + i) = kf_held_round_2(v); }
+KF_HELPER void kf_held_store_2(global ushort *p, long i, kf_held_2 h) { *(global uint4 *)(p + i) = h; }
 
 KF_HELPER float kf_vec_sum(kf_vec v) {
   float4 s = v.lo + v.hi;
   return (s.s0 + s.s1) + (s.s2 + s.s3);
 }
 #endif
+/* f32 and f16 are held as floats: rounding to f16 is kf_f16_round, a held store the plain store. */
+KF_HELPER kf_held_0 kf_held_round_0(kf_vec v) { return v; }
+KF_HELPER kf_held_1 kf_held_round_1(kf_vec v) { return kf_f16_round(v); }
+KF_HELPER void kf_held_store_0(global float *p, long i, kf_held_0 h) { kf_store_0(p, i, h); }
+KF_HELPER void kf_held_store_1(global half *p, long i, kf_held_1 h) { kf_store_1(p, i, h); }
+
+#define KF_HELD(dt) KF_CAT(kf_held_, dt)
+#define KF_HELD_LOAD(dt) KF_CAT(kf_held_load_, dt)
+#define KF_HELD_ROUND(dt) KF_CAT(kf_held_round_, dt)
+#define KF_HELD_STORE(dt) KF_CAT(kf_held_store_, dt)
+#define KF_VALUE(dt) KF_CAT(kf_value_, dt)
+
+/* Plain loads: the held form converted. */
+KF_HELPER kf_vec kf_load_0(const global float *p, long i) { return kf_value_0(kf_held_load_0(p, i)); }
+KF_HELPER kf_vec kf_load_1(const global half *p, long i) { return kf_value_1(kf_held_load_1(p, i)); }
+KF_HELPER kf_vec kf_load_2(const global ushort *p, long i) { return kf_value_2(kf_held_load_2(p, i)); }
 
 #define KF_LOAD(dt) KF_CAT(kf_load_, dt)
 #define KF_STORE(dt) KF_CAT(kf_store_, dt)
-#define KF_ROUND(dt) KF_CAT(kf_round_, dt)
 
 #define X_T KF_STORAGE(KF_X_DT)
 #define Y_T KF_STORAGE(KF_Y_DT)
@@ -160,21 +212,12 @@ KF_HELPER float kf_vec_sum(kf_vec v) {
 #define B_T float
 #endif
 
-/* Weight / bias of the vector starting at column `col`. With KF_VEC == 8 they are contiguous. */
-KF_HELPER kf_vec kf_load_weight(const global W_T *weight, int stride, long col) {
+/* Index of the weight / bias entry of element `col` (with KF_VEC == 8 they are contiguous). */
 #if KF_VEC == 1
-  return KF_LOAD(KF_W_DT)(weight, col * stride);
+#define KF_PARAM_INDEX(col, stride) ((col) * (stride))
 #else
-  return KF_LOAD(KF_W_DT)(weight, col);
+#define KF_PARAM_INDEX(col, stride) (col)
 #endif
-}
-KF_HELPER kf_vec kf_load_bias(const global B_T *bias, int stride, long col) {
-#if KF_VEC == 1
-  return KF_LOAD(KF_B_DT)(bias, col * stride);
-#else
-  return KF_LOAD(KF_B_DT)(bias, col);
-#endif
-}
 
 /* Sum of `value` over the row_threads work-items of each row. Every work-item of the group must call
  * it (it contains barriers). scratch holds get_local_size(0) floats. */
@@ -220,26 +263,57 @@ KF_HELPER float kf_row_sum(float value, local float *scratch, uint lid, uint lan
 #endif
 }
 
-/* Loads vector j of h for this row: x (+ residual, rounded to and stored in residual_out). */
+/* The dtype h is held in: residual_out's when the residual is fused, else x's. */
+#if KF_HAS_RESIDUAL
+#define KF_H_DT KF_RO_DT
+#else
+#define KF_H_DT KF_X_DT
+#endif
+
+/* Register kernels, fused residual: h = x + residual rounded to residual_out's dtype, held; and its
+ * store. Without a residual these are never called (but must compile: h is then held as x). */
+#if KF_HAS_RESIDUAL
+KF_HELPER KF_HELD(KF_H_DT) kf_residual_sum(KF_HELD(KF_X_DT) x, KF_HELD(KF_R_DT) r) {
+  return KF_HELD_ROUND(KF_RO_DT)(KF_VALUE(KF_X_DT)(x) + KF_VALUE(KF_R_DT)(r));
+}
+KF_HELPER void kf_store_residual_out(global RO_T *row, long element, KF_HELD(KF_H_DT) h) {
+  KF_HELD_STORE(KF_RO_DT)(row, element, h);
+}
+#else
+KF_HELPER KF_HELD(KF_H_DT) kf_residual_sum(KF_HELD(KF_X_DT) x, KF_HELD(KF_R_DT) r) { return x; }
+KF_HELPER void kf_store_residual_out(global RO_T *row, long element, KF_HELD(KF_H_DT) h) {}
+#endif
+
+/* Register kernels without a residual: x, held (h is x). With a residual it is never called. */
+KF_HELPER KF_HELD(KF_H_DT) kf_held_load_x(const global X_T *x_row, long element) {
+#if KF_HAS_RESIDUAL
+  return KF_HELD_ROUND(KF_H_DT)(KF_LOAD(KF_X_DT)(x_row, element));
+#else
+  return KF_HELD_LOAD(KF_X_DT)(x_row, element);
+#endif
+}
+
+/* Streaming kernel: vector j of h for this row, x (+ residual, rounded to and stored in residual_out). */
 KF_HELPER kf_vec kf_load_h(const global X_T *x_row, const global R_T *residual_row, global RO_T *residual_out_row,
                         long element) {
   kf_vec h = KF_LOAD(KF_X_DT)(x_row, element);
 #if KF_HAS_RESIDUAL
-  h = KF_ROUND(KF_RO_DT)(h + KF_LOAD(KF_R_DT)(residual_row, element));
-  KF_STORE(KF_RO_DT)(residual_out_row, element, h);
+  KF_HELD(KF_RO_DT) rounded = KF_HELD_ROUND(KF_RO_DT)(h + KF_LOAD(KF_R_DT)(residual_row, element));
+  KF_HELD_STORE(KF_RO_DT)(residual_out_row, element, rounded);
+  h = KF_VALUE(KF_RO_DT)(rounded);
 #endif
   return h;
 }
 
-/* y = h * inv_rms * weight + bias for vector j. */
+/* Streaming kernel: y = h * inv_rms * weight + bias for vector j. */
 KF_HELPER void kf_store_y(global Y_T *y_row, const global W_T *weight, int weight_stride, const global B_T *bias,
                        int bias_stride, long element, kf_vec h, float inv_rms) {
   kf_vec out = h * inv_rms;
 #if KF_HAS_WEIGHT
-  out *= kf_load_weight(weight, weight_stride, element);
+  out *= KF_LOAD(KF_W_DT)(weight, KF_PARAM_INDEX(element, weight_stride));
 #endif
 #if KF_HAS_BIAS
-  out += kf_load_bias(bias, bias_stride, element);
+  out += KF_LOAD(KF_B_DT)(bias, KF_PARAM_INDEX(element, bias_stride));
 #endif
   KF_STORE(KF_Y_DT)(y_row, element, out);
 }
@@ -266,58 +340,98 @@ KF_HELPER void kf_store_y(global Y_T *y_row, const global W_T *weight, int weigh
  * private memory. Every OpenCL C compiler we target (clang-based: PoCL, NVIDIA, AMD, Intel) honors it. */
 #define KF_UNROLL _Pragma("unroll")
 
-/* Register path, `chunks` vectors per work-item (a compile-time constant after inlining, so h lives in
- * registers). Rows are assigned to groups in a grid-stride loop so the host can bound the grid. */
-__attribute__((always_inline)) KF_HELPER void kf_rmsnorm_regs(KF_KERNEL_ARGS, const int chunks) {
-  const uint lid = get_local_id(0);
-  const uint lane = lid & (row_threads - 1);
-  const uint rows_per_group = get_local_size(0) / row_threads;
-  const long vecs = p.row_len / KF_VEC;
-  const global W_T *weight = weight_base + p.weight;
-  const global B_T *bias = bias_base + p.bias;
-  for (long first_row = (long)get_group_id(0) * rows_per_group; first_row < p.rows;
-       first_row += (long)get_num_groups(0) * rows_per_group) {
-    const long row = first_row + lid / row_threads;
-    const bool active = row < p.rows;
-    KF_ROW_POINTERS
-    kf_vec h[8];
-    float sum_sq = 0.0f;
-    if (active) {
-      KF_UNROLL
-      for (int c = 0; c < chunks; ++c) {
-        long j = lane + (long)c * row_threads;
-        if (j < vecs) {
-          h[c] = kf_load_h(x_row, residual_row, residual_out_row, j * KF_VEC);
-          sum_sq += kf_vec_sum(h[c] * h[c]);
-        }
-      }
-    }
-    float total = kf_row_sum(sum_sq, scratch, lid, lane, row_threads);
-    if (active) {
-      const float inv_rms = rsqrt(total / (float)p.row_len + p.eps);
-      KF_UNROLL
-      for (int c = 0; c < chunks; ++c) {
-        long j = lane + (long)c * row_threads;
-        if (j < vecs) kf_store_y(y_row, weight, p.weight_stride, bias, p.bias_stride, j * KF_VEC, h[c], inv_rms);
-      }
-    }
-  }
-}
+/* Chunk c of this work-item: vector j of the row, and the vector its loads read. A chunk past the
+ * row's end re-reads the work-item's first vector (its own, so aliasing stays safe) and is never used:
+ * the loads then need no branch, and the compiler issues all of a row's loads before the first use
+ * (with a branch per chunk, each load waited for the previous one's use: one 16-byte load in flight
+ * per work-item, measured at 57% of copy for bf16 on the H200). */
+#define KF_CHUNK_J(c) (lane + (long)(c) * row_threads)
+#define KF_CHUNK_LOAD_J(c) (KF_CHUNK_J(c) < vecs ? KF_CHUNK_J(c) : (long)lane)
 
-kernel void kf_rmsnorm_regs1(KF_KERNEL_ARGS) {
-  kf_rmsnorm_regs(p, x, residual, residual_out, weight_base, bias_base, y, row_threads, scratch, 1);
-}
-kernel void kf_rmsnorm_regs2(KF_KERNEL_ARGS) {
-  kf_rmsnorm_regs(p, x, residual, residual_out, weight_base, bias_base, y, row_threads, scratch, 2);
-}
-kernel void kf_rmsnorm_regs4(KF_KERNEL_ARGS) {
-  kf_rmsnorm_regs(p, x, residual, residual_out, weight_base, bias_base, y, row_threads, scratch, 4);
-}
-/* 8 vectors per work-item (64 floats of h in the 8-wide variant): the host gives this kernel rows that
- * fill at most its CL_KERNEL_WORK_GROUP_SIZE. */
-kernel void kf_rmsnorm_regs8(KF_KERNEL_ARGS) {
-  kf_rmsnorm_regs(p, x, residual, residual_out, weight_base, bias_base, y, row_threads, scratch, 8);
-}
+/* Whether the register kernels load all of an item's weight (bias) vectors before the first y: where
+ * they are held compactly (bf16: 4 registers per 8 elements; width 1: one). 8-wide f32 / f16 are held
+ * as 8 floats, and prefetching them cost registers, hence work-groups per SM: measured on the H200,
+ * f32 16384x8192 fell from 87% to 68% of copy. Those are loaded per vector, after the y before. */
+#define KF_PREFETCH(dt) (KF_VEC == 1 || (dt) == KF_DT_BF16)
+
+/* Register path, CHUNKS vectors per work-item: a literal, so the loops over the arrays unroll fully
+ * and h stays in registers (an indexed private array left in a loop lives in slow private memory).
+ * Rows are assigned to groups in a grid-stride loop so the host can bound the grid. The KF_HAS_*
+ * switches are constants, so the untaken sides compile away. */
+#define KF_RMSNORM_REGS_KERNEL(CHUNKS)                                                                 \
+  kernel void kf_rmsnorm_regs##CHUNKS(KF_KERNEL_ARGS) {                                                 \
+    const uint lid = get_local_id(0);                                                                   \
+    const uint lane = lid & (row_threads - 1);                                                          \
+    const uint rows_per_group = get_local_size(0) / row_threads;                                        \
+    const long vecs = p.row_len / KF_VEC;                                                               \
+    const global W_T *weight = weight_base + p.weight;                                                  \
+    const global B_T *bias = bias_base + p.bias;                                                        \
+    for (long first_row = (long)get_group_id(0) * rows_per_group; first_row < p.rows;                   \
+         first_row += (long)get_num_groups(0) * rows_per_group) {                                       \
+      const long row = first_row + lid / row_threads;                                                   \
+      const bool active = row < p.rows;                                                                 \
+      KF_ROW_POINTERS                                                                                   \
+      KF_HELD(KF_H_DT) h[CHUNKS];                                                                       \
+      float sum_sq = 0.0f;                                                                              \
+      if (active && lane < vecs) {                                                                      \
+        if (KF_HAS_RESIDUAL) {                                                                          \
+          KF_HELD(KF_X_DT) x_held[CHUNKS];                                                              \
+          KF_HELD(KF_R_DT) r_held[CHUNKS];                                                              \
+          KF_UNROLL for (int c = 0; c < CHUNKS; ++c)                                                    \
+            x_held[c] = KF_HELD_LOAD(KF_X_DT)(x_row, KF_CHUNK_LOAD_J(c) * KF_VEC);                      \
+          KF_UNROLL for (int c = 0; c < CHUNKS; ++c)                                                    \
+            r_held[c] = KF_HELD_LOAD(KF_R_DT)(residual_row, KF_CHUNK_LOAD_J(c) * KF_VEC);               \
+          KF_UNROLL for (int c = 0; c < CHUNKS; ++c) {                                                  \
+            h[c] = kf_residual_sum(x_held[c], r_held[c]);                                               \
+            if (KF_CHUNK_J(c) < vecs) kf_store_residual_out(residual_out_row, KF_CHUNK_J(c) * KF_VEC, h[c]); \
+          }                                                                                             \
+        } else {                                                                                        \
+          KF_UNROLL for (int c = 0; c < CHUNKS; ++c)                                                    \
+            h[c] = kf_held_load_x(x_row, KF_CHUNK_LOAD_J(c) * KF_VEC);                                  \
+        }                                                                                               \
+        KF_UNROLL for (int c = 0; c < CHUNKS; ++c) {                                                    \
+          /* select(), not a branch (nor ?:, which compiles to one): under a branch the compiler sinks \
+           * each load to its use, and each load then waits for the previous one's use. */              \
+          const kf_vec v = KF_VALUE(KF_H_DT)(h[c]);                                                     \
+          sum_sq += select(0.0f, kf_vec_sum(v * v), (int)(KF_CHUNK_J(c) < vecs));                       \
+        }                                                                                               \
+      }                                                                                                 \
+      const float total = kf_row_sum(sum_sq, scratch, lid, lane, row_threads);                          \
+      if (active && lane < vecs) {                                                                      \
+        const float inv_rms = rsqrt(total / (float)p.row_len + p.eps);                                  \
+        /* bf16 weight and bias loads first (no branch), then y; see KF_PREFETCH. */                   \
+        KF_HELD(KF_W_DT) w_held[CHUNKS];                                                                \
+        KF_HELD(KF_B_DT) b_held[CHUNKS];                                                                \
+        if (KF_HAS_WEIGHT && KF_PREFETCH(KF_W_DT)) {                                                    \
+          KF_UNROLL for (int c = 0; c < CHUNKS; ++c)                                                    \
+            w_held[c] = KF_HELD_LOAD(KF_W_DT)(weight, KF_PARAM_INDEX(KF_CHUNK_LOAD_J(c) * KF_VEC, p.weight_stride)); \
+        }                                                                                               \
+        if (KF_HAS_BIAS && KF_PREFETCH(KF_B_DT)) {                                                      \
+          KF_UNROLL for (int c = 0; c < CHUNKS; ++c)                                                    \
+            b_held[c] = KF_HELD_LOAD(KF_B_DT)(bias, KF_PARAM_INDEX(KF_CHUNK_LOAD_J(c) * KF_VEC, p.bias_stride)); \
+        }                                                                                               \
+        KF_UNROLL for (int c = 0; c < CHUNKS; ++c) {                                                    \
+          kf_vec out = KF_VALUE(KF_H_DT)(h[c]) * inv_rms;                                               \
+          if (KF_HAS_WEIGHT)                                                                            \
+            out *= KF_PREFETCH(KF_W_DT)                                                                 \
+                       ? KF_VALUE(KF_W_DT)(w_held[c])                                                   \
+                       : KF_LOAD(KF_W_DT)(weight, KF_PARAM_INDEX(KF_CHUNK_LOAD_J(c) * KF_VEC, p.weight_stride)); \
+          if (KF_HAS_BIAS)                                                                              \
+            out += KF_PREFETCH(KF_B_DT)                                                                 \
+                       ? KF_VALUE(KF_B_DT)(b_held[c])                                                   \
+                       : KF_LOAD(KF_B_DT)(bias, KF_PARAM_INDEX(KF_CHUNK_LOAD_J(c) * KF_VEC, p.bias_stride)); \
+          if (KF_CHUNK_J(c) < vecs) KF_STORE(KF_Y_DT)(y_row, KF_CHUNK_J(c) * KF_VEC, out);              \
+        }                                                                                               \
+      }                                                                                                 \
+    }                                                                                                   \
+  }
+
+KF_RMSNORM_REGS_KERNEL(1)
+KF_RMSNORM_REGS_KERNEL(2)
+KF_RMSNORM_REGS_KERNEL(4)
+/* 8 vectors per work-item (64 floats of h in the 8-wide f32 variant): the host gives this kernel rows
+ * that fill at most its CL_KERNEL_WORK_GROUP_SIZE. */
+KF_RMSNORM_REGS_KERNEL(8)
 
 /* Streaming path for rows longer than the register path holds. */
 kernel void kf_rmsnorm_stream(KF_KERNEL_ARGS) {

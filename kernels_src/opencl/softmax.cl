@@ -38,10 +38,23 @@
   for (long first_row = (long)get_group_id(0) * rows_per_group; first_row < p.rows;                   \
        first_row += (long)get_num_groups(0) * rows_per_group)
 
-/* x * scale + mask for the vector at element `col`. */
+/* x * scale + mask for the vector at element `col` (streaming kernel). */
 #define KF_SM_LOAD(W, col)                                                                            \
   (has_mask ? kf_load##W(x, x_row + (col), x_dt) * p.scale + kf_load##W(mask, m_row + (col), m_dt)   \
             : kf_load##W(x, x_row + (col), x_dt) * p.scale)
+
+/* exp(v - row_max) of the register kernels, as exp2(v * log2(e) - row_max * log2(e)): one fma and the
+ * hardware's exp2, where exp spends ~8 instructions per element on its range reduction (NVIDIA), and
+ * softmax is close to instruction bound there. Rounding v * log2(e) and row_max * log2(e) costs about
+ * |row_max| ulp of relative error, within the tolerance's 6 * condition ulp (condition: the largest
+ * logit magnitude). An all -inf row gives -inf - -inf = NaN, as exp does. */
+#define KF_SM_EXP_SHIFTED(v, row_max_log2) exp2((v) * M_LOG2E_F - (row_max_log2))
+
+/* Chunk c of this work-item: vector j of the row, and the vector its loads read. A chunk past the
+ * row's end re-reads the work-item's first vector (its own, so y aliasing x stays safe) and is never
+ * used: the loads then need no branch, and the compiler issues all of them before the first use. */
+#define KF_SM_J(c) (lane + (long)(c) * row_threads)
+#define KF_SM_LOAD_J(c) (KF_SM_J(c) < vecs ? KF_SM_J(c) : (long)lane)
 
 #define KF_SM_REGS_KERNEL(W, F, CHUNKS)                                                               \
   kernel void kf_softmax_w##W##_r##CHUNKS(KF_SM_KERNEL_ARGS) {                                        \
@@ -50,22 +63,28 @@
       KF_SM_ROW_START                                                                                 \
       F v[CHUNKS];                                                                                    \
       float local_max = -INFINITY;                                                                    \
-      if (active) {                                                                                   \
+      if (active && lane < vecs) {                                                                    \
+        kf_held##W x_held[CHUNKS], m_held[CHUNKS];                                                    \
+        KF_UNROLL for (int c = 0; c < CHUNKS; ++c) x_held[c] = kf_held_load##W(x, x_row + KF_SM_LOAD_J(c) * W, x_dt); \
+        if (has_mask) {                                                                               \
+          KF_UNROLL for (int c = 0; c < CHUNKS; ++c)                                                  \
+            m_held[c] = kf_held_load##W(mask, m_row + KF_SM_LOAD_J(c) * W, m_dt);                     \
+        }                                                                                             \
+        /* select(), not a branch (nor ?:, which compiles to one): under a branch the compiler sinks \
+         * each load to its use, and each load then waits for the previous one's use. */              \
         KF_UNROLL for (int c = 0; c < CHUNKS; ++c) {                                                  \
-          const long j = lane + (long)c * row_threads;                                                \
-          if (j < vecs) {                                                                             \
-            v[c] = KF_SM_LOAD(W, j * W);                                                              \
-            local_max = fmax(local_max, kf_max##W(v[c]));                                             \
-          }                                                                                           \
+          v[c] = kf_held_value##W(x_held[c], x_dt) * p.scale;                                         \
+          if (has_mask) v[c] += kf_held_value##W(m_held[c], m_dt);                                    \
+          local_max = fmax(local_max, select(-INFINITY, kf_max##W(v[c]), (int)(KF_SM_J(c) < vecs)));  \
         }                                                                                             \
       }                                                                                               \
       const float row_max = kf_row_reduce(local_max, KF_REDUCE_MAX, scratch, lid, lane, row_threads); \
+      const float row_max_log2 = row_max * M_LOG2E_F;                                                 \
       float sum = 0.0f;                                                                               \
       if (active) {                                                                                   \
         KF_UNROLL for (int c = 0; c < CHUNKS; ++c) {                                                  \
-          const long j = lane + (long)c * row_threads;                                                \
-          if (j < vecs) {                                                                             \
-            v[c] = exp(v[c] - row_max);                                                               \
+          if (KF_SM_J(c) < vecs) {                                                                    \
+            v[c] = KF_SM_EXP_SHIFTED(v[c], row_max_log2);                                             \
             sum += kf_sum##W(v[c]);                                                                   \
           }                                                                                           \
         }                                                                                             \
@@ -73,8 +92,7 @@
       const float inv_sum = 1.0f / kf_row_reduce(sum, KF_REDUCE_SUM, scratch, lid, lane, row_threads); \
       if (active) {                                                                                   \
         KF_UNROLL for (int c = 0; c < CHUNKS; ++c) {                                                  \
-          const long j = lane + (long)c * row_threads;                                                \
-          if (j < vecs) kf_store##W(y, y_row + j * W, v[c] * inv_sum, y_dt);                          \
+          if (KF_SM_J(c) < vecs) kf_store_rne##W(y, y_row + KF_SM_J(c) * W, v[c] * inv_sum, y_dt);    \
         }                                                                                             \
       }                                                                                               \
     }                                                                                                 \
@@ -104,7 +122,7 @@
       const float inv_sum = 1.0f / kf_row_reduce(scaled, KF_REDUCE_SUM, scratch, lid, lane, row_threads); \
       if (active) {                                                                                   \
         for (long j = lane; j < vecs; j += row_threads)                                               \
-          kf_store##W(y, y_row + j * W, exp(KF_SM_LOAD(W, j * W) - row_max) * inv_sum, y_dt);         \
+          kf_store_rne##W(y, y_row + j * W, exp(KF_SM_LOAD(W, j * W) - row_max) * inv_sum, y_dt);     \
       }                                                                                               \
     }                                                                                                 \
   }
