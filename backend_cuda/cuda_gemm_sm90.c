@@ -6,15 +6,20 @@
  * [n, k] stored (FP8 wgmma reads K-major operands only); k >= 1 (a tensor map needs non-empty
  * dimensions); every A and B matrix as the TMA needs it: base address and leading dimension multiples
  * of 16 bytes, and batch strides too, each batch entry after the previous one. The rest goes to the
- * generic kernels (kf_cuda_gemm_sm90_supports returns 0).
+ * generic kernels (kf_cuda_gemm_sm90_supports returns 0). C goes through a tensor map too (the
+ * kernel's TMA-store epilogue) when the epilogue reads neither C nor a residual and C is bf16, f16 or
+ * f32 with TMA-aligned rows; otherwise the kernel stores it from registers.
  */
 #include <stdio.h>
+#include <string.h>
 
 #include "backend_cuda/cuda_internal.h"
 #include "kernels_src/common/kf_gemm_sm90_params.h"
 
 #define TMA_ALIGN 16 /* bytes: global address and every stride of a tensor map */
 #define TMA_STRIDE_LIMIT ((int64_t)1 << 40)
+#define TENSOR_MAP_DATA_TYPE_FLOAT32 7 /* CU_TENSOR_MAP_DATA_TYPE_FLOAT32 of cuda.h (C of f32) */
+#define TMA_BOX_BYTES 128              /* inner extent of a 128B-swizzled box */
 
 static uint64_t matrix_address(const kf_matrix_arg *arg) {
   return arg->buffer->address + (uint64_t)(arg->offset * kf_cuda_element_size(arg->dtype));
@@ -62,6 +67,24 @@ size_t kf_cuda_gemm_sm90_workspace(kf_backend_context *ctx, const kf_gemm_args *
   return 0;
 }
 
+/* Tensor maps encoded recently on this thread, keyed by everything that varies between them. A GEMM
+ * run again on the same matrices (a layer's weights, reused activation buffers) then skips
+ * cuTensorMapEncodeTiled. A map holds addresses and sizes only, no context, so a hit is exact. (On the
+ * H200 a kf_gemm call stayed at 9-12 us of host time with or without it: the encodes are not the
+ * main cost; see docs/HOPPER_GEMM_NOTES.md, v4.) */
+#define MAP_CACHE_ENTRIES 8
+typedef struct map_key {
+  uint64_t address;
+  unsigned long long dims[3], strides[2];
+  unsigned box[2];
+  int type;
+} map_key;
+static _Thread_local struct {
+  map_key key;
+  kf_tensor_map map;
+} map_cache[MAP_CACHE_ENTRIES];
+static _Thread_local unsigned map_cache_used, map_cache_next;
+
 /* A 3-D tensor map [batch][outer][inner] of the stored matrix `arg` (inner contiguous), boxes of
  * box_inner x box_outer elements, 128-byte swizzle, zero fill outside. Not batched: one batch entry. */
 static kf_status encode_map(kf_tensor_map *out_map, const kf_matrix_arg *arg, int64_t inner, int64_t outer,
@@ -78,15 +101,34 @@ static kf_status encode_map(kf_tensor_map *out_map, const kf_matrix_arg *arg, in
   const unsigned element_strides[3] = {1, 1, 1};
   const int type = arg->dtype == KF_BF16  ? CU_TENSOR_MAP_DATA_TYPE_BFLOAT16
                    : arg->dtype == KF_F16 ? CU_TENSOR_MAP_DATA_TYPE_FLOAT16
+                   : arg->dtype == KF_F32 ? TENSOR_MAP_DATA_TYPE_FLOAT32
                                           : CU_TENSOR_MAP_DATA_TYPE_UINT8;
-  CUresult result = kf_cu.TensorMapEncodeTiled((CUtensorMap *)out_map, type, 3, (void *)(uintptr_t)matrix_address(arg),
-                                               dims, strides, box, element_strides, CU_TENSOR_MAP_INTERLEAVE_NONE,
+  map_key key;
+  memset(&key, 0, sizeof key); /* padding too: keys compare with memcmp */
+  key.address = matrix_address(arg);
+  memcpy(key.dims, dims, sizeof dims);
+  memcpy(key.strides, strides, sizeof strides);
+  key.box[0] = box_inner;
+  key.box[1] = box_outer;
+  key.type = type;
+  for (unsigned i = 0; i < map_cache_used; ++i)
+    if (memcmp(&map_cache[i].key, &key, sizeof key) == 0) {
+      *out_map = map_cache[i].map;
+      return KF_OK;
+    }
+  CUresult result = kf_cu.TensorMapEncodeTiled((CUtensorMap *)out_map, type, 3, (void *)(uintptr_t)key.address, dims,
+                                               strides, box, element_strides, CU_TENSOR_MAP_INTERLEAVE_NONE,
                                                CU_TENSOR_MAP_SWIZZLE_128B, CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
                                                CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
   if (result != CUDA_SUCCESS)
     return kf_fail(KF_ERROR_DEVICE_FAILURE,
                    "cuTensorMapEncodeTiled(dims %lld x %lld x %lld, ld %lld) failed: %s", (long long)inner,
                    (long long)outer, (long long)dims[2], (long long)arg->ld, kf_cuda_error_text(result));
+  const unsigned slot = map_cache_next;
+  map_cache_next = (map_cache_next + 1) % MAP_CACHE_ENTRIES;
+  if (map_cache_used < MAP_CACHE_ENTRIES) ++map_cache_used;
+  map_cache[slot].key = key;
+  map_cache[slot].map = *out_map;
   return KF_OK;
 }
 
@@ -103,9 +145,18 @@ static int pairs_aligned(const kf_matrix_arg *arg) {
          arg->batch_stride % 2 == 0;
 }
 
+/* Whether the epilogue can store C through shared memory and the TMA: nothing read from C, and C a
+ * matrix a tensor map describes. */
+static int c_through_tma(const kf_gemm_args *args) {
+  const kf_dtype dt = args->c.dtype;
+  return args->residual.buffer == NULL && args->beta == 0.0f && (dt == KF_BF16 || dt == KF_F16 || dt == KF_F32) &&
+         tma_describable(&args->c, args->m, args->batch);
+}
+
 kf_status kf_cuda_gemm_sm90(kf_backend_context *ctx, const kf_gemm_args *args) {
   const int swiglu = args->activation == KF_GEMM_SWIGLU;
   const int has_residual = args->residual.buffer != NULL;
+  const int c_tma = c_through_tma(args);
   const unsigned k_block = KF_SM90_K_BLOCK_BYTES / (unsigned)kf_cuda_element_size(args->a.dtype);
   struct kf_gemm_sm90_params params = {0};
   kf_status status = kf_cuda_enter(ctx); /* cuTensorMapEncodeTiled needs the context current */
@@ -113,7 +164,15 @@ kf_status kf_cuda_gemm_sm90(kf_backend_context *ctx, const kf_gemm_args *args) {
   status = args->trans_a ? encode_map(&params.a, &args->a, args->m, args->k, args->batch, KF_SM90_MN_BOX, k_block)
                          : encode_map(&params.a, &args->a, args->k, args->m, args->batch, k_block, KF_SM90_TILE_M);
   if (status == KF_OK) status = encode_b(&params.b, &args->b, args, k_block);
-  if (status == KF_OK) status = encode_b(&params.b_up, swiglu ? &args->b_up : &args->b, args, k_block);
+  if (status == KF_OK) {
+    if (swiglu)
+      status = encode_b(&params.b_up, &args->b_up, args, k_block);
+    else
+      params.b_up = params.b; /* the tile's second half: the same map, b_up_column further right */
+  }
+  if (status == KF_OK && c_tma)
+    status = encode_map(&params.c_map, &args->c, args->n, args->m, args->batch,
+                        TMA_BOX_BYTES / (unsigned)kf_cuda_element_size(args->c.dtype), KF_SM90_C_BOX_ROWS);
   if (status != KF_OK) {
     kf_cuda_leave(ctx);
     return status;
@@ -145,7 +204,7 @@ kf_status kf_cuda_gemm_sm90(kf_backend_context *ctx, const kf_gemm_args *args) {
                  (has_residual ? KF_SM90_HAS_RESIDUAL : 0u) | (args->beta != 0.0f ? KF_SM90_READ_C : 0u) |
                  (pairs_aligned(&args->c) && (!has_residual || pairs_aligned(&args->residual)) ? KF_SM90_C_PAIRS : 0u) |
                  (batched(&args->a, args->batch) ? KF_SM90_A_BATCHED : 0u) |
-                 (batched(&args->b, args->batch) ? KF_SM90_B_BATCHED : 0u);
+                 (batched(&args->b, args->batch) ? KF_SM90_B_BATCHED : 0u) | (c_tma ? KF_SM90_C_TMA : 0u);
   params.dtypes = (uint32_t)args->c.dtype << KF_SM90_DT_SHIFT_C |
                   (uint32_t)(params.bias ? args->bias.dtype : 0) << KF_SM90_DT_SHIFT_BIAS |
                   (uint32_t)(has_residual ? args->residual.dtype : 0) << KF_SM90_DT_SHIFT_RESIDUAL;
@@ -156,8 +215,13 @@ kf_status kf_cuda_gemm_sm90(kf_backend_context *ctx, const kf_gemm_args *args) {
   snprintf(name, sizeof name, "kf_gemm_sm90_%s_%c_%c", in_names[in], args->trans_a ? 'm' : 'k',
            args->trans_b ? 'k' : 'n');
   const int slot = in * 4 + args->trans_a * 2 + !args->trans_b;
-  const int64_t tiles = (int64_t)params.tiles_m * params.tiles_n * params.batch;
-  const unsigned grid = (unsigned)(tiles < ctx->sm_count ? tiles : ctx->sm_count);
+  /* One cluster of KF_SM90_CLUSTER_M CTAs a work unit (that many row blocks of one column block), as
+   * many clusters as fit on the SMs at once (clusters of 2 fill all 132 SMs of an H200: its GPCs hold
+   * whole pairs) or one a unit when there are fewer. */
+  const int64_t units = ((int64_t)params.tiles_m + KF_SM90_CLUSTER_M - 1) / KF_SM90_CLUSTER_M * params.tiles_n *
+                        params.batch;
+  const int64_t clusters = ctx->sm_count / KF_SM90_CLUSTER_M;
+  const unsigned grid = (unsigned)((units < clusters ? units : clusters) * KF_SM90_CLUSTER_M);
 
   const int first_use = ctx->functions[KF_CUDA_MODULE_GEMM_SM90][slot] == NULL;
   CUfunction function;

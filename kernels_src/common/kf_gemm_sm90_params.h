@@ -27,8 +27,15 @@ typedef struct kf_tensor_map {
 #define KF_SM90_MN_BOX 64
 #define KF_SM90_STAGES 4
 #define KF_SM90_THREADS 384
-#define KF_SM90_SHARED_BYTES \
-  (KF_SM90_STAGES * (KF_SM90_TILE_M + KF_SM90_TILE_N) * KF_SM90_K_BLOCK_BYTES + 2 * KF_SM90_STAGES * 8 + 1024)
+#define KF_SM90_CLUSTER_M 2 /* CTAs of a cluster: row blocks 2i, 2i + 1 of one column block (B multicast) */
+/* C staging of the TMA-store epilogue: per consumer warpgroup two buffers of one C box each (64 rows x
+ * 128 bytes: 64 16-bit or 32 f32 columns), so one box is written while the previous one is stored. */
+#define KF_SM90_C_BOX_ROWS 64
+#define KF_SM90_C_BOX_BYTES (KF_SM90_C_BOX_ROWS * 128)
+#define KF_SM90_C_BUFFERS 2
+#define KF_SM90_SHARED_BYTES                                                                      \
+  (KF_SM90_STAGES * (KF_SM90_TILE_M + KF_SM90_TILE_N) * KF_SM90_K_BLOCK_BYTES +                   \
+   (KF_SM90_TILE_M / KF_SM90_C_BOX_ROWS) * KF_SM90_C_BUFFERS * KF_SM90_C_BOX_BYTES + 2 * KF_SM90_STAGES * 8 + 1024)
 
 /* flags */
 #define KF_SM90_SWIGLU 1u        /* b = gate half, b_up = up half: C = silu(gate) * up, 128 columns a tile */
@@ -38,6 +45,8 @@ typedef struct kf_tensor_map {
 #define KF_SM90_C_PAIRS 16u      /* columns 2j, 2j+1 of C and of the residual can be accessed as one word */
 #define KF_SM90_A_BATCHED 32u    /* a's tensor map has a batch dimension (else A is broadcast) */
 #define KF_SM90_B_BATCHED 64u
+#define KF_SM90_C_TMA 128u       /* c_map describes C: the epilogue stores through shared memory and the TMA
+                                    (set only without READ_C and HAS_RESIDUAL) */
 
 /* dtypes: KF_DT_* codes */
 #define KF_SM90_DT_SHIFT_C 0
@@ -48,6 +57,7 @@ struct kf_gemm_sm90_params {
   kf_tensor_map a;     /* op(A) tiles: K-major [batch][m][k] or M-major [batch][k][m] */
   kf_tensor_map b;     /* columns [0, 128) of a tile: all of op(B), or its gate half with SWIGLU */
   kf_tensor_map b_up;  /* columns [128, 256) of a tile: the same map as b, or the up half with SWIGLU */
+  kf_tensor_map c_map; /* C [batch][m][n], boxes of 128 bytes x KF_SM90_C_BOX_ROWS rows (with KF_SM90_C_TMA) */
   uint64_t c;          /* device addresses of element 0; 0 when absent */
   uint64_t residual;
   uint64_t bias;

@@ -1,14 +1,22 @@
 /* gemm_sm90.cu — the Hopper GEMM of the CUDA backend: C = epilogue(alpha op(A) op(B)) with TMA loads,
  * wgmma tensor-core products and warp specialization (sm_90a only).
  *
- * One persistent CTA per SM walks output tiles of TILE_M x TILE_N accumulators in a grouped order.
- * Warpgroup 0 is the producer: one thread issues TMA (cp.async.bulk.tensor) loads of the A and B tiles
- * of each K block into a ring of STAGES shared-memory stages, each stage completing on its "full"
- * mbarrier by transaction bytes. Warpgroups 1 and 2 are consumers: each owns 64 rows of the tile and
- * runs wgmma.mma_async m64n256 on both operands straight from shared memory, f32 accumulators in
- * registers (128 a thread), then releases the stage on its "empty" mbarrier. setmaxnreg gives the
- * producer's registers to the consumers. The epilogue runs in registers and stores C directly: whole
- * blocks with no bias, residual or C read through a branch-free path, the rest element pair by pair.
+ * One persistent CTA per SM walks output tiles of TILE_M x TILE_N accumulators in a grouped order,
+ * in clusters of CLUSTER_M CTAs that take row blocks 2i and 2i + 1 of the same column block: both
+ * need the same B tile, and each CTA loads one half of it and multicasts it into both CTAs' shared
+ * memory, so the L2 delivers each B tile once for two output tiles (a third less L2-to-SM traffic).
+ * Warpgroup 0 is the producer: one thread issues TMA (cp.async.bulk.tensor) loads of the A tile and
+ * its B half of each K block into a ring of STAGES shared-memory stages, each stage completing on its
+ * "full" mbarrier by transaction bytes (its own loads and the peer's multicast). Warpgroups 1 and 2
+ * are consumers: each owns 64 rows of the tile and runs wgmma.mma_async m64n256 on both operands
+ * straight from shared memory, f32 accumulators in registers (128 a thread), then releases the stage
+ * on the "empty" mbarrier of every CTA of the cluster: a producer refills a stage (in both CTAs) once
+ * all four consumers are done with it. setmaxnreg gives the producer's registers to the consumers.
+ * The epilogue (alpha, bias, SwiGLU) runs in registers; with no C read and no residual it writes each
+ * 64 x 128-byte box of C into shared memory and one thread stores it with the TMA
+ * (cp.async.bulk.tensor, bulk groups), so the consumers go on with the next tile's products while the
+ * copy engine writes C. Otherwise it stores C from registers directly: whole blocks through a
+ * branch-free path, the rest element pair by pair.
  *
  * Shared-memory layout of a stage, 128B swizzle throughout (the TMA writes it, wgmma reads it):
  *  - K-major operand (K contiguous in memory): one box of K_BLOCK_BYTES x rows; row r of the tile at
@@ -17,8 +25,11 @@
  *  - MN-major operand (M or N contiguous, 16-bit types only): boxes of 64 (MN) x 64 (K) elements,
  *    8 KiB each, K rows 128 bytes apart; 8-K-row atoms 1024 bytes apart (stride offset), boxes of 64
  *    MN elements 8 KiB apart (leading offset); the k-th step of 16 K rows is +2048 bytes.
+ *  - C staging (TMA-store epilogue): per consumer two buffers of one box, 64 rows x 128 bytes, 128B
+ *    swizzle: the 16-byte chunk q of row r at r * 128 + (q ^ r % 8) * 16, which keeps a warp's 8 rows
+ *    x 4 words of one column group on 32 different banks.
  * Tiles past the matrix edges are zero-filled by the TMA (out-of-bounds boxes), and the epilogue
- * clips its stores, so no shape needs padding.
+ * clips its stores (the TMA store drops out-of-bounds elements), so no shape needs padding.
  *
  * A tile's 256 accumulator columns are two halves of 128 loaded from two tensor maps (b and b_up):
  * the same map at columns n0 and n0 + 128 for a plain GEMM, or the gate and up halves of op(B) at the
@@ -39,7 +50,11 @@
 #define TILE_N KF_SM90_TILE_N          /* wgmma's widest N: the most reuse of each A fragment; 128 f32 a thread */
 #define K_BLOCK_BYTES KF_SM90_K_BLOCK_BYTES   /* one 128-byte swizzle row: 64 16-bit or 128 FP8 elements of K a stage */
 #define MN_BOX KF_SM90_MN_BOX           /* MN-major boxes: 64 16-bit elements = one 128-byte swizzle row */
-#define STAGES KF_SM90_STAGES            /* 4 x 48 KiB of the 227 KiB: loads three K blocks ahead of the MMAs */
+#define STAGES KF_SM90_STAGES            /* 4 x 48 KiB of the 227 KiB (32 KiB more stage C): loads three K blocks
+                                           ahead of the MMAs */
+#define C_BOX_ROWS KF_SM90_C_BOX_ROWS    /* one consumer warpgroup's rows */
+#define C_BOX_BYTES KF_SM90_C_BOX_BYTES  /* 64 rows x one 128-byte swizzle row */
+#define C_BUFFERS KF_SM90_C_BUFFERS      /* a box is written while the TMA still reads the previous one */
 #define A_STAGE_BYTES (TILE_M * K_BLOCK_BYTES)
 #define B_STAGE_BYTES (TILE_N * K_BLOCK_BYTES)
 #define B_HALF_BYTES (B_STAGE_BYTES / 2)
@@ -47,6 +62,7 @@
 #define SWIZZLE_ATOM_BYTES 1024        /* 8 rows of 128 bytes */
 #define GROUP_M 16          /* tiles walk 16 row blocks down before moving right: 132 concurrent tiles
                                cover ~16 x 8 blocks, the smallest A + B footprint for 128 x 256 tiles */
+#define CLUSTER_M KF_SM90_CLUSTER_M     /* CTAs a cluster, along M; 1 turns the multicast off */
 #define THREADS KF_SM90_THREADS         /* producer warpgroup + 2 consumer warpgroups */
 #define PRODUCER_REGS 40    /* setmaxnreg: 128 x 40 + 256 x 232 = 64512 of the 65536 registers */
 #define CONSUMER_REGS 232
@@ -90,6 +106,88 @@ __device__ __forceinline__ void tma_load(uint32_t dst, const kf_tensor_map *map,
       "[%5];" ::"r"(dst),
       "l"(reinterpret_cast<uint64_t>(map)), "r"(c0), "r"(c1), "r"(batch), "r"(bar)
       : "memory");
+}
+
+/* tma_load into the same shared-memory offset of every CTA of the cluster in cta_mask, each copy
+ * completing on the mbarrier at offset bar of its CTA. */
+__device__ __forceinline__ void tma_load_multicast(uint32_t dst, const kf_tensor_map *map, int c0, int c1, int batch,
+                                                   uint32_t bar, uint16_t cta_mask) {
+  asm volatile(
+      "cp.async.bulk.tensor.3d.shared::cluster.global.mbarrier::complete_tx::bytes.multicast::cluster [%0], [%1, {%2, "
+      "%3, %4}], [%5], %6;" ::"r"(dst),
+      "l"(reinterpret_cast<uint64_t>(map)), "r"(c0), "r"(c1), "r"(batch), "r"(bar), "h"(cta_mask)
+      : "memory");
+}
+
+/* Arrives on the mbarrier at offset bar of CTA `cta` of the cluster (this CTA included). CTA-scope
+ * release, as for a local arrive: it orders nothing but the stage's reads, which wgmma.wait_group
+ * already completed (cluster scope would put a GPU-wide memory barrier before every arrive). */
+__device__ __forceinline__ void barrier_arrive_cluster(uint32_t bar, uint32_t cta) {
+  asm volatile(
+      "{\n.reg .b32 remote;\nmapa.shared::cluster.u32 remote, %0, %1;\n"
+      "mbarrier.arrive.shared::cluster.b64 _, [remote];\n}" ::"r"(bar),
+      "r"(cta)
+      : "memory");
+}
+
+/* All threads of all CTAs of the cluster: shared-memory writes and barrier inits before it are
+ * visible to every CTA after it. */
+__device__ __forceinline__ void cluster_sync() {
+  asm volatile("barrier.cluster.arrive.release;\nbarrier.cluster.wait.acquire;" ::: "memory");
+}
+
+__device__ __forceinline__ uint32_t cluster_rank() {
+  uint32_t rank;
+  asm volatile("mov.u32 %0, %%cluster_ctarank;" : "=r"(rank));
+  return rank;
+}
+
+__device__ __forceinline__ uint32_t cluster_index() {
+  uint32_t index;
+  asm volatile("mov.u32 %0, %%clusterid.x;" : "=r"(index));
+  return index;
+}
+
+__device__ __forceinline__ uint32_t cluster_count() {
+  uint32_t count;
+  asm volatile("mov.u32 %0, %%nclusterid.x;" : "=r"(count));
+  return count;
+}
+
+/* The box of `map` at coordinates (c0 innermost, c1, batch) from shared memory at src, in the
+ * thread's current bulk group. Elements outside the tensor are not written. */
+__device__ __forceinline__ void tma_store(const kf_tensor_map *map, uint32_t src, int c0, int c1, int batch) {
+  asm volatile("cp.async.bulk.tensor.3d.global.shared::cta.bulk_group [%0, {%2, %3, %4}], [%1];" ::"l"(
+                   reinterpret_cast<uint64_t>(map)),
+               "r"(src), "r"(c0), "r"(c1), "r"(batch)
+               : "memory");
+}
+
+__device__ __forceinline__ void bulk_commit() { asm volatile("cp.async.bulk.commit_group;" ::: "memory"); }
+
+/* Waits until at most PENDING of this thread's bulk groups still read shared memory. */
+template <int PENDING>
+__device__ __forceinline__ void bulk_wait_read() {
+  asm volatile("cp.async.bulk.wait_group.read %0;" ::"n"(PENDING) : "memory");
+}
+
+/* Waits until this thread's bulk groups are complete (their writes done). */
+__device__ __forceinline__ void bulk_wait_all() { asm volatile("cp.async.bulk.wait_group 0;" ::: "memory"); }
+
+/* Orders this thread's shared-memory writes before later reads by the copy engine (async proxy). */
+__device__ __forceinline__ void fence_async_shared() { asm volatile("fence.proxy.async.shared::cta;" ::: "memory"); }
+
+/* Barrier `id` (1.. : 0 is __syncthreads) among `threads` threads (whole warps). */
+__device__ __forceinline__ void named_barrier(int id, int threads) {
+  asm volatile("bar.sync %0, %1;" ::"r"(id), "r"(threads) : "memory");
+}
+
+__device__ __forceinline__ void store_shared(uint32_t address, uint32_t v) {
+  asm volatile("st.shared.b32 [%0], %1;" ::"r"(address), "r"(v));
+}
+
+__device__ __forceinline__ void store_shared(uint32_t address, float v0, float v1) {
+  asm volatile("st.shared.v2.f32 [%0], {%1, %2};" ::"r"(address), "f"(v0), "f"(v1));
 }
 
 /* wgmma shared-memory matrix descriptor: start address, leading and stride byte offsets (all >> 4),
@@ -160,19 +258,22 @@ __device__ __forceinline__ void wgmma_wait(float (&d)[128]) {
   for (int i = 0; i < 128; ++i) asm volatile("" : "+f"(d[i])::"memory");
 }
 
-/* Batch entry and tile row / column of persistent work item `tile`: GROUP_M row blocks at a time,
- * column by column inside the group, so the CTAs running together share A rows and B columns in L2. */
-__device__ __forceinline__ void tile_position(const kf_gemm_sm90_params &p, int tile, int &batch, int &tile_m,
-                                              int &tile_n) {
-  const int per_batch = p.tiles_m * p.tiles_n;
-  batch = tile / per_batch;
-  const int t = tile - batch * per_batch;
-  const int group_tiles = GROUP_M * p.tiles_n;
-  const int group = t / group_tiles;
-  const int first_m = group * GROUP_M;
-  const int group_rows = min(p.tiles_m - first_m, GROUP_M);
-  const int r = t - group * group_tiles;
-  tile_m = first_m + r % group_rows;
+/* Batch entry and tile row / column of this CTA in persistent work item `unit` of its cluster (CLUSTER_M
+ * row blocks of one column block): GROUP_M row blocks at a time, column by column inside the group, so
+ * the CTAs running together share A rows and B columns in L2. With an odd number of row blocks the
+ * last unit's second CTA gets the row block past the end: its loads read zeros, its stores are clipped. */
+__device__ __forceinline__ void tile_position(const kf_gemm_sm90_params &p, int unit, int rank, int &batch,
+                                              int &tile_m, int &tile_n) {
+  const int units_m = (p.tiles_m + CLUSTER_M - 1) / CLUSTER_M;
+  const int per_batch = units_m * p.tiles_n;
+  batch = unit / per_batch;
+  const int t = unit - batch * per_batch;
+  const int group_units = GROUP_M / CLUSTER_M * p.tiles_n;
+  const int group = t / group_units;
+  const int first_m = group * (GROUP_M / CLUSTER_M);
+  const int group_rows = min(units_m - first_m, GROUP_M / CLUSTER_M);
+  const int r = t - group * group_units;
+  tile_m = (first_m + r % group_rows) * CLUSTER_M + rank;
   tile_n = r / group_rows;
 }
 
@@ -275,6 +376,71 @@ __device__ __forceinline__ void store_block(const float (&acc)[128], uint64_t c,
 
 __device__ __forceinline__ float silu(float x) { return x / (1.0f + __expf(-x)); }
 
+/* The epilogue of one consumer warpgroup's 64 x 256 accumulators (64 x 128 outputs with SwiGLU)
+ * through shared memory and TMA stores: C without a read of C or a residual, described by c_map.
+ * Box by box (64 rows x 128 bytes): the leader waits until the buffer's previous store has read it,
+ * the warpgroup writes the box (alpha, bias, SwiGLU applied, rounded to DT_C), fences it for the
+ * async proxy, and the leader stores it; the stores finish while the next tile's products run. The
+ * bias loads are the only loads; their column test is the only bounds test (the TMA clips C). */
+template <int DT_C, int SWIGLU>
+__device__ __forceinline__ void epilogue_tma(const kf_gemm_sm90_params &p, const float (&acc)[128], int batch,
+                                             int row0, int col0, uint32_t buffers, int consumer) {
+  constexpr int size = DT_C == KF_DT_F32 ? 4 : 2;
+  constexpr int box_cols = 128 / size;
+  constexpr int box_groups = box_cols / 8; /* accumulator column groups (8 columns) in a box */
+  constexpr int boxes = (SWIGLU ? TILE_N / 2 : TILE_N) / box_cols;
+  const int lane = threadIdx.x % 32, warp = (threadIdx.x % 128) / 32;
+  const bool leader = threadIdx.x % 128 == 0;
+  const uint32_t row_lo = (warp * 16 + lane / 4) * 128, row_hi = row_lo + 8 * 128;
+  const uint32_t swizzle = lane / 4; /* row % 8 of both rows */
+  const bool has_bias = (p.flags & KF_SM90_HAS_BIAS) != 0;
+  const int dt_bias = (p.dtypes >> KF_SM90_DT_SHIFT_BIAS) & 15;
+  const int col = col0 + 2 * (lane % 4);
+#pragma unroll
+  for (int box = 0; box < boxes; ++box) {
+    const uint32_t buffer = buffers + (box % C_BUFFERS) * C_BOX_BYTES;
+    if (leader) bulk_wait_read<C_BUFFERS - 1>();
+    named_barrier(1 + consumer, 128);
+#pragma unroll
+    for (int g = 0; g < box_groups; ++g) {
+      const int i = box * box_groups + g;
+      float bias[2] = {0.0f, 0.0f}, bias_up[2] = {0.0f, 0.0f};
+      if (has_bias) {
+#pragma unroll
+        for (int j = 0; j < 2; ++j)
+          if (col + 8 * i + j < p.n) {
+            const int64_t index = (int64_t)(col + 8 * i + j) * p.bias_stride;
+            bias[j] = load_bias(dt_bias, p.bias, index);
+            if (SWIGLU) bias_up[j] = load_bias(dt_bias, p.bias_up, index);
+          }
+      }
+      float v[4]; /* row half h, column j at 2 h + j */
+#pragma unroll
+      for (int h = 0; h < 2; ++h)
+#pragma unroll
+        for (int j = 0; j < 2; ++j) {
+          const float t = p.alpha * acc[4 * i + 2 * h + j] + bias[j];
+          v[2 * h + j] = SWIGLU ? silu(t) * (p.alpha * acc[4 * (i + 16) + 2 * h + j] + bias_up[j]) : t;
+        }
+      if (size == 2) {
+        const uint32_t chunk = (g ^ swizzle) * 16 + 4 * (lane % 4);
+        store_shared(buffer + row_lo + chunk, pack_word(DT_C, v[0], v[1]));
+        store_shared(buffer + row_hi + chunk, pack_word(DT_C, v[2], v[3]));
+      } else {
+        const uint32_t chunk = ((2 * g + (lane % 4) / 2) ^ swizzle) * 16 + 8 * (lane % 2);
+        store_shared(buffer + row_lo + chunk, v[0], v[1]);
+        store_shared(buffer + row_hi + chunk, v[2], v[3]);
+      }
+    }
+    fence_async_shared();
+    named_barrier(1 + consumer, 128);
+    if (leader) {
+      if (row0 < p.m && col0 + box * box_cols < p.n) tma_store(&p.c_map, buffer, col0 + box * box_cols, row0, batch);
+      bulk_commit(); /* possibly empty: keeps one group a box for the wait above */
+    }
+  }
+}
+
 /* The epilogue of one consumer warpgroup's 64 x 256 accumulators. Accumulator layout of wgmma
  * m64nN (f32): thread lane of warp w holds rows w * 16 + lane / 4 (+ 8 for the second pair) and
  * columns 8 i + 2 (lane % 4) (+ 1), register 4 i + 2 h + j for column group i, row half h, column j. */
@@ -343,6 +509,17 @@ __device__ __forceinline__ void epilogue(const kf_gemm_sm90_params &p, const flo
   }
 }
 
+/* A consumer warpgroup is done with the stage whose empty mbarrier is at offset bar: tell the producer
+ * of every CTA of the cluster (each multicasts into this CTA's copy of the stage). */
+__device__ __forceinline__ void release_stage(uint32_t bar) {
+  if (CLUSTER_M == 1) {
+    barrier_arrive(bar);
+    return;
+  }
+#pragma unroll
+  for (int cta = 0; cta < CLUSTER_M; ++cta) barrier_arrive_cluster(bar, cta);
+}
+
 template <int IN, int A_MN, int B_MN>
 __device__ __forceinline__ void gemm_sm90(const kf_gemm_sm90_params &p) {
   extern __shared__ unsigned char shared_raw[];
@@ -350,30 +527,33 @@ __device__ __forceinline__ void gemm_sm90(const kf_gemm_sm90_params &p) {
   const uint32_t base = (shared_address(shared_raw) + SWIZZLE_ATOM_BYTES - 1) & ~(uint32_t)(SWIZZLE_ATOM_BYTES - 1);
   const uint32_t a_stages = base;
   const uint32_t b_stages = base + STAGES * A_STAGE_BYTES;
-  const uint32_t full_bars = b_stages + STAGES * B_STAGE_BYTES; /* TMA bytes landed */
+  const uint32_t c_buffers = b_stages + STAGES * B_STAGE_BYTES; /* C_BUFFERS boxes a consumer */
+  const uint32_t full_bars = c_buffers + (TILE_M / C_BOX_ROWS) * C_BUFFERS * C_BOX_BYTES; /* TMA bytes landed */
   const uint32_t empty_bars = full_bars + STAGES * 8;           /* both consumers done reading */
   const int k_block = K_BLOCK_BYTES / (IN == IN_E4M3 ? 1 : 2);  /* elements of K a stage */
   if (threadIdx.x == 0) {
     for (int s = 0; s < STAGES; ++s) {
       barrier_init(full_bars + 8 * s, 1);
-      barrier_init(empty_bars + 8 * s, 2);
+      barrier_init(empty_bars + 8 * s, 2 * CLUSTER_M); /* both consumers of every CTA of the cluster */
     }
     asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
   }
-  __syncthreads();
+  cluster_sync(); /* the peer's multicasts and arrivals find initialized barriers */
 
-  const int tiles = p.tiles_m * p.tiles_n * p.batch;
+  const int units = (p.tiles_m + CLUSTER_M - 1) / CLUSTER_M * p.tiles_n * p.batch;
+  const int rank = CLUSTER_M > 1 ? (int)cluster_rank() : 0;
+  const int first_unit = CLUSTER_M > 1 ? (int)cluster_index() : blockIdx.x;
+  const int unit_stride = CLUSTER_M > 1 ? (int)cluster_count() : gridDim.x;
   const int k_blocks = (p.k + k_block - 1) / k_block;
   const int out_cols = (p.flags & KF_SM90_SWIGLU) ? TILE_N / 2 : TILE_N;
   const int warpgroup = threadIdx.x / 128;
 
   if (warpgroup == 0) {
     asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;" ::"n"(PRODUCER_REGS));
-    if (threadIdx.x != 0) return;
     uint32_t it = 0;
-    for (int tile = blockIdx.x; tile < tiles; tile += gridDim.x) {
+    for (int unit = first_unit; threadIdx.x == 0 && unit < units; unit += unit_stride) {
       int batch, tile_m, tile_n;
-      tile_position(p, tile, batch, tile_m, tile_n);
+      tile_position(p, unit, rank, batch, tile_m, tile_n);
       const int m0 = tile_m * TILE_M;
       const int n0 = tile_n * out_cols, n1 = n0 + p.b_up_column;
       const int a_batch = (p.flags & KF_SM90_A_BATCHED) ? batch : 0;
@@ -391,14 +571,28 @@ __device__ __forceinline__ void gemm_sm90(const kf_gemm_sm90_params &p) {
         } else {
           tma_load(a, &p.a, k0, m0, a_batch, full);
         }
-        if (B_MN) {
-          tma_load(b, &p.b, n0, k0, b_batch, full);
-          tma_load(b + MN_BOX_BYTES, &p.b, n0 + MN_BOX, k0, b_batch, full);
-          tma_load(b + B_HALF_BYTES, &p.b_up, n1, k0, b_batch, full);
-          tma_load(b + B_HALF_BYTES + MN_BOX_BYTES, &p.b_up, n1 + MN_BOX, k0, b_batch, full);
+        if (CLUSTER_M == 1) {
+          if (B_MN) {
+            tma_load(b, &p.b, n0, k0, b_batch, full);
+            tma_load(b + MN_BOX_BYTES, &p.b, n0 + MN_BOX, k0, b_batch, full);
+            tma_load(b + B_HALF_BYTES, &p.b_up, n1, k0, b_batch, full);
+            tma_load(b + B_HALF_BYTES + MN_BOX_BYTES, &p.b_up, n1 + MN_BOX, k0, b_batch, full);
+          } else {
+            tma_load(b, &p.b, k0, n0, b_batch, full);
+            tma_load(b + B_HALF_BYTES, &p.b_up, k0, n1, b_batch, full);
+          }
         } else {
-          tma_load(b, &p.b, k0, n0, b_batch, full);
-          tma_load(b + B_HALF_BYTES, &p.b_up, k0, n1, b_batch, full);
+          /* this CTA's half of B (rank 0: columns [0, 128) of the tile, rank 1: [128, 256)) into every CTA */
+          const kf_tensor_map *half_map = rank == 0 ? &p.b : &p.b_up;
+          const int half_n = rank == 0 ? n0 : n1;
+          const uint32_t half = b + rank * B_HALF_BYTES;
+          const uint16_t everyone = (1u << CLUSTER_M) - 1;
+          if (B_MN) {
+            tma_load_multicast(half, half_map, half_n, k0, b_batch, full, everyone);
+            tma_load_multicast(half + MN_BOX_BYTES, half_map, half_n + MN_BOX, k0, b_batch, full, everyone);
+          } else {
+            tma_load_multicast(half, half_map, k0, half_n, b_batch, full, everyone);
+          }
         }
       }
     }
@@ -412,9 +606,9 @@ __device__ __forceinline__ void gemm_sm90(const kf_gemm_sm90_params &p) {
     const uint32_t a_leading = A_MN ? MN_BOX_BYTES : 16, b_leading = B_MN ? MN_BOX_BYTES : 16;
     uint32_t it = 0;
     float acc[128];
-    for (int tile = blockIdx.x; tile < tiles; tile += gridDim.x) {
+    for (int unit = first_unit; unit < units; unit += unit_stride) {
       int batch, tile_m, tile_n;
-      tile_position(p, tile, batch, tile_m, tile_n);
+      tile_position(p, unit, rank, batch, tile_m, tile_n);
 #pragma unroll
       for (int i = 0; i < 128; ++i) acc[i] = 0.0f;
       for (int kb = 0; kb < k_blocks; ++kb, ++it) {
@@ -429,17 +623,38 @@ __device__ __forceinline__ void gemm_sm90(const kf_gemm_sm90_params &p) {
         wgmma_commit();
         /* the previous K block's products are done: its stage can be refilled */
         wgmma_wait<1>(acc);
-        if (kb > 0 && releaser) barrier_arrive(empty_bars + 8 * ((it - 1) % STAGES));
+        if (kb > 0 && releaser) release_stage(empty_bars + 8 * ((it - 1) % STAGES));
       }
       wgmma_wait<0>(acc);
-      if (k_blocks > 0 && releaser) barrier_arrive(empty_bars + 8 * ((it - 1) % STAGES));
-      epilogue(p, acc, batch, tile_m * TILE_M + consumer * 64, tile_n * out_cols);
+      if (k_blocks > 0 && releaser) release_stage(empty_bars + 8 * ((it - 1) % STAGES));
+      const int row0 = tile_m * TILE_M + consumer * C_BOX_ROWS, col0 = tile_n * out_cols;
+      if (p.flags & KF_SM90_C_TMA) {
+        const uint32_t buffers = c_buffers + consumer * C_BUFFERS * C_BOX_BYTES;
+        const int dt_c = (p.dtypes >> KF_SM90_DT_SHIFT_C) & 15;
+        const bool swiglu = (p.flags & KF_SM90_SWIGLU) != 0;
+        if (dt_c == KF_DT_BF16)
+          swiglu ? epilogue_tma<KF_DT_BF16, 1>(p, acc, batch, row0, col0, buffers, consumer)
+                 : epilogue_tma<KF_DT_BF16, 0>(p, acc, batch, row0, col0, buffers, consumer);
+        else if (dt_c == KF_DT_F16)
+          swiglu ? epilogue_tma<KF_DT_F16, 1>(p, acc, batch, row0, col0, buffers, consumer)
+                 : epilogue_tma<KF_DT_F16, 0>(p, acc, batch, row0, col0, buffers, consumer);
+        else
+          swiglu ? epilogue_tma<KF_DT_F32, 1>(p, acc, batch, row0, col0, buffers, consumer)
+                 : epilogue_tma<KF_DT_F32, 0>(p, acc, batch, row0, col0, buffers, consumer);
+      } else {
+        epilogue(p, acc, batch, row0, col0);
+      }
     }
+    /* the CTA's shared memory must outlive the copy engine's reads of it, and C be written */
+    if (releaser) bulk_wait_all();
   }
+  /* no CTA leaves while its peer may still arrive on its barriers */
+  if (CLUSTER_M > 1) cluster_sync();
 }
 
 #define GEMM_SM90_ENTRY(name, IN, A_MN, B_MN)                                                            \
-  extern "C" __global__ void __launch_bounds__(THREADS, 1) name(const __grid_constant__ kf_gemm_sm90_params p) { \
+  extern "C" __global__ void __cluster_dims__(CLUSTER_M, 1, 1) __launch_bounds__(THREADS, 1)               \
+      name(const __grid_constant__ kf_gemm_sm90_params p) {                                              \
     gemm_sm90<IN, A_MN, B_MN>(p);                                                                        \
   }
 
