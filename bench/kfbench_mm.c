@@ -4,7 +4,9 @@
  *   OpenCL / Vulkan devices against the cuBLAS figure of the same hardware measured in this run;
  *   attention in TFLOP/s (4·b·h·q·kv·d, halved for causal) and decode in GB/s of K+V read.
  * Each case: inputs random, 2 rotated input sets, warm-up (>= 0.3 s of device work on GPUs), then the
- * median of >= 20 timed launches (kf_timer_begin/end; CUDA events for cuBLAS).
+ * median of 20 timed batches of 8 launches on GPUs (kf_timer_begin/end; CUDA events for cuBLAS, which
+ * gets the same random inputs, warm-up and batches: the H200 is power-limited under sustained GEMMs,
+ * so inputs and warm-up change the clock both are timed at).
  *
  *   kfbench_mm [--backend=LIST] [--op=gemm,attention] [--quick] [--json=FILE]
  *
@@ -26,6 +28,8 @@
 
 #define TIMED_RUNS 20
 #define WARM_MS 300.0
+/* GPU launches per timed sample (kfuse and cuBLAS alike). */
+#define BATCH 8
 
 typedef struct gemm_shape {
   int64_t m, n, k;
@@ -137,7 +141,7 @@ typedef int (*cu_primary_retain_fn)(void **, int);
 typedef int (*cu_ctx_set_fn)(void *);
 typedef int (*cu_mem_alloc_fn)(unsigned long long *, size_t);
 typedef int (*cu_mem_free_fn)(unsigned long long);
-typedef int (*cu_memset_fn)(unsigned long long, unsigned short, size_t);
+typedef int (*cu_memcpy_htod_fn)(unsigned long long, const void *, size_t);
 typedef int (*cu_event_create_fn)(void **, unsigned);
 typedef int (*cu_event_record_fn)(void *, void *);
 typedef int (*cu_event_sync_fn)(void *);
@@ -151,7 +155,7 @@ static struct {
   cublas_gemm_ex_fn gemm_ex;
   cu_mem_alloc_fn mem_alloc;
   cu_mem_free_fn mem_free;
-  cu_memset_fn memset_d16;
+  cu_memcpy_htod_fn memcpy_htod;
   cu_event_create_fn event_create;
   cu_event_record_fn event_record;
   cu_event_sync_fn event_sync;
@@ -195,7 +199,7 @@ static bool cublas_init(void) {
   cu_ctx_set_fn ctx_set = (cu_ctx_set_fn)dlsym(cuda, "cuCtxSetCurrent");
   g_cublas.mem_alloc = (cu_mem_alloc_fn)dlsym(cuda, "cuMemAlloc_v2");
   g_cublas.mem_free = (cu_mem_free_fn)dlsym(cuda, "cuMemFree_v2");
-  g_cublas.memset_d16 = (cu_memset_fn)dlsym(cuda, "cuMemsetD16_v2");
+  g_cublas.memcpy_htod = (cu_memcpy_htod_fn)dlsym(cuda, "cuMemcpyHtoD_v2");
   g_cublas.event_create = (cu_event_create_fn)dlsym(cuda, "cuEventCreate");
   g_cublas.event_record = (cu_event_record_fn)dlsym(cuda, "cuEventRecord");
   g_cublas.event_sync = (cu_event_sync_fn)dlsym(cuda, "cuEventSynchronize");
@@ -205,7 +209,7 @@ static bool cublas_init(void) {
   g_cublas.gemm_ex = (cublas_gemm_ex_fn)dlsym(cublas, "cublasGemmEx");
   void *ctx = NULL;
   int device = 0;
-  if (!cu_init || !device_get || !retain || !ctx_set || !create || !g_cublas.gemm_ex || !g_cublas.mem_alloc ||
+  if (!cu_init || !device_get || !retain || !ctx_set || !create || !g_cublas.gemm_ex || !g_cublas.mem_alloc || !g_cublas.memcpy_htod ||
       cu_init(0) != 0 || device_get(&device, 0) != 0 || retain(&ctx, device) != 0 || ctx_set(ctx) != 0 ||
       create(&g_cublas.handle) != 0) {
     snprintf(g_cublas.why, sizeof g_cublas.why, "cuBLAS / CUDA initialisation failed");
@@ -217,42 +221,70 @@ static bool cublas_init(void) {
 
 enum { CUDA_R_32F = 0, CUDA_R_16F = 2, CUDA_R_16BF = 14, CUBLAS_COMPUTE_32F = 68, CUBLAS_GEMM_DEFAULT = -1 };
 
-/* cuBLAS TFLOP/s of C[M,N] = A[M,K] B[N,K]ᵀ (row-major), i.e. column-major Cᵀ = B Aᵀ: op(B)=T, op(A)=N. */
+/* Random values in [-1, 1) of `dtype` written to device memory, as random_tensor does for kfuse. */
+static bool cublas_random(unsigned long long dst, size_t n, kf_dtype dtype) {
+  float *f = malloc(n * sizeof(float));
+  void *bytes = malloc(n * kf_dtype_size(dtype) + 1);
+  bool ok = f && bytes;
+  if (ok) {
+    for (size_t i = 0; i < n; ++i) f[i] = random_unit();
+    ok = kf_convert(f, KF_F32, bytes, dtype, n) == KF_OK && g_cublas.memcpy_htod(dst, bytes, n * kf_dtype_size(dtype)) == 0;
+  }
+  free(f);
+  free(bytes);
+  return ok;
+}
+
+/* cuBLAS TFLOP/s of C[M,N] = A[M,K] B[N,K]ᵀ (row-major), i.e. column-major Cᵀ = B Aᵀ: op(B)=T, op(A)=N.
+ * Timed exactly as kfuse is (time_ms): random inputs of the same distribution (constant inputs draw
+ * less power, and under sustained load the H200's clock is power-limited: a helper measured cuBLAS
+ * 10% faster on memset inputs), two rotated sets, >= WARM_MS of back-to-back launches, then the median
+ * of TIMED_RUNS batches of BATCH launches between two events. */
 static double cublas_tflops(const gemm_shape *s) {
   if (!cublas_init()) return 0.0;
   int type = s->dtype == KF_F32 ? CUDA_R_32F : s->dtype == KF_F16 ? CUDA_R_16F : CUDA_R_16BF;
   size_t elem = s->dtype == KF_F32 ? 4 : 2;
   unsigned long long a[2] = {0}, b[2] = {0}, c[2] = {0};
-  for (int i = 0; i < 2; ++i) {
-    if (g_cublas.mem_alloc(&a[i], (size_t)(s->m * s->k) * elem) || g_cublas.mem_alloc(&b[i], (size_t)(s->n * s->k) * elem) ||
-        g_cublas.mem_alloc(&c[i], (size_t)(s->m * s->n) * elem))
-      return 0.0;
-    /* 0x3c00 is 1.0 in f16 / a small normal in bf16; the values do not change the speed of a GEMM */
-    g_cublas.memset_d16(a[i], 0x3c00, (size_t)(s->m * s->k) * elem / 2);
-    g_cublas.memset_d16(b[i], 0x3c00, (size_t)(s->n * s->k) * elem / 2);
-  }
+  bool ok = true;
+  for (int i = 0; i < 2 && ok; ++i)
+    ok = g_cublas.mem_alloc(&a[i], (size_t)(s->m * s->k) * elem) == 0 &&
+         g_cublas.mem_alloc(&b[i], (size_t)(s->n * s->k) * elem) == 0 &&
+         g_cublas.mem_alloc(&c[i], (size_t)(s->m * s->n) * elem) == 0 &&
+         cublas_random(a[i], (size_t)(s->m * s->k), s->dtype) && cublas_random(b[i], (size_t)(s->n * s->k), s->dtype);
   const float alpha = 1.0f, beta = 0.0f;
-  void *start, *stop;
+  void *start = NULL, *stop = NULL;
   g_cublas.event_create(&start, 0);
   g_cublas.event_create(&stop, 0);
-  double samples[TIMED_RUNS];
-  int status = 0;
-  for (int run = -10; run < TIMED_RUNS && status == 0; ++run) {
-    int set = (run + 10) % 2;
+  int status = ok ? 0 : 1, set = 0;
+#define CUBLAS_GEMM(set_)                                                                                          \
+  g_cublas.gemm_ex(g_cublas.handle, 1, 0, (int)s->n, (int)s->m, (int)s->k, &alpha, (void *)b[set_], type, (int)s->k, \
+                   (void *)a[set_], type, (int)s->k, &beta, (void *)c[set_], type, (int)s->n, CUBLAS_COMPUTE_32F,      \
+                   CUBLAS_GEMM_DEFAULT)
+  /* Warm-up, as time_ms: at least WARM_MS of device time in runs of 8 launches. */
+  for (double warmed = 0.0; status == 0 && warmed < WARM_MS;) {
     g_cublas.event_record(start, NULL);
-    status = g_cublas.gemm_ex(g_cublas.handle, 1, 0, (int)s->n, (int)s->m, (int)s->k, &alpha, (void *)b[set], type,
-                              (int)s->k, (void *)a[set], type, (int)s->k, &beta, (void *)c[set], type, (int)s->n,
-                              CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
+    for (int i = 0; i < 8 && status == 0; ++i, set ^= 1) status = CUBLAS_GEMM(set);
     g_cublas.event_record(stop, NULL);
     g_cublas.event_sync(stop);
     float ms = 0;
     g_cublas.event_elapsed(&ms, start, stop);
-    if (run >= 0) samples[run] = ms;
+    warmed += ms > 0.01 ? ms : 0.01;
   }
+  double samples[TIMED_RUNS];
+  for (int run = 0; run < TIMED_RUNS && status == 0; ++run) {
+    g_cublas.event_record(start, NULL);
+    for (int i = 0; i < BATCH && status == 0; ++i, set ^= 1) status = CUBLAS_GEMM(set);
+    g_cublas.event_record(stop, NULL);
+    g_cublas.event_sync(stop);
+    float ms = 0;
+    g_cublas.event_elapsed(&ms, start, stop);
+    samples[run] = ms / BATCH;
+  }
+#undef CUBLAS_GEMM
   for (int i = 0; i < 2; ++i) {
-    g_cublas.mem_free(a[i]);
-    g_cublas.mem_free(b[i]);
-    g_cublas.mem_free(c[i]);
+    if (a[i]) g_cublas.mem_free(a[i]);
+    if (b[i]) g_cublas.mem_free(b[i]);
+    if (c[i]) g_cublas.mem_free(c[i]);
   }
   if (status != 0) return 0.0;
   return 2.0 * (double)s->m * (double)s->n * (double)s->k / (median(samples, TIMED_RUNS) * 1e-3) / 1e12;
@@ -301,12 +333,15 @@ static double time_ms(kf_context *ctx, launch_fn launch, void *state, bool gpu) 
       CHECK(kf_timer_end(ctx, &ms));
       warmed += ms > 0.01 ? ms : 0.01;
     }
+  /* GPUs: batches of BATCH launches between the timer's two events, so the host's time to queue one
+   * launch (kf_gemm spends ~10 us on the host) overlaps the previous launch instead of being timed. */
   double samples[TIMED_RUNS];
-  int runs = gpu ? TIMED_RUNS : 7;
-  for (int run = 0; run < runs; ++run, set ^= 1) {
+  int runs = gpu ? TIMED_RUNS : 7, batch = gpu ? BATCH : 1;
+  for (int run = 0; run < runs; ++run) {
     CHECK(kf_timer_begin(ctx));
-    CHECK(launch(ctx, state, set));
+    for (int i = 0; i < batch; ++i, set ^= 1) CHECK(launch(ctx, state, set));
     CHECK(kf_timer_end(ctx, &samples[run]));
+    samples[run] /= batch;
   }
   return median(samples, runs);
 }
