@@ -17,7 +17,6 @@
 /* Dtype template argument meaning "read it from params.dtypes at run time". */
 #define DT_RUNTIME (-1)
 enum load_kind {
-  LOAD_STREAM,   /* read once (the row is in registers after): evict first */
   LOAD_COHERENT, /* re-read later from L2, or possibly written by this kernel (in-place operands) */
   LOAD_READONLY, /* never written by the kernel and shared by many rows: the read-only (L1) path */
 };
@@ -34,7 +33,6 @@ __device__ __forceinline__ int element_size(int dt) { return dt == KF_DT_F32 ? 4
 template <int KIND>
 __device__ __forceinline__ uint4 load16(const void *address) {
   const uint4 *p = static_cast<const uint4 *>(address);
-  if (KIND == LOAD_STREAM) return __ldcs(p);
   if (KIND == LOAD_READONLY) return __ldg(p);
   return *p;
 }
@@ -43,12 +41,10 @@ template <int KIND>
 __device__ __forceinline__ uint32_t load_element_bits(int dt, const char *base, int64_t index) {
   if (dt == KF_DT_F32) {
     const unsigned int *p = reinterpret_cast<const unsigned int *>(base) + index;
-    if (KIND == LOAD_STREAM) return __ldcs(p);
     if (KIND == LOAD_READONLY) return __ldg(p);
     return *p;
   }
   const unsigned short *p = reinterpret_cast<const unsigned short *>(base) + index;
-  if (KIND == LOAD_STREAM) return __ldcs(p);
   if (KIND == LOAD_READONLY) return __ldg(p);
   return *p;
 }
