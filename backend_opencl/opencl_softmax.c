@@ -1,5 +1,6 @@
 /* opencl_softmax.c — softmax on OpenCL: kernels_src/opencl/softmax.cl with the row plan of
  * opencl_launch.c. */
+#include <stdio.h>
 #include <string.h>
 
 #include "backend_opencl/opencl_internal.h"
@@ -19,10 +20,20 @@ kf_status kf_ocl_softmax(kf_backend_context *ctx, const kf_softmax_args *args) {
   const int width = vectorized ? KF_OCL_VEC : 1;
 
   const kf_tensor_arg *const operands[] = {&args->x, &args->mask, &args->y};
+  const uint32_t flags = args->mask.buffer ? KF_SOFTMAX_HAS_MASK : 0u;
+  /* Where dtypes are specialized (GPUs), whether there is a mask is too (KF_FIXED_FLAGS in softmax.cl):
+   * one more cached build per case. */
   kf_ocl_program *program;
-  const int fixed_dtype = kf_ocl_uniform_dtype(ctx, operands, 3);
-  const char *options = ctx->nvidia_ptx && fixed_dtype == KF_BF16 ? KF_SOFTMAX_NV_BF16_OPTIONS : "";
-  kf_status status = kf_ocl_op_program_variant(ctx, KF_OCL_OP_SOFTMAX, fixed_dtype, 0, options, &program);
+  kf_status status;
+  if (ctx->specialize_dtypes) {
+    const int fixed_dtype = kf_ocl_uniform_dtype(ctx, operands, 3);
+    char options[96];
+    snprintf(options, sizeof options, "-DKF_FIXED_FLAGS=%u %s", flags,
+             ctx->nvidia_ptx && fixed_dtype == KF_BF16 ? KF_SOFTMAX_NV_BF16_OPTIONS : "");
+    status = kf_ocl_op_program_variant(ctx, KF_OCL_OP_SOFTMAX, fixed_dtype, flags + 1u, options, &program);
+  } else {
+    status = kf_ocl_op_program(ctx, KF_OCL_OP_SOFTMAX, -1, &program);
+  }
   if (status != KF_OK) return status;
   kf_ocl_row_plan plan;
   status = kf_ocl_plan_rows(ctx, program, "kf_softmax", width, rows, args->row_len / width, &plan);
@@ -39,7 +50,7 @@ kf_status kf_ocl_softmax(kf_backend_context *ctx, const kf_softmax_args *args) {
   params.rows = rows;
   params.row_len = (int32_t)args->row_len;
   params.scale = args->scale;
-  params.flags = args->mask.buffer ? KF_SOFTMAX_HAS_MASK : 0u;
+  params.flags = flags;
   params.dtypes = (uint32_t)args->x.dtype << KF_SOFTMAX_DT_SHIFT_X | (uint32_t)args->y.dtype << KF_SOFTMAX_DT_SHIFT_Y;
   if (args->mask.buffer) params.dtypes |= (uint32_t)args->mask.dtype << KF_SOFTMAX_DT_SHIFT_MASK;
 

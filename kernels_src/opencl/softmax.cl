@@ -12,6 +12,13 @@
  *                          are merged; pass 2 re-reads x and writes y.
  */
 
+/* KF_FIXED_FLAGS (KF_SOFTMAX_HAS_MASK): the host may fix whether there is a mask at build time, as
+ * KF_FIXED_DT fixes the dtypes (GPUs only); -1 reads params.flags. Without it the kernels keep the mask's
+ * registers and code: plain bf16 16384x8192 softmax measured 74% of copy on the H200, 85% with it. */
+#ifndef KF_FIXED_FLAGS
+#define KF_FIXED_FLAGS (-1)
+#endif
+
 #define KF_SM_KERNEL_ARGS                                                                             \
   struct kf_softmax_params p, const global uchar *x, const global uchar *mask, global uchar *y,       \
       uint row_threads, local float *scratch
@@ -20,7 +27,8 @@
   const uint x_dt = KF_DT_OF(p.dtypes, KF_SOFTMAX_DT_SHIFT_X);                                        \
   const uint m_dt = KF_DT_OF(p.dtypes, KF_SOFTMAX_DT_SHIFT_MASK);                                     \
   const uint y_dt = KF_DT_OF(p.dtypes, KF_SOFTMAX_DT_SHIFT_Y);                                        \
-  const bool has_mask = (p.flags & KF_SOFTMAX_HAS_MASK) != 0;                                         \
+  const uint flags_ = KF_FIXED_FLAGS >= 0 ? (uint)KF_FIXED_FLAGS : p.flags;                           \
+  const bool has_mask = (flags_ & KF_SOFTMAX_HAS_MASK) != 0;                                          \
   const uint lid = get_local_id(0);                                                                   \
   const uint lane = lid & (row_threads - 1);                                                          \
   const uint rows_per_group = get_local_size(0) / row_threads;                                        \
