@@ -31,7 +31,7 @@ typedef enum kf_cuda_module {
 
 /* Module functions are looked up on first use and cached per context: each op file numbers its
  * entry points within its module (function_slot there). */
-#define KF_CUDA_FUNCTION_SLOTS 280
+#define KF_CUDA_FUNCTION_SLOTS 400
 
 struct kf_backend_context {
   CUdevice device;
@@ -95,10 +95,13 @@ typedef struct kf_cuda_norm_plan {
   int threads_per_row; /* blockDim.x, a multiple of 32 */
   int rows_per_block;  /* blockDim.y */
   int vectorized;      /* 16-byte loads and stores (every operand aligned) */
+  int reread;          /* RMSNorm's re-read kernels (c<C>l_v, C = 1, 2): f16 or bf16 throughout, no residual,
+                        * vectorized, exactly C packs a thread */
 } kf_cuda_norm_plan;
 
-/* The plan kf_cuda_backend.rmsnorm uses for these arguments. */
+/* The plans kf_cuda_backend.rmsnorm and .layernorm use for these arguments. */
 void kf_cuda_rmsnorm_plan(const kf_norm_args *args, kf_cuda_norm_plan *out_plan);
+void kf_cuda_layernorm_plan(const kf_norm_args *args, kf_cuda_norm_plan *out_plan);
 /* Whether `plan` is one the kernels accept for these arguments (for tools that try other plans). */
 int kf_cuda_rmsnorm_plan_valid(const kf_norm_args *args, const kf_cuda_norm_plan *plan);
 /* Runs RMSNorm with a given valid plan. */

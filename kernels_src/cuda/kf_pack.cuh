@@ -19,6 +19,8 @@
 enum load_kind {
   LOAD_COHERENT, /* re-read later from L2, or possibly written by this kernel (in-place operands) */
   LOAD_READONLY, /* never written by the kernel and shared by many rows: the read-only (L1) path */
+  LOAD_KEEP,     /* read again soon by the same thread: L1 and L2 evict-last (16-byte path only) */
+  LOAD_LAST_USE, /* the second and last read of a LOAD_KEEP line: L1 and L2 evict-first */
 };
 
 /* One pack in its storage format: 16-bit dtypes use q[0] only. With a run-time dtype the size must
@@ -34,6 +36,26 @@ template <int KIND>
 __device__ __forceinline__ uint4 load16(const void *address) {
   const uint4 *p = static_cast<const uint4 *>(address);
   if (KIND == LOAD_READONLY) return __ldg(p);
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+  if (KIND == LOAD_KEEP || KIND == LOAD_LAST_USE) {
+    /* L2 cache-policy hints (sm_80+). The policy is a pure value (the compiler may share one register
+     * among loads); the loads are volatile so that two reads of one address stay two reads. */
+    uint64_t policy;
+    uint4 r;
+    if (KIND == LOAD_KEEP) {
+      asm("createpolicy.fractional.L2::evict_last.b64 %0, 1.0;" : "=l"(policy));
+      asm volatile("ld.global.L1::evict_last.L2::cache_hint.v4.u32 {%0, %1, %2, %3}, [%4], %5;"
+          : "=r"(r.x), "=r"(r.y), "=r"(r.z), "=r"(r.w)
+          : "l"(p), "l"(policy));
+    } else {
+      asm("createpolicy.fractional.L2::evict_first.b64 %0, 1.0;" : "=l"(policy));
+      asm volatile("ld.global.L1::evict_first.L2::cache_hint.v4.u32 {%0, %1, %2, %3}, [%4], %5;"
+          : "=r"(r.x), "=r"(r.y), "=r"(r.z), "=r"(r.w)
+          : "l"(p), "l"(policy));
+    }
+    return r;
+  }
+#endif
   return *p;
 }
 

@@ -30,6 +30,10 @@
  *                                     pairs at the end of this file; CHUNKS = 1, 2, 4
  *   kf_<op>_<x>_<y>_c<CHUNKS>r_<v|s>  register path with the fused residual; x = residual =
  *                                     residual_out dtype
+ *   kf_rmsnorm_<x>_<x>_c<CHUNKS>l_v   RMSNorm's re-read path (x = y = f16 or bf16, no residual,
+ *                                     16-byte access, rows of exactly CHUNKS * blockDim.x packs,
+ *                                     CHUNKS = 1, 2): the row is read twice, the second time from
+ *                                     L1/L2 (rmsnorm_reread)
  *   kf_<op>_<x>_<y>_loop_<v|s>        long rows; same dtype rule
  *   kf_<op>_any_loop_<v|s>            any dtype of every operand (read from params.dtypes)
  * Weight and bias dtypes are read from params.dtypes in every kernel (a uniform branch).
@@ -201,6 +205,65 @@ __device__ __forceinline__ void norm_registers(const kf_norm_params &p) {
   }
 }
 
+/* RMSNorm's re-read path (no residual, 16-byte access, weight of x's dtype, every thread holding
+ * exactly CHUNKS whole packs: the host's plan guarantees it): pass 1 loads the row (L1/L2 evict-last),
+ * reduces, and drops it; pass 2 loads it again, mostly from L1 or L2 (evict-first), and writes y.
+ * Holding the row in registers across the reduction (norm_registers) keeps fewer rows in flight per
+ * SM. Measured on the H200, bf16 16384x8192: 97.8% of copy in kfbench against 93.8% for the register
+ * path (96.5% -> 98.3-99.5% in a harness beside cudaMemcpy); the evict-last hint is worth ~3 points.
+ * LayerNorm stays on the register path: a harness kernel of this shape whose statistics merged each
+ * thread's (sum, M2) pairwise (Chan et al.) reached 97.7% there, but its port into this file measured
+ * 87%, the same as the register path (docs/BENCHMARKS.md, session 6). */
+template <int XDT, int YDT, int CHUNKS>
+__device__ __forceinline__ void rmsnorm_reread(const kf_norm_params &p) {
+  __shared__ float scratch[32];
+  const int64_t row = (int64_t)blockIdx.x * blockDim.y + threadIdx.y;
+  const bool row_valid = row < p.rows;
+  /* A block's rows past the end read the last row (no branches around the loads) and store nothing. */
+  const row_pointers r = row_start(p, row_valid ? row : p.rows - 1, XDT, XDT, XDT, YDT);
+
+  raw_pack<XDT> h[CHUNKS];
+#pragma unroll
+  for (int k = 0; k < CHUNKS; ++k) h[k] = load_pack<XDT, true, LOAD_KEEP>(XDT, r.x, threadIdx.x + k * blockDim.x, p.row_len, 1);
+  float squares = 0.0f;
+#pragma unroll
+  for (int k = 0; k < CHUNKS; ++k) {
+    float v[PACK_ELEMENTS];
+    unpack(XDT, h[k], v);
+    squares += sum_of_squares(v);
+  }
+  const float rstd = rsqrtf(row_reduce<false>(squares, scratch) / (float)p.row_len + p.eps);
+  if (!row_valid) return;
+
+  /* Weight and bias have x's dtype here (the host's condition), so this loop has no dtype branches:
+   * with scale_pack's run-time dtypes the pass measured 93.9% of copy instead of 97.9%. */
+  const bool has_weight = (p.flags & KF_NORM_HAS_WEIGHT) != 0, has_bias = (p.flags & KF_NORM_HAS_BIAS) != 0;
+  const char *weight = reinterpret_cast<const char *>(p.weight), *bias = reinterpret_cast<const char *>(p.bias);
+#pragma unroll
+  for (int k = 0; k < CHUNKS; ++k) {
+    const int pk = threadIdx.x + k * blockDim.x;
+    float v[PACK_ELEMENTS], a[PACK_ELEMENTS], c[PACK_ELEMENTS];
+    unpack(XDT, load_pack<XDT, true, LOAD_LAST_USE>(XDT, r.x, pk, p.row_len, 1), v);
+    if (has_weight) {
+      unpack(XDT, load_pack<XDT, true, LOAD_KEEP>(XDT, weight, pk, p.row_len, 1), a);
+#pragma unroll
+      for (int e = 0; e < PACK_ELEMENTS; ++e) a[e] *= rstd;
+    } else {
+#pragma unroll
+      for (int e = 0; e < PACK_ELEMENTS; ++e) a[e] = rstd;
+    }
+    if (has_bias) {
+      unpack(XDT, load_pack<XDT, true, LOAD_KEEP>(XDT, bias, pk, p.row_len, 1), c);
+    } else {
+#pragma unroll
+      for (int e = 0; e < PACK_ELEMENTS; ++e) c[e] = 0.0f;
+    }
+#pragma unroll
+    for (int e = 0; e < PACK_ELEMENTS; ++e) v[e] = fmaf(v[e], a[e], c[e]);
+    store_pack<YDT, true>(YDT, r.y, pk, p.row_len, pack<YDT>(YDT, v));
+  }
+}
+
 /* Looping path for rows of any length: pass 1 forms h (storing residual_out) and sums it (LayerNorm)
  * or its squares (RMSNorm); LayerNorm adds a pass summing (h - mean)²; the last pass writes y. Passes
  * after the first re-read h — from residual_out when there is a residual, so y sees h as rounded
@@ -299,6 +362,10 @@ __device__ __forceinline__ void norm_loop(const kf_norm_params &p) {
 #define MAX_THREADS_C1 1024
 #define MAX_THREADS_C2 1024
 #define MAX_THREADS_C4 512
+/* The re-read kernels: at most 32 registers, so that 2048 threads fit an SM (bf16 16384x8192 runs
+ * 512-thread blocks, 4 an SM: 98-99.5% of copy in the harness with 32 registers). */
+#define MAX_THREADS_REREAD 1024
+#define MIN_BLOCKS_REREAD 2
 
 #define KF_REGISTER_KERNEL(op, CENTER, xname, XDT, yname, YDT, C, vname, VEC)                               \
   extern "C" __global__ void __launch_bounds__(MAX_THREADS_C##C)                                         \
@@ -308,6 +375,12 @@ __device__ __forceinline__ void norm_loop(const kf_norm_params &p) {
   extern "C" __global__ void __launch_bounds__(MAX_THREADS_C##C)                                         \
       kf_##op##_##xname##_##yname##_c##C##r_##vname(const struct kf_norm_params p) {                     \
     norm_registers<XDT, YDT, C, VEC, CENTER, true>(p);                                                    \
+  }
+
+#define KF_REREAD_KERNEL(xname, XDT, yname, YDT, C)                                                        \
+  extern "C" __global__ void __launch_bounds__(MAX_THREADS_REREAD, MIN_BLOCKS_REREAD)                    \
+      kf_rmsnorm_##xname##_##yname##_c##C##l_v(const struct kf_norm_params p) {                          \
+    rmsnorm_reread<XDT, YDT, C>(p);                                                                       \
   }
 
 #define KF_LOOP_KERNEL(op, CENTER, name, XDT, YDT, vname, VEC)                                              \
@@ -339,3 +412,12 @@ __device__ __forceinline__ void norm_loop(const kf_norm_params &p) {
 
 KF_KERNELS_OP(rmsnorm, false)
 KF_KERNELS_OP(layernorm, true)
+
+#define KF_REREAD_KERNELS_XY(xname, XDT, yname, YDT) \
+  KF_REREAD_KERNEL(xname, XDT, yname, YDT, 1)        \
+  KF_REREAD_KERNEL(xname, XDT, yname, YDT, 2)
+
+/* 16-bit activations in and out only: with f32 (32-byte packs) the path measured 89.1% of copy against
+ * the register path's 94.8% (RMSNorm f32 16384x8192, H200). */
+KF_REREAD_KERNELS_XY(f16, KF_DT_F16, f16, KF_DT_F16)
+KF_REREAD_KERNELS_XY(bf16, KF_DT_BF16, bf16, KF_DT_BF16)
