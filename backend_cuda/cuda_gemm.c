@@ -13,6 +13,9 @@
 #define SMALL_TILE_M 16
 #define TC_TILE_N 256
 #define LARGE_THREADS 256
+/* sm_90a machine code of the large tile's cp.async modes for f16/bf16/tf32 (gemm_tensor_core_ws): the
+ * 8 compute warps plus a warpgroup of copy warps. */
+#define LARGE_THREADS_SM90_COPY_WARPS 384
 #define SMALL_THREADS 128
 #define LARGE_WARPS_M 2
 #define LARGE_STAGES 4
@@ -104,13 +107,15 @@ static void make_plan(const kf_backend_context *ctx, const kf_gemm_args *args, g
     const int small = plan->kernel == KERNEL_SMALL;
     plan->tile_m = small ? SMALL_TILE_M : LARGE_TILE_M;
     plan->tile_n_out = swiglu ? TC_TILE_N / 2 : TC_TILE_N;
-    plan->threads = small ? SMALL_THREADS : LARGE_THREADS;
     /* Unknown capability: the larger stages, which a launch refuses rather than overrun. */
     int major = 9, minor = 0;
     if (kf_cu.DeviceGetAttribute(&major, CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR, ctx->device) != CUDA_SUCCESS ||
         kf_cu.DeviceGetAttribute(&minor, CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR, ctx->device) != CUDA_SUCCESS)
       major = 9, minor = 0;
-    const unsigned k_bytes = small ? SMALL_K_BYTES : major == 9 && minor == 0 ? LARGE_K_BYTES_SM90 : LARGE_K_BYTES;
+    const int sm90a = major == 9 && minor == 0;
+    const int copy_warps = sm90a && !small && plan->modes != 4 && in != KF_F8_E4M3;
+    plan->threads = small ? SMALL_THREADS : copy_warps ? LARGE_THREADS_SM90_COPY_WARPS : LARGE_THREADS;
+    const unsigned k_bytes = small ? SMALL_K_BYTES : sm90a ? LARGE_K_BYTES_SM90 : LARGE_K_BYTES;
     plan->shared_bytes = (small ? SMALL_STAGES : LARGE_STAGES) * (unsigned)(plan->tile_m + TC_TILE_N) * k_bytes;
     unsigned stash_bytes = TC_STASH_BYTES(plan->tile_m);
     if (stash_bytes > plan->shared_bytes) stash_bytes = TC_STASH_BYTES(plan->tile_m / LARGE_WARPS_M);

@@ -63,6 +63,10 @@ static const gemm_structure gemm_structures[] = {
     {5, 7, 0, G_BIAS | G_RESIDUAL},
     {17, 33, 127, G_SWIGLU | G_TRANS_A | G_RESIDUAL},
     {96, 160, 4096, G_ALIGNED | G_TRANS_B},
+    /* 16-byte aligned rows with m/n-contiguous operands (the cp.async m/n modes), partial edge tiles */
+    {136, 264, 200, G_ALIGNED | G_TRANS_A},
+    {200, 136, 264, G_ALIGNED | G_TRANS_A | G_TRANS_B | G_SWIGLU | G_RESIDUAL},
+    {136, 120, 328, G_ALIGNED | G_SWIGLU | G_BETA},
     /* decode shapes (m <= 16, the skinny kernels) with the epilogues, a transposed A and batches */
     {3, 130, 1000, G_TRANS_A | G_TRANS_B | G_SWIGLU | G_BIAS | G_BATCH_AB},
     {8, 256, 512, G_ALIGNED | G_TRANS_B | G_SWIGLU | G_BETA | G_ALPHA},

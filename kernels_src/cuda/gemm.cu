@@ -24,7 +24,12 @@
  * and so do the 8 chunks that 8 consecutive threads copy.
  * Pipeline: STAGES k tiles in flight (cp.async groups), one __syncthreads per k tile, and two sets of
  * fragment registers so that the shared-memory loads of one mma step overlap the mmas of the previous
- * one (gemm_tensor_core).
+ * one (gemm_tensor_core). The sm_90a code of the large tile's cp.async modes (f16/bf16 all four, tf32
+ * kk) specializes warps instead (gemm_tensor_core_ws): a warpgroup of copy warps issues every cp.async
+ * and per-stage mbarriers hand the stages to and from the compute warps, which run ldmatrix and mma
+ * alone; setmaxnreg gives the registers the copy warps do not need to the compute warps.
+ * Epilogue: through an f32 stash in shared memory (store_through_stash), 16-byte stores of C where
+ * nothing but alpha and SwiGLU applies.
  */
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
@@ -37,6 +42,7 @@ enum operand_mode { MODE_K, MODE_MN, MODE_SCALAR };
 
 #define CHUNK_BYTES 16 /* one cp.async / one ldmatrix row */
 #define WARP_TILE_N 64 /* 8 mma n-blocks of 8 per warp */
+#define STORE_COLUMNS 8 /* columns of C per thread and step of the epilogue's stores: 16 bytes of f16/bf16 */
 /* Tile rows that share consecutive block indices, so the blocks resident at one time reuse the same
  * B columns and A rows from L2. */
 #define RASTER_GROUP_ROWS 8
@@ -526,6 +532,181 @@ __device__ __forceinline__ void clear_outside(const operand_source &s, char *til
   }
 }
 
+/* bar.sync over the first THREADS threads of the block (barrier 1), or __syncthreads when they are all. */
+template <int THREADS>
+__device__ __forceinline__ void sync_threads_of(bool whole_block) {
+  if (whole_block) __syncthreads();
+  else asm volatile("bar.sync 1, %0;\n" ::"n"(THREADS) : "memory");
+}
+
+/* Epilogue through shared memory: the compute warps put their accumulators into an f32 stash over the
+ * drained stages, then the threads walk C in row order, consecutive threads on consecutive columns (8
+ * per thread and step with 16-byte stores, else a column pair through emit_pair), so that a warp's
+ * stores cover one contiguous run of a row and emit_pair is inlined twice instead of per accumulator.
+ * STASH_LD puts the 8 rows of one float2 store 8 banks apart: two wavefronts, the least for 256 bytes.
+ * When the stages cannot hold the whole tile's stash (the sm_80 large tile), it goes one warp row
+ * (MI * 16 tile rows) per pass, which keeps the other warps' accumulators live through the stores of a
+ * pass. The launch gives max(stages, stash) bytes (cuda_gemm.c). Warps 0..THREADS / 32 - 1 take part
+ * and hold accumulators; `whole_block` when they are the whole block (else they synchronize through
+ * barrier 1). The caller has made sure no copy into the stages is still in flight. */
+template <int WARPS_M, int WARPS_N, int MI, int STAGE_BYTES, int THREADS>
+__device__ __forceinline__ void store_through_stash(const kf_cuda_gemm_params &p, const block_place &place,
+                                                    const float (&acc)[MI][WARP_TILE_N / 8][4], char *shared, int m0,
+                                                    int n0, bool whole_block) {
+  constexpr int NI = WARP_TILE_N / 8;
+  constexpr int BM = WARPS_M * MI * 16, BN = WARPS_N * WARP_TILE_N;
+  constexpr int STASH_LD = BN + 8;
+  constexpr int PASSES = BM * STASH_LD * 4 <= STAGE_BYTES ? 1 : WARPS_M;
+  constexpr int STASH_ROWS = BM / PASSES;
+  const bool swiglu = (p.flags & KF_GEMM_SWIGLU_PAIRS) != 0;
+  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+  const int warp_m = warp / WARPS_N, warp_n = warp % WARPS_N;
+  float *stash = reinterpret_cast<float *>(shared);
+  /* SwiGLU: tile columns are groups of SWIGLU_GROUP_MMA gate then the matching up columns (b_column).
+   * Each thread takes STORE_COLUMNS consecutive columns of C at a time: 2^group_shift groups per row. */
+  static_assert(BN == 256 && STORE_COLUMNS == 8, "group_shift and pair_shift below");
+  const int group_shift = swiglu ? 4 : 5;
+  /* One 16-byte store per group (two for f32) when nothing but alpha (and SwiGLU) applies and C's rows
+   * and batch entries are 16-byte aligned (emit_pair at the tile's ragged edges); otherwise emit_pair
+   * for one column pair per thread and step, which keeps those stores and the loads of bias, residual
+   * and C coalesced. */
+  const int c_dt = (int)((p.dtypes >> KF_GEMM_DT_SHIFT_C) & 15);
+  const int64_t c_bytes = c_dt == KF_DT_F32 ? 4 : 2;
+  const bool vector_stores = p.splits == 1 &&
+                             !(p.flags & (KF_GEMM_HAS_BIAS | KF_GEMM_HAS_RESIDUAL | KF_GEMM_READ_C)) &&
+                             p.c % 16 == 0 && p.ldc * c_bytes % 16 == 0 && p.batch_stride_c * c_bytes % 16 == 0;
+  /* Accumulator block (i, j): elements 0, 1 at row g, columns 2t, 2t+1; elements 2, 3 at row g + 8. */
+  const int g = lane / 4, t = lane % 4;
+#pragma unroll 1
+  for (int pass = 0; pass < PASSES; ++pass) {
+    /* the stages (first pass) or the previous pass's stash are no longer read */
+    sync_threads_of<THREADS>(whole_block);
+    if (PASSES == 1 || warp_m == pass) {
+      const int first = PASSES == 1 ? warp_m * MI * 16 : 0;
+#pragma unroll
+      for (int i = 0; i < MI; ++i)
+#pragma unroll
+        for (int j = 0; j < NI; ++j)
+#pragma unroll
+          for (int half = 0; half < 2; ++half)
+            *reinterpret_cast<float2 *>(stash + (first + i * 16 + g + 8 * half) * STASH_LD + warp_n * WARP_TILE_N +
+                                        j * 8 + 2 * t) = make_float2(acc[i][j][2 * half], acc[i][j][2 * half + 1]);
+    }
+    sync_threads_of<THREADS>(whole_block);
+    if (!vector_stores) {
+      /* one column pair per thread and step: a warp's stores cover 32 consecutive pairs of one row */
+      const int pair_shift = group_shift + 2; /* STORE_COLUMNS / 2 pairs per group */
+      for (int e = threadIdx.x; e < (STASH_ROWS << pair_shift); e += THREADS) {
+        const int row = e >> pair_shift, col = (e & ((1 << pair_shift) - 1)) * 2; /* of the pass's C */
+        const int gate_col = swiglu ? col / SWIGLU_GROUP_MMA * (2 * SWIGLU_GROUP_MMA) + col % SWIGLU_GROUP_MMA : col;
+        const float2 gate = *reinterpret_cast<const float2 *>(stash + row * STASH_LD + gate_col);
+        float2 up = make_float2(0.0f, 0.0f);
+        if (swiglu) up = *reinterpret_cast<const float2 *>(stash + row * STASH_LD + gate_col + SWIGLU_GROUP_MMA);
+        emit_pair(p, place.batch_index, place.split, m0 + pass * STASH_ROWS + row, n0 + col, gate.x, gate.y, up.x,
+                  up.y);
+      }
+      continue;
+    }
+    for (int e = threadIdx.x; e < (STASH_ROWS << group_shift); e += THREADS) {
+      const int row = e >> group_shift, col = (e & ((1 << group_shift) - 1)) * STORE_COLUMNS; /* of the pass's C */
+      const int gate_col = swiglu ? col / SWIGLU_GROUP_MMA * (2 * SWIGLU_GROUP_MMA) + col % SWIGLU_GROUP_MMA : col;
+      const float *gate = stash + row * STASH_LD + gate_col, *up = gate + SWIGLU_GROUP_MMA;
+      const int c_row = m0 + pass * STASH_ROWS + row, c_col = n0 + col;
+      if (c_row < p.m && c_col + STORE_COLUMNS <= p.n) {
+        float v[STORE_COLUMNS];
+#pragma unroll
+        for (int q = 0; q < STORE_COLUMNS; q += 4) {
+          const float4 g = *reinterpret_cast<const float4 *>(gate + q);
+          v[q] = p.alpha * g.x, v[q + 1] = p.alpha * g.y, v[q + 2] = p.alpha * g.z, v[q + 3] = p.alpha * g.w;
+          if (swiglu) {
+            const float4 u = *reinterpret_cast<const float4 *>(up + q);
+            v[q] = silu(v[q]) * (p.alpha * u.x), v[q + 1] = silu(v[q + 1]) * (p.alpha * u.y);
+            v[q + 2] = silu(v[q + 2]) * (p.alpha * u.z), v[q + 3] = silu(v[q + 3]) * (p.alpha * u.w);
+          }
+        }
+        char *c = reinterpret_cast<char *>(p.c) +
+                  (place.batch_index * p.batch_stride_c + (int64_t)c_row * p.ldc + c_col) * c_bytes;
+        if (c_dt == KF_DT_F32) {
+          reinterpret_cast<float4 *>(c)[0] = make_float4(v[0], v[1], v[2], v[3]);
+          reinterpret_cast<float4 *>(c)[1] = make_float4(v[4], v[5], v[6], v[7]);
+        } else {
+          uint32_t w[STORE_COLUMNS / 2];
+#pragma unroll
+          for (int q = 0; q < STORE_COLUMNS / 2; ++q) {
+            if (c_dt == KF_DT_F16) {
+              const __half2 h = __floats2half2_rn(v[2 * q], v[2 * q + 1]);
+              w[q] = *reinterpret_cast<const uint32_t *>(&h);
+            } else {
+              const __nv_bfloat162 h = __floats2bfloat162_rn(v[2 * q], v[2 * q + 1]);
+              w[q] = *reinterpret_cast<const uint32_t *>(&h);
+            }
+          }
+          *reinterpret_cast<uint4 *>(c) = make_uint4(w[0], w[1], w[2], w[3]);
+        }
+      } else {
+        /* the tile's ragged edge */
+#pragma unroll 1
+        for (int q = 0; q < STORE_COLUMNS; q += 2)
+          emit_pair(p, place.batch_index, place.split, c_row, c_col + q, gate[q], gate[q + 1], swiglu ? up[q] : 0.0f,
+                    swiglu ? up[q + 1] : 0.0f);
+      }
+    }
+  }
+}
+
+/* One warp's ldmatrix addressing for the A and B fragments of an mma k-step (16 k), shared by both
+ * tensor-core kernels. k-contiguous operands: A matrices (m 0-7, k lo), (m 8-15, k lo), (m 0-7, k hi),
+ * (m 8-15, k hi); B matrices b0 and b1 of n-block 2j, then of n-block 2j + 1. The swizzle XORs the chunk
+ * with bits of row & 7 only, and every fragment's rows start at a multiple of 8, so chunk 2 * step + h
+ * lands at (2 * step) ^ swizzle(row, h): one per-lane value per operand. m/n-contiguous operands use
+ * transposed ldmatrix with the swizzle of the m/n-major layout. */
+template <int MODE_A, int MODE_B, int MI, int BM, int BN, int KBYTES>
+struct fragment_loader {
+  static constexpr int NI = WARP_TILE_N / 8;
+  static constexpr int CPR = KBYTES / CHUNK_BYTES; /* chunks per k-contiguous shared row */
+  int warp_m, warp_n, mat, mat_row, a_chunk, b_chunk;
+  uint32_t a_lane, b_lane;
+
+  __device__ __forceinline__ fragment_loader(int warp_m_, int warp_n_, int lane)
+      : warp_m(warp_m_), warp_n(warp_n_), mat(lane / 8), mat_row(lane % 8) {
+    /* ldmatrix.x4: lanes 8j..8j+7 give the row addresses of matrix j. */
+    const int a_row = warp_m * MI * 16 + lane % 16, b_row = warp_n * WARP_TILE_N + (mat / 2) * 8 + mat_row;
+    a_lane = a_row * KBYTES, b_lane = b_row * KBYTES;
+    a_chunk = swizzle(a_row, lane / 16, CPR), b_chunk = swizzle(b_row, mat % 2, CPR);
+  }
+
+  /* Fragments of k-step `step` of the stage whose A and B tiles start at a_tile and b_tile. */
+  __device__ __forceinline__ void load(uint32_t (&af)[MI][4], uint32_t (&bf)[NI][2], uint32_t a_tile,
+                                       uint32_t b_tile, int step) const {
+#pragma unroll
+    for (int i = 0; i < MI; ++i) {
+      if (MODE_A == MODE_MN) {
+        /* matrices: (k 0-7, m 0-7), (k 0-7, m 8-15), (k 8-15, m 0-7), (k 8-15, m 8-15) */
+        const int k = step * 16 + (mat / 2) * 8 + mat_row;
+        const int chunk = (warp_m * MI * 16 + i * 16 + (mat % 2) * 8) / 8;
+        load_matrix_x4<true>(af[i], a_tile + k * (BM * 2) + swizzle(k, chunk, BM / 8) * CHUNK_BYTES);
+      } else {
+        load_matrix_x4<false>(af[i], a_tile + a_lane + i * 16 * KBYTES + ((2 * step) ^ a_chunk) * CHUNK_BYTES);
+      }
+    }
+#pragma unroll
+    for (int j = 0; j < NI / 2; ++j) {
+      uint32_t r[4];
+      if (MODE_B == MODE_MN) {
+        const int k = step * 16 + (mat % 2) * 8 + mat_row;
+        const int chunk = (warp_n * WARP_TILE_N + j * 16 + (mat / 2) * 8) / 8;
+        load_matrix_x4<true>(r, b_tile + k * (BN * 2) + swizzle(k, chunk, BN / 8) * CHUNK_BYTES);
+      } else {
+        load_matrix_x4<false>(r, b_tile + b_lane + j * 16 * KBYTES + ((2 * step) ^ b_chunk) * CHUNK_BYTES);
+      }
+      bf[2 * j][0] = r[0];
+      bf[2 * j][1] = r[1];
+      bf[2 * j + 1][0] = r[2];
+      bf[2 * j + 1][1] = r[3];
+    }
+  }
+};
+
 /* Block tile (WARPS_M * MI * 16) x (WARPS_N * 64), k tiles of KBYTES bytes, STAGES of them in flight.
  * Step s of a k tile is one mma k-step (32 bytes of k). With double fragments the ldmatrix loads of
  * step s + 1 are issued before the mma of step s, across the stage boundary too: the one barrier of a
@@ -537,7 +718,6 @@ __device__ __forceinline__ void gemm_tensor_core(const kf_cuda_gemm_params &p) {
   constexpr int ES = element_bytes(ELEM);
   constexpr int TILE_K = KBYTES / ES;
   constexpr int STEPS = KBYTES / 32;
-  constexpr int CPR = KBYTES / CHUNK_BYTES; /* chunks per k-contiguous shared row */
   constexpr int NI = WARP_TILE_N / 8;
   constexpr int BM = WARPS_M * MI * 16, BN = WARPS_N * WARP_TILE_N;
   constexpr int THREADS = WARPS_M * WARPS_N * 32;
@@ -582,44 +762,9 @@ __device__ __forceinline__ void gemm_tensor_core(const kf_cuda_gemm_params &p) {
 
   const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
   const int warp_m = warp / WARPS_N, warp_n = warp % WARPS_N;
-  /* ldmatrix.x4: lanes 8j..8j+7 give the row addresses of matrix j. */
-  const int mat = lane / 8, mat_row = lane % 8;
-  /* k-contiguous operands. A matrices: (m 0-7, k lo), (m 8-15, k lo), (m 0-7, k hi), (m 8-15, k hi);
-   * B matrices: b0 and b1 of n-block 2j, then of n-block 2j + 1. The swizzle XORs the chunk with bits
-   * of row & 7 only, and every fragment's rows start at a multiple of 8, so chunk 2 * step + h lands at
-   * (2 * step) ^ swizzle(row, h): one per-lane value per operand. */
-  const int a_row = warp_m * MI * 16 + lane % 16, b_row = warp_n * WARP_TILE_N + (mat / 2) * 8 + mat_row;
-  const uint32_t a_lane = a_row * KBYTES, b_lane = b_row * KBYTES;
-  const int a_chunk = swizzle(a_row, lane / 16, CPR), b_chunk = swizzle(b_row, mat % 2, CPR);
-
+  const fragment_loader<MODE_A, MODE_B, MI, BM, BN, KBYTES> fragments(warp_m, warp_n, lane);
   auto load_fragments = [&](uint32_t(&af)[MI][4], uint32_t(&bf)[NI][2], int stage, int step) {
-    const uint32_t a_tile = a_shared + stage * A_STAGE_BYTES, b_tile = b_shared + stage * B_STAGE_BYTES;
-#pragma unroll
-    for (int i = 0; i < MI; ++i) {
-      if (MODE_A == MODE_MN) {
-        /* matrices: (k 0-7, m 0-7), (k 0-7, m 8-15), (k 8-15, m 0-7), (k 8-15, m 8-15) */
-        const int k = step * 16 + (mat / 2) * 8 + mat_row;
-        const int chunk = (warp_m * MI * 16 + i * 16 + (mat % 2) * 8) / 8;
-        load_matrix_x4<true>(af[i], a_tile + k * (BM * 2) + swizzle(k, chunk, BM / 8) * CHUNK_BYTES);
-      } else {
-        load_matrix_x4<false>(af[i], a_tile + a_lane + i * 16 * KBYTES + ((2 * step) ^ a_chunk) * CHUNK_BYTES);
-      }
-    }
-#pragma unroll
-    for (int j = 0; j < NI / 2; ++j) {
-      uint32_t r[4];
-      if (MODE_B == MODE_MN) {
-        const int k = step * 16 + (mat % 2) * 8 + mat_row;
-        const int chunk = (warp_n * WARP_TILE_N + j * 16 + (mat / 2) * 8) / 8;
-        load_matrix_x4<true>(r, b_tile + k * (BN * 2) + swizzle(k, chunk, BN / 8) * CHUNK_BYTES);
-      } else {
-        load_matrix_x4<false>(r, b_tile + b_lane + j * 16 * KBYTES + ((2 * step) ^ b_chunk) * CHUNK_BYTES);
-      }
-      bf[2 * j][0] = r[0];
-      bf[2 * j][1] = r[1];
-      bf[2 * j + 1][0] = r[2];
-      bf[2 * j + 1][1] = r[3];
-    }
+    fragments.load(af, bf, a_shared + stage * A_STAGE_BYTES, b_shared + stage * B_STAGE_BYTES, step);
   };
 
   float acc[MI][NI][4];
@@ -710,47 +855,328 @@ __device__ __forceinline__ void gemm_tensor_core(const kf_cuda_gemm_params &p) {
     if (!DOUBLE_FRAGMENTS) read_stage = read_stage == STAGES - 1 ? 0 : read_stage + 1;
   }
 
-  /* Epilogue through shared memory: the warps put their accumulators into an f32 stash over the
-   * drained stages, then each thread takes column pairs of C in row order, so that a warp's stores
-   * cover 32 consecutive pairs of one row and emit_pair is inlined once instead of per accumulator.
-   * STASH_LD puts the 8 rows of one float2 store 8 banks apart: two wavefronts, the least for 256
-   * bytes. When the stages cannot hold the whole tile's stash (the sm_80 large tile), it goes one warp
-   * row (MI * 16 tile rows) per pass, which keeps the other warps' accumulators live through the
-   * stores of a pass. The launch gives max(stages, stash) bytes (cuda_gemm.c). */
-  constexpr int STASH_LD = BN + 8;
-  constexpr int PASSES = BM * STASH_LD * 4 <= STAGES * (A_STAGE_BYTES + B_STAGE_BYTES) ? 1 : WARPS_M;
-  constexpr int STASH_ROWS = BM / PASSES;
   wait_async<0>();
-  float *stash = reinterpret_cast<float *>(shared);
-  /* SwiGLU: tile columns are groups of SWIGLU_GROUP_MMA gate then the matching up columns (b_column). */
-  const int pairs_per_row = (swiglu ? BN / 2 : BN) / 2;
-  /* Accumulator block (i, j): elements 0, 1 at row g, columns 2t, 2t+1; elements 2, 3 at row g + 8. */
-  const int g = lane / 4, t = lane % 4;
+  store_through_stash<WARPS_M, WARPS_N, MI, STAGES * (A_STAGE_BYTES + B_STAGE_BYTES), THREADS>(p, place, acc, shared,
+                                                                                          m0, n0, true);
+}
+
+/* ---- warp-specialized tensor-core kernel (cp.async operand modes) ----------------------------- */
+
+/* mbarrier primitives (sm_80: mbarrier.init/arrive/test_wait and cp.async.mbarrier.arrive; sm_90
+ * waits with try_wait, which lets the hardware suspend the warp instead of spinning). */
+__device__ __forceinline__ void barrier_init(uint32_t bar, uint32_t count) {
+  asm volatile("mbarrier.init.shared.b64 [%0], %1;\n" ::"r"(bar), "r"(count) : "memory");
+}
+
+__device__ __forceinline__ void barrier_arrive(uint32_t bar) {
+  asm volatile("{\n .reg .b64 state;\n mbarrier.arrive.shared.b64 state, [%0];\n}\n" ::"r"(bar) : "memory");
+}
+
+/* Arrives on `bar` once every cp.async this thread issued so far has landed (.noinc: the barrier's
+ * count includes these arrivals). */
+__device__ __forceinline__ void barrier_arrive_after_copies(uint32_t bar) {
+  asm volatile("cp.async.mbarrier.arrive.noinc.shared.b64 [%0];\n" ::"r"(bar) : "memory");
+}
+
+/* setmaxnreg (sm_90a): moves registers from the copy warps, which need few, to the compute warps, so
+ * that the block's 12 warps still give each compute warp the registers of a 64x64 warp tile with two
+ * fragment sets. Executed by whole warpgroups. */
+template <bool RAISE, int REGISTERS>
+__device__ __forceinline__ void set_register_limit() {
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+  if (RAISE) asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;\n" ::"n"(REGISTERS));
+  else asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;\n" ::"n"(REGISTERS));
+#endif
+}
+
+/* Waits until the phase of `bar` with parity `parity` has completed. */
+__device__ __forceinline__ void barrier_wait(uint32_t bar, uint32_t parity) {
+  uint32_t done;
+  do {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile(
+        "{\n .reg .pred p;\n mbarrier.try_wait.parity.shared.b64 p, [%1], %2;\n selp.u32 %0, 1, 0, p;\n}\n"
+        : "=r"(done)
+        : "r"(bar), "r"(parity)
+        : "memory");
+#else
+    asm volatile(
+        "{\n .reg .pred p;\n mbarrier.test_wait.parity.shared.b64 p, [%1], %2;\n selp.u32 %0, 1, 0, p;\n}\n"
+        : "=r"(done)
+        : "r"(bar), "r"(parity)
+        : "memory");
+#endif
+  } while (!done);
+}
+
+/* The copy warps' share of one k tile of a k-contiguous operand: ROWS shared rows of KBYTES bytes, CPR
+ * chunks each. Thread t copies chunk t % CPR of rows t / CPR + ROW_STEP * i. With SwiGLU pairs (B only)
+ * shared row r holds column r / 64 * 32 + r % 32 of the gate half when (r / 32) is even, else of the up
+ * half (b_column, GROUP 32); ROW_STEP divides 32, so the thread's first row stays an offset added to
+ * every copy's row. Everything a copy needs but its row is fixed for the block. */
+template <int ELEM, int ROWS, int KBYTES, int COPY_THREADS>
+struct k_copy_plan {
+  static constexpr int ES = element_bytes(ELEM);
+  static constexpr int CPR = KBYTES / CHUNK_BYTES;
+  static constexpr int ROW_STEP = COPY_THREADS / CPR;
+  static constexpr int COPIES = ROWS / ROW_STEP;
+  /* rows r and r + 8 share a swizzle */
+  static constexpr int PERIOD = ROW_STEP >= 8 ? 1 : 8 / ROW_STEP;
+  static_assert(COPY_THREADS % CPR == 0 && ROWS % ROW_STEP == 0 && 32 % ROW_STEP == 0, "k-mode copy plan");
+  static __device__ __forceinline__ int source_row(int i, bool pairs) {
+    return pairs ? i * ROW_STEP / 64 * 32 + i * ROW_STEP % 32 : i * ROW_STEP;
+  }
+  static __device__ __forceinline__ int up_half(int i, bool pairs) { return pairs && (i * ROW_STEP / 32) % 2; }
+
+  const char *origin[2]; /* this thread's chunk of source row 0 (+ the thread's first row), k 0 */
+  const char *safe;      /* inside the matrix: the source of zero-byte copies */
+  uint32_t row_bytes;    /* ld in bytes */
+  int rows_inside;       /* copy i reads inside the matrix when source_row(i) < rows_inside */
+  int k_chunk;           /* the chunk's first k relative to the tile */
+  uint32_t dst[PERIOD];
+
+  __device__ __forceinline__ void init(const char *base, const char *base_up, int64_t ld, int first_row,
+                                       int row_limit, int k_begin, int copy_thread, bool pairs) {
+    const int c = copy_thread % CPR, r0 = copy_thread / CPR;
+    const int64_t offset = ((int64_t)(first_row + r0) * ld + k_begin) * ES + c * CHUNK_BYTES;
+    origin[0] = base + offset;
+    origin[1] = (pairs ? base_up : base) + offset;
+    safe = base + ((int64_t)first_row * ld + k_begin) * ES;
+    row_bytes = (uint32_t)(ld * ES);
+    rows_inside = row_limit - first_row - r0;
+    k_chunk = c * (CHUNK_BYTES / ES);
+#pragma unroll
+    for (int q = 0; q < PERIOD; ++q) {
+      const int r = r0 + q * ROW_STEP;
+      dst[q] = r * KBYTES + swizzle(r, c, CPR) * CHUNK_BYTES;
+    }
+  }
+
+  /* k tile at k0 (relative to the split's first k) of `k_len` into `tile` (shared address). */
+  __device__ __forceinline__ void copy(uint32_t tile, int k0, int k_len, bool pairs, bool rows_whole) const {
+    const int64_t k_offset = (int64_t)k0 * ES;
+    const char *even = origin[0] + k_offset, *odd = origin[1] + k_offset;
+    if (rows_whole && k0 + KBYTES / ES <= k_len) {
+#pragma unroll
+      for (int i = 0; i < COPIES; ++i)
+        copy_chunk_async(tile + dst[i % PERIOD] + i / PERIOD * PERIOD * ROW_STEP * KBYTES,
+                         (up_half(i, pairs) ? odd : even) + source_row(i, pairs) * row_bytes);
+    } else {
+      const int k_bytes = min(max(k_len - k0 - k_chunk, 0), CHUNK_BYTES / ES) * ES;
+#pragma unroll
+      for (int i = 0; i < COPIES; ++i) {
+        const bool inside = source_row(i, pairs) < rows_inside && k_bytes > 0;
+        const char *src = (up_half(i, pairs) ? odd : even) + source_row(i, pairs) * row_bytes;
+        copy_chunk_async_fill(tile + dst[i % PERIOD] + i / PERIOD * PERIOD * ROW_STEP * KBYTES,
+                              inside ? src : safe, inside ? k_bytes : 0);
+      }
+    }
+  }
+};
+
+/* The copy warps' share of one k tile of an m/n-contiguous 16-bit operand: TILE_K shared rows (k) of
+ * ROWS * 2 bytes. Thread t copies chunk t % CPR (8 columns: m, or tile columns of B) of k rows
+ * t / CPR + ROW_STEP * i. */
+template <int ROWS, int KBYTES, int COPY_THREADS>
+struct mn_copy_plan {
+  static constexpr int TILE_K = KBYTES / 2;
+  static constexpr int CPR = ROWS * 2 / CHUNK_BYTES;
+  static constexpr int ROW_STEP = COPY_THREADS / CPR;
+  static constexpr int COPIES = TILE_K / ROW_STEP;
+  static constexpr int PERIOD = ROW_STEP >= 8 ? 1 : 8 / ROW_STEP;
+  static_assert(COPY_THREADS % CPR == 0 && TILE_K % ROW_STEP == 0, "m/n-mode copy plan");
+
+  const char *origin; /* this thread's chunk at k row 0 of the split (+ the thread's first k row) */
+  const char *safe;   /* inside the matrix: the source of zero-byte copies */
+  uint32_t row_bytes;
+  int inside;         /* bytes of the chunk inside the matrix (0..16) */
+  int k_row;          /* the thread's first k row */
+  uint32_t dst[PERIOD];
+
+  __device__ __forceinline__ void init(const kf_cuda_gemm_params &p, const char *base, const char *base_up,
+                                       int64_t ld, int first_row, int row_limit, int k_begin, int copy_thread,
+                                       bool is_b) {
+    const int c = copy_thread % CPR;
+    k_row = copy_thread / CPR;
+    int index = first_row + c * 8;
+    const char *src = base;
+    if (is_b) src = b_column<SWIGLU_GROUP_MMA>(p, base, base_up, first_row, c * 8, &index);
+    inside = min(max(row_limit - index, 0), 8) * 2;
+    origin = src + ((int64_t)(k_begin + k_row) * ld + index) * 2;
+    safe = base + ((int64_t)k_begin * ld + first_row) * 2;
+    row_bytes = (uint32_t)(ld * 2);
+#pragma unroll
+    for (int q = 0; q < PERIOD; ++q) {
+      const int r = k_row + q * ROW_STEP;
+      dst[q] = r * (ROWS * 2) + swizzle(r, c, CPR) * CHUNK_BYTES;
+    }
+  }
+
+  __device__ __forceinline__ void copy(uint32_t tile, int k0, int k_len) const {
+    const char *first = origin + (int64_t)k0 * row_bytes;
+    if (inside == CHUNK_BYTES && k0 + TILE_K <= k_len) {
+#pragma unroll
+      for (int i = 0; i < COPIES; ++i)
+        copy_chunk_async(tile + dst[i % PERIOD] + i / PERIOD * PERIOD * ROW_STEP * (ROWS * 2),
+                         first + i * ROW_STEP * row_bytes);
+    } else {
+#pragma unroll
+      for (int i = 0; i < COPIES; ++i) {
+        const bool in = inside > 0 && k0 + k_row + i * ROW_STEP < k_len;
+        copy_chunk_async_fill(tile + dst[i % PERIOD] + i / PERIOD * PERIOD * ROW_STEP * (ROWS * 2),
+                              in ? first + i * ROW_STEP * row_bytes : safe, in ? inside : 0);
+      }
+    }
+  }
+};
+
+template <int ELEM, int MODE, int ROWS, int KBYTES, int COPY_THREADS>
+struct copy_plan_of {
+  typedef k_copy_plan<ELEM, ROWS, KBYTES, COPY_THREADS> type;
+};
+template <int ELEM, int ROWS, int KBYTES, int COPY_THREADS>
+struct copy_plan_of<ELEM, MODE_MN, ROWS, KBYTES, COPY_THREADS> {
+  typedef mn_copy_plan<ROWS, KBYTES, COPY_THREADS> type;
+};
+
+/* Block tile (WARPS_M * MI * 16) x (WARPS_N * 64) as in gemm_tensor_core, but the compute warps issue
+ * no copies: COPY_WARPS more warps copy every k tile into its stage and a per-stage pair of mbarriers
+ * hands stages over: `full` completes when a stage's copies have landed (cp.async.mbarrier.arrive from
+ * each copy thread), `empty` when every compute thread has loaded its last fragment of the stage. The
+ * compute warps never wait on each other (no __syncthreads in the main loop) and their instruction
+ * stream is ldmatrix, mma and a barrier wait per k tile. Fragments are double-buffered across steps
+ * and stage boundaries as in gemm_tensor_core. cp.async modes only (k or m/n for each operand). */
+template <int ELEM, int MODE_A, int MODE_B, int WARPS_M, int WARPS_N, int MI, int KBYTES, int STAGES,
+          int COPY_WARPS, int COMPUTE_REGISTERS, int COPY_REGISTERS>
+__device__ __forceinline__ void gemm_tensor_core_ws(const kf_cuda_gemm_params &p) {
+  constexpr int ES = element_bytes(ELEM);
+  constexpr int TILE_K = KBYTES / ES;
+  constexpr int STEPS = KBYTES / 32;
+  constexpr int NI = WARP_TILE_N / 8;
+  constexpr int BM = WARPS_M * MI * 16, BN = WARPS_N * WARP_TILE_N;
+  constexpr int COMPUTE_THREADS = WARPS_M * WARPS_N * 32;
+  constexpr int A_STAGE_BYTES = BM * KBYTES, B_STAGE_BYTES = BN * KBYTES;
+  static_assert(MODE_A != MODE_SCALAR && MODE_B != MODE_SCALAR && ELEM != ELEM_E4M3, "cp.async modes, 2 fragment sets");
+  static_assert(STEPS >= 2, "fragment buffers alternate");
+  extern __shared__ __align__(128) char shared[];
+  __shared__ __align__(8) uint64_t full[STAGES], empty[STAGES];
+  const uint32_t a_shared = shared_address(shared), b_shared = a_shared + STAGES * A_STAGE_BYTES;
+  const uint32_t full0 = shared_address(&full[0]), empty0 = shared_address(&empty[0]);
+
+  const block_place place = place_block(p);
+  const bool swiglu = (p.flags & KF_GEMM_SWIGLU_PAIRS) != 0;
+  const int m0 = place.tile_m * BM;
+  const int n0 = place.tile_n * (swiglu ? BN / 2 : BN);
+  const k_range kr = split_k_range(p, place.split);
+  const int k_len = kr.end - kr.begin;
+  const int k_tiles = (k_len + TILE_K - 1) / TILE_K;
+  if (threadIdx.x == 0) {
+    for (int s = 0; s < STAGES; ++s) {
+      barrier_init(full0 + 8 * s, COPY_WARPS * 32);
+      barrier_init(empty0 + 8 * s, COMPUTE_THREADS);
+    }
+  }
+  __syncthreads();
+
+  float acc[MI][NI][4];
+#pragma unroll
+  for (int i = 0; i < MI; ++i)
+#pragma unroll
+    for (int j = 0; j < NI; ++j)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) acc[i][j][e] = 0.0f;
+
+  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+  if (warp >= WARPS_M * WARPS_N) {
+    /* copy warps */
+    set_register_limit<false, COPY_REGISTERS>();
+    const char *a = reinterpret_cast<const char *>(p.a) + place.batch_index * p.batch_stride_a * ES;
+    const char *b = reinterpret_cast<const char *>(p.b) + place.batch_index * p.batch_stride_b * ES;
+    const char *b_up = swiglu ? reinterpret_cast<const char *>(p.b_up) + place.batch_index * p.batch_stride_b * ES : b;
+    const int copy_thread = threadIdx.x - COMPUTE_THREADS;
+    typename copy_plan_of<ELEM, MODE_A, BM, KBYTES, COPY_WARPS * 32>::type a_plan;
+    typename copy_plan_of<ELEM, MODE_B, BN, KBYTES, COPY_WARPS * 32>::type b_plan;
+    if constexpr (MODE_A == MODE_MN) a_plan.init(p, a, a, p.lda, m0, p.m, kr.begin, copy_thread, false);
+    else a_plan.init(a, a, p.lda, m0, p.m, kr.begin, copy_thread, false);
+    if constexpr (MODE_B == MODE_MN) b_plan.init(p, b, b_up, p.ldb, n0, p.n, kr.begin, copy_thread, true);
+    else b_plan.init(b, b_up, p.ldb, n0, p.n, kr.begin, copy_thread, swiglu);
+    /* k mode: whether every row of the tile is inside the matrix (the plain-copy path) */
+    const bool a_rows_whole = m0 + BM <= p.m, b_rows_whole = n0 + (swiglu ? BN / 2 : BN) <= p.n;
+    int stage = 0;
+    uint32_t phase = 0;
 #pragma unroll 1
-  for (int pass = 0; pass < PASSES; ++pass) {
-    __syncthreads(); /* the stages (first pass) or the previous pass's stash are no longer read */
-    if (PASSES == 1 || warp_m == pass) {
-      const int first = PASSES == 1 ? warp_m * MI * 16 : 0;
+    for (int kt = 0; kt < k_tiles; ++kt) {
+      if (kt >= STAGES) barrier_wait(empty0 + 8 * stage, phase ^ 1u);
+      const int k0 = kt * TILE_K;
+      if constexpr (MODE_A == MODE_MN) a_plan.copy(a_shared + stage * A_STAGE_BYTES, k0, k_len);
+      else a_plan.copy(a_shared + stage * A_STAGE_BYTES, k0, k_len, false, a_rows_whole);
+      if constexpr (MODE_B == MODE_MN) b_plan.copy(b_shared + stage * B_STAGE_BYTES, k0, k_len);
+      else b_plan.copy(b_shared + stage * B_STAGE_BYTES, k0, k_len, swiglu, b_rows_whole);
+      barrier_arrive_after_copies(full0 + 8 * stage);
+      if (++stage == STAGES) stage = 0, phase ^= 1u;
+    }
+    wait_async<0>();
+    return; /* the compute warps store C */
+  }
+  {
+    /* compute warps */
+    set_register_limit<true, COMPUTE_REGISTERS>();
+    const int warp_m = warp / WARPS_N, warp_n = warp % WARPS_N;
+    const fragment_loader<MODE_A, MODE_B, MI, BM, BN, KBYTES> fragments(warp_m, warp_n, lane);
+    auto load_fragments = [&](uint32_t(&af)[MI][4], uint32_t(&bf)[NI][2], uint32_t a_tile, uint32_t b_tile,
+                              int step) { fragments.load(af, bf, a_tile, b_tile, step); };
+    auto mma_fragments = [&](uint32_t(&af)[MI][4], uint32_t(&bf)[NI][2]) {
+      if (ELEM == ELEM_TF32) {
+#pragma unroll
+        for (int i = 0; i < MI; ++i) round_tf32(af[i]);
+#pragma unroll
+        for (int j = 0; j < NI; ++j) round_tf32(bf[j]);
+      }
 #pragma unroll
       for (int i = 0; i < MI; ++i)
 #pragma unroll
-        for (int j = 0; j < NI; ++j)
-#pragma unroll
-          for (int half = 0; half < 2; ++half)
-            *reinterpret_cast<float2 *>(stash + (first + i * 16 + g + 8 * half) * STASH_LD + warp_n * WARP_TILE_N +
-                                        j * 8 + 2 * t) = make_float2(acc[i][j][2 * half], acc[i][j][2 * half + 1]);
+        for (int jj = 0; jj < NI; ++jj) {
+          const int j = i % 2 ? NI - 1 - jj : jj;
+          mma_step<ELEM>(acc[i][j], af[i], bf[j]);
+        }
+    };
+
+    uint32_t af[2][MI][4], bf[2][NI][2];
+    int stage = 0;
+    uint32_t phase = 0;
+    uint32_t a_tile = a_shared, b_tile = b_shared;
+    if (k_tiles > 0) {
+      barrier_wait(full0, 0);
+      load_fragments(af[0], bf[0], a_tile, b_tile, 0);
     }
-    __syncthreads();
-    for (int e = threadIdx.x; e < STASH_ROWS * pairs_per_row; e += THREADS) {
-      const int row = e / pairs_per_row, col = e % pairs_per_row * 2; /* of this pass and block's C */
-      const int gate_col = swiglu ? col / SWIGLU_GROUP_MMA * (2 * SWIGLU_GROUP_MMA) + col % SWIGLU_GROUP_MMA : col;
-      const float2 gate = *reinterpret_cast<const float2 *>(stash + row * STASH_LD + gate_col);
-      float2 up = make_float2(0.0f, 0.0f);
-      if (swiglu) up = *reinterpret_cast<const float2 *>(stash + row * STASH_LD + gate_col + SWIGLU_GROUP_MMA);
-      emit_pair(p, place.batch_index, place.split, m0 + pass * STASH_ROWS + row, n0 + col, gate.x, gate.y, up.x,
-                up.y);
+#pragma unroll 1
+    for (int kt = 0; kt < k_tiles; ++kt) {
+#pragma unroll
+      for (int step = 0; step < STEPS; ++step) {
+        if (step == STEPS - 1) {
+          /* every fragment of this stage is loaded: hand it back, and move to the next one */
+          barrier_arrive(empty0 + 8 * stage);
+          if (++stage == STAGES) {
+            stage = 0;
+            phase ^= 1u;
+            a_tile = a_shared;
+            b_tile = b_shared;
+          } else {
+            a_tile += A_STAGE_BYTES;
+            b_tile += B_STAGE_BYTES;
+          }
+          if (kt + 1 < k_tiles) barrier_wait(full0 + 8 * stage, phase);
+        }
+        if (step < STEPS - 1 || kt + 1 < k_tiles)
+          load_fragments(af[(step + 1) % 2], bf[(step + 1) % 2], a_tile, b_tile, (step + 1) % STEPS);
+        mma_fragments(af[step % 2], bf[step % 2]);
+      }
     }
   }
+  /* Every copy has landed: the compute warps waited on every stage they read, and the copy warps
+   * issue none past the last k tile. */
+  store_through_stash<WARPS_M, WARPS_N, MI, STAGES * (A_STAGE_BYTES + B_STAGE_BYTES), COMPUTE_THREADS>(
+      p, place, acc, shared, m0, n0, false);
 }
 
 /* Large: 128x256 block tile, 8 warps as 2x4 of 64x64 (128 accumulators per thread; with the two
@@ -771,6 +1197,16 @@ __device__ __forceinline__ void gemm_tensor_core(const kf_cuda_gemm_params &p) {
 #define LARGE_K_BYTES 64
 #endif
 #define LARGE_STAGES 4
+/* sm_90a: one warpgroup of copy warps beside the two compute warpgroups (gemm_tensor_core_ws). 12 warps
+ * at launch get 168 registers each (64 K per SM over 384 threads, per scheduler 3 warps of 16 K / 3);
+ * setmaxnreg then gives 232 to each compute thread and 40 to each copy thread (8 * 232 + 4 * 40 = 12 *
+ * 168). H200, bf16 4096^3, one harness run: 432 TFLOP/s against 359 for gemm_tensor_core (the copy
+ * warps alone 382, the 16-byte epilogue stores the rest). The sm_80 code keeps gemm_tensor_core:
+ * without setmaxnreg a ninth warp would cap every warp at 168 registers, too few for the 64x64 warp
+ * tile (ptxas spilled over 900 bytes per thread at 8 + 1 warps). */
+#define LARGE_COPY_WARPS 4
+#define LARGE_COMPUTE_REGISTERS 232
+#define LARGE_COPY_REGISTERS 40
 #define SMALL_WARPS_M 1
 #define SMALL_WARPS_N 4
 #define SMALL_MI 1
@@ -790,6 +1226,17 @@ __device__ __forceinline__ void gemm_tensor_core(const kf_cuda_gemm_params &p) {
 
 #define KF_TC_LARGE(ename, ELEM, mname, MA, MB) \
   KF_TC_KERNEL(ename, ELEM, large, LARGE_WARPS_M, LARGE_WARPS_N, LARGE_MI, LARGE_K_BYTES, LARGE_STAGES, mname, MA, MB)
+/* The large tile with copy warps (gemm_tensor_core_ws): the cp.async modes of f16, bf16 and tf32. */
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL) /* setmaxnreg: the sm_90a target */
+#define KF_TC_LARGE_WS(ename, ELEM, mname, MA, MB)                                                            \
+  extern "C" __global__ void __launch_bounds__((LARGE_WARPS_M * LARGE_WARPS_N + LARGE_COPY_WARPS) * 32, 1)     \
+      kf_gemm_##ename##_large_##mname(const struct kf_cuda_gemm_params p) {                                   \
+    gemm_tensor_core_ws<ELEM, MA, MB, LARGE_WARPS_M, LARGE_WARPS_N, LARGE_MI, LARGE_K_BYTES, LARGE_STAGES,      \
+                        LARGE_COPY_WARPS, LARGE_COMPUTE_REGISTERS, LARGE_COPY_REGISTERS>(p);                   \
+  }
+#else
+#define KF_TC_LARGE_WS KF_TC_LARGE
+#endif
 #define KF_TC_SMALL(ename, ELEM, mname, MA, MB) \
   KF_TC_KERNEL(ename, ELEM, small, SMALL_WARPS_M, SMALL_WARPS_N, SMALL_MI, SMALL_K_BYTES, SMALL_STAGES, mname, MA, MB)
 
@@ -797,10 +1244,10 @@ __device__ __forceinline__ void gemm_tensor_core(const kf_cuda_gemm_params &p) {
  * a transposed A of at most 16 columns (m) has no 16-byte row chunks worth an m-contiguous path, so
  * mk and mm decode shapes take the scalar kernel (cuda_gemm.c). */
 #define KF_TC_16BIT(ename, ELEM)                      \
-  KF_TC_LARGE(ename, ELEM, kk, MODE_K, MODE_K)        \
-  KF_TC_LARGE(ename, ELEM, km, MODE_K, MODE_MN)       \
-  KF_TC_LARGE(ename, ELEM, mk, MODE_MN, MODE_K)       \
-  KF_TC_LARGE(ename, ELEM, mm, MODE_MN, MODE_MN)      \
+  KF_TC_LARGE_WS(ename, ELEM, kk, MODE_K, MODE_K)     \
+  KF_TC_LARGE_WS(ename, ELEM, km, MODE_K, MODE_MN)    \
+  KF_TC_LARGE_WS(ename, ELEM, mk, MODE_MN, MODE_K)    \
+  KF_TC_LARGE_WS(ename, ELEM, mm, MODE_MN, MODE_MN)   \
   KF_TC_LARGE(ename, ELEM, ss, MODE_SCALAR, MODE_SCALAR) \
   KF_TC_SMALL(ename, ELEM, kk, MODE_K, MODE_K)        \
   KF_TC_SMALL(ename, ELEM, km, MODE_K, MODE_MN)       \
@@ -810,7 +1257,7 @@ KF_TC_16BIT(f16, ELEM_F16)
 KF_TC_16BIT(bf16, ELEM_BF16)
 KF_TC_LARGE(e4m3, ELEM_E4M3, kk, MODE_K, MODE_K)
 KF_TC_LARGE(e4m3, ELEM_E4M3, ss, MODE_SCALAR, MODE_SCALAR)
-KF_TC_LARGE(tf32, ELEM_TF32, kk, MODE_K, MODE_K)
+KF_TC_LARGE_WS(tf32, ELEM_TF32, kk, MODE_K, MODE_K)
 KF_TC_LARGE(tf32, ELEM_TF32, ss, MODE_SCALAR, MODE_SCALAR)
 
 /* ---- exact f32 -------------------------------------------------------------------------------- */
