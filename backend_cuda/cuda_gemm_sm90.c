@@ -11,7 +11,6 @@
  * f32 with TMA-aligned rows; otherwise the kernel stores it from registers.
  */
 #include <stdio.h>
-#include <string.h>
 
 #include "backend_cuda/cuda_internal.h"
 #include "kernels_src/common/kf_gemm_sm90_params.h"
@@ -67,24 +66,6 @@ size_t kf_cuda_gemm_sm90_workspace(kf_backend_context *ctx, const kf_gemm_args *
   return 0;
 }
 
-/* Tensor maps encoded recently on this thread, keyed by everything that varies between them. A GEMM
- * run again on the same matrices (a layer's weights, reused activation buffers) then skips
- * cuTensorMapEncodeTiled. A map holds addresses and sizes only, no context, so a hit is exact. (On the
- * H200 a kf_gemm call stayed at 9-12 us of host time with or without it: the encodes are not the
- * main cost; see docs/HOPPER_GEMM_NOTES.md, v4.) */
-#define MAP_CACHE_ENTRIES 8
-typedef struct map_key {
-  uint64_t address;
-  unsigned long long dims[3], strides[2];
-  unsigned box[2];
-  int type;
-} map_key;
-static _Thread_local struct {
-  map_key key;
-  kf_tensor_map map;
-} map_cache[MAP_CACHE_ENTRIES];
-static _Thread_local unsigned map_cache_used, map_cache_next;
-
 /* A 3-D tensor map [batch][outer][inner] of the stored matrix `arg` (inner contiguous), boxes of
  * box_inner x box_outer elements, 128-byte swizzle, zero fill outside. Not batched: one batch entry. */
 static kf_status encode_map(kf_tensor_map *out_map, const kf_matrix_arg *arg, int64_t inner, int64_t outer,
@@ -103,32 +84,14 @@ static kf_status encode_map(kf_tensor_map *out_map, const kf_matrix_arg *arg, in
                    : arg->dtype == KF_F16 ? CU_TENSOR_MAP_DATA_TYPE_FLOAT16
                    : arg->dtype == KF_F32 ? TENSOR_MAP_DATA_TYPE_FLOAT32
                                           : CU_TENSOR_MAP_DATA_TYPE_UINT8;
-  map_key key;
-  memset(&key, 0, sizeof key); /* padding too: keys compare with memcmp */
-  key.address = matrix_address(arg);
-  memcpy(key.dims, dims, sizeof dims);
-  memcpy(key.strides, strides, sizeof strides);
-  key.box[0] = box_inner;
-  key.box[1] = box_outer;
-  key.type = type;
-  for (unsigned i = 0; i < map_cache_used; ++i)
-    if (memcmp(&map_cache[i].key, &key, sizeof key) == 0) {
-      *out_map = map_cache[i].map;
-      return KF_OK;
-    }
-  CUresult result = kf_cu.TensorMapEncodeTiled((CUtensorMap *)out_map, type, 3, (void *)(uintptr_t)key.address, dims,
-                                               strides, box, element_strides, CU_TENSOR_MAP_INTERLEAVE_NONE,
-                                               CU_TENSOR_MAP_SWIZZLE_128B, CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
-                                               CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
+  CUresult result = kf_cu.TensorMapEncodeTiled(
+      (CUtensorMap *)out_map, type, 3, (void *)(uintptr_t)matrix_address(arg), dims, strides, box, element_strides,
+      CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B, CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
+      CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
   if (result != CUDA_SUCCESS)
     return kf_fail(KF_ERROR_DEVICE_FAILURE,
                    "cuTensorMapEncodeTiled(dims %lld x %lld x %lld, ld %lld) failed: %s", (long long)inner,
                    (long long)outer, (long long)dims[2], (long long)arg->ld, kf_cuda_error_text(result));
-  const unsigned slot = map_cache_next;
-  map_cache_next = (map_cache_next + 1) % MAP_CACHE_ENTRIES;
-  if (map_cache_used < MAP_CACHE_ENTRIES) ++map_cache_used;
-  map_cache[slot].key = key;
-  map_cache[slot].map = *out_map;
   return KF_OK;
 }
 

@@ -1,14 +1,16 @@
 /* kfbench_mm.c — device-timed GEMM and attention of kfuse beside their peers in the same run:
  *   GEMM on CUDA devices beside cuBLAS (libcublas opened with dlopen, on the CUDA primary context the
- *   library also uses), on the CPU backend beside OpenBLAS (libopenblas opened with dlopen), and on
- *   OpenCL / Vulkan devices against the cuBLAS figure of the same hardware measured in this run;
- *   attention in TFLOP/s (4·b·h·q·kv·d, halved for causal) and decode in GB/s of K+V read.
+ *   library also uses; FP8 e4m3 beside cublasLtMatmul from libcublasLt, per-tensor scales of 1, bf16
+ *   out, fast accumulation as kfuse's wgmma does), on the CPU backend beside OpenBLAS (libopenblas
+ *   opened with dlopen), and on OpenCL / Vulkan devices against the cuBLAS figure of the same hardware
+ *   measured in this run; attention in TFLOP/s (4·b·h·q·kv·d, halved for causal) and decode in GB/s of
+ *   K+V read.
  * Each case: inputs random, 2 rotated input sets, warm-up (>= 0.3 s of device work on GPUs), then the
  * median of 20 timed batches of 8 launches on GPUs (kf_timer_begin/end; CUDA events for cuBLAS, which
  * gets the same random inputs, warm-up and batches: the H200 is power-limited under sustained GEMMs,
  * so inputs and warm-up change the clock both are timed at).
  *
- *   kfbench_mm [--backend=LIST] [--op=gemm,attention] [--quick] [--json=FILE]
+ *   kfbench_mm [--backend=LIST] [--op=gemm,attention] [--shape=MxNxK,...] [--quick] [--json=FILE]
  *
  * KF_CUDA_FORCE_GENERIC=1 in the environment times the generic (mma.sync) CUDA GEMM instead of the
  * Hopper one; run both to compare. The figures go to docs/BENCHMARKS.md. */
@@ -147,6 +149,23 @@ typedef int (*cu_event_record_fn)(void *, void *);
 typedef int (*cu_event_sync_fn)(void *);
 typedef int (*cu_event_elapsed_fn)(float *, void *, void *);
 typedef int (*cu_sync_fn)(void);
+/* cuBLASLt (cublasLt.h of CUDA 13.0): handles and descriptors are opaque pointers; the heuristic
+ * result is a by-value struct whose first member, the algorithm, is what cublasLtMatmul takes. */
+typedef struct lt_heuristic {
+  uint64_t algo[8]; /* cublasLtMatmulAlgo_t */
+  size_t workspace_size;
+  int state;
+  float waves;
+  int reserved[4];
+} lt_heuristic;
+typedef int (*lt_create_fn)(void **);
+typedef int (*lt_desc_create_fn)(void **, int, int);
+typedef int (*lt_set_attribute_fn)(void *, int, const void *, size_t);
+typedef int (*lt_layout_create_fn)(void **, int, uint64_t, uint64_t, int64_t);
+typedef int (*lt_destroy_fn)(void *);
+typedef int (*lt_heuristic_fn)(void *, void *, void *, void *, void *, void *, void *, int, lt_heuristic *, int *);
+typedef int (*lt_matmul_fn)(void *, void *, const void *, const void *, void *, const void *, void *, const void *,
+                            const void *, void *, void *, void *, const void *, void *, size_t, void *);
 
 static struct {
   bool ready;
@@ -162,6 +181,17 @@ static struct {
   cu_event_elapsed_fn event_elapsed;
   cu_sync_fn ctx_sync;
   char library[256];
+  /* cuBLASLt, for the FP8 peer; lt_matmul stays NULL when libcublasLt is missing */
+  char lt_why[160]; /* the first failure of an FP8 peer case, printed at the end */
+  int lt_fast_accum; /* whether the FP8 peer ran with fast accumulation */
+  void *lt_handle;
+  lt_desc_create_fn lt_desc_create;
+  lt_set_attribute_fn lt_desc_set, lt_preference_set;
+  lt_layout_create_fn lt_layout_create;
+  lt_destroy_fn lt_desc_destroy, lt_layout_destroy, lt_preference_destroy;
+  lt_create_fn lt_preference_create;
+  lt_heuristic_fn lt_heuristic;
+  lt_matmul_fn lt_matmul;
 } g_cublas;
 
 static void *open_first(const char *const *names, char *opened, size_t size) {
@@ -216,10 +246,38 @@ static bool cublas_init(void) {
     return false;
   }
   g_cublas.ready = true;
+  static const char *const lt_names[] = {"libcublasLt.so", "libcublasLt.so.13", "libcublasLt.so.12",
+                                         "/usr/local/cuda/lib64/libcublasLt.so", NULL};
+  void *lt = open_first(lt_names, ignored, sizeof ignored);
+  if (lt) {
+    lt_create_fn lt_create = (lt_create_fn)dlsym(lt, "cublasLtCreate");
+    g_cublas.lt_desc_create = (lt_desc_create_fn)dlsym(lt, "cublasLtMatmulDescCreate");
+    g_cublas.lt_desc_set = (lt_set_attribute_fn)dlsym(lt, "cublasLtMatmulDescSetAttribute");
+    g_cublas.lt_desc_destroy = (lt_destroy_fn)dlsym(lt, "cublasLtMatmulDescDestroy");
+    g_cublas.lt_layout_create = (lt_layout_create_fn)dlsym(lt, "cublasLtMatrixLayoutCreate");
+    g_cublas.lt_layout_destroy = (lt_destroy_fn)dlsym(lt, "cublasLtMatrixLayoutDestroy");
+    g_cublas.lt_preference_create = (lt_create_fn)dlsym(lt, "cublasLtMatmulPreferenceCreate");
+    g_cublas.lt_preference_set = (lt_set_attribute_fn)dlsym(lt, "cublasLtMatmulPreferenceSetAttribute");
+    g_cublas.lt_preference_destroy = (lt_destroy_fn)dlsym(lt, "cublasLtMatmulPreferenceDestroy");
+    g_cublas.lt_heuristic = (lt_heuristic_fn)dlsym(lt, "cublasLtMatmulAlgoGetHeuristic");
+    lt_matmul_fn matmul = (lt_matmul_fn)dlsym(lt, "cublasLtMatmul");
+    if (lt_create && g_cublas.lt_desc_create && g_cublas.lt_desc_set && g_cublas.lt_desc_destroy &&
+        g_cublas.lt_layout_create && g_cublas.lt_layout_destroy && g_cublas.lt_preference_create &&
+        g_cublas.lt_preference_set && g_cublas.lt_preference_destroy && g_cublas.lt_heuristic && matmul &&
+        lt_create(&g_cublas.lt_handle) == 0)
+      g_cublas.lt_matmul = matmul;
+  }
   return true;
 }
 
-enum { CUDA_R_32F = 0, CUDA_R_16F = 2, CUDA_R_16BF = 14, CUBLAS_COMPUTE_32F = 68, CUBLAS_GEMM_DEFAULT = -1 };
+enum { CUDA_R_32F = 0, CUDA_R_16F = 2, CUDA_R_16BF = 14, CUDA_R_8F_E4M3 = 28, CUBLAS_COMPUTE_32F = 68,
+       CUBLAS_GEMM_DEFAULT = -1, CUBLAS_OP_N = 0, CUBLAS_OP_T = 1 };
+/* cublasLtMatmulDescAttributes_t and cublasLtMatmulPreferenceAttributes_t values used here */
+enum { LT_DESC_TRANSA = 3, LT_DESC_TRANSB = 4, LT_DESC_A_SCALE_POINTER = 17, LT_DESC_B_SCALE_POINTER = 18,
+       LT_DESC_FAST_ACCUM = 25, LT_PREF_MAX_WORKSPACE_BYTES = 1 };
+#define LT_WORKSPACE_BYTES ((size_t)32 << 20)
+#define LT_SCALE_SLOT 256 /* bytes between the A and B scales on the device */
+#define LT_ALGOS 8        /* heuristic results asked for */
 
 /* Random values in [-1, 1) of `dtype` written to device memory, as random_tensor does for kfuse. */
 static bool cublas_random(unsigned long long dst, size_t n, kf_dtype dtype) {
@@ -235,35 +293,19 @@ static bool cublas_random(unsigned long long dst, size_t n, kf_dtype dtype) {
   return ok;
 }
 
-/* cuBLAS TFLOP/s of C[M,N] = A[M,K] B[N,K]ᵀ (row-major), i.e. column-major Cᵀ = B Aᵀ: op(B)=T, op(A)=N.
- * Timed exactly as kfuse is (time_ms): random inputs of the same distribution (constant inputs draw
- * less power, and under sustained load the H200's clock is power-limited: a helper measured cuBLAS
- * 10% faster on memset inputs), two rotated sets, >= WARM_MS of back-to-back launches, then the median
- * of TIMED_RUNS batches of BATCH launches between two events. */
-static double cublas_tflops(const gemm_shape *s) {
-  if (!cublas_init()) return 0.0;
-  int type = s->dtype == KF_F32 ? CUDA_R_32F : s->dtype == KF_F16 ? CUDA_R_16F : CUDA_R_16BF;
-  size_t elem = s->dtype == KF_F32 ? 4 : 2;
-  unsigned long long a[2] = {0}, b[2] = {0}, c[2] = {0};
-  bool ok = true;
-  for (int i = 0; i < 2 && ok; ++i)
-    ok = g_cublas.mem_alloc(&a[i], (size_t)(s->m * s->k) * elem) == 0 &&
-         g_cublas.mem_alloc(&b[i], (size_t)(s->n * s->k) * elem) == 0 &&
-         g_cublas.mem_alloc(&c[i], (size_t)(s->m * s->n) * elem) == 0 &&
-         cublas_random(a[i], (size_t)(s->m * s->k), s->dtype) && cublas_random(b[i], (size_t)(s->n * s->k), s->dtype);
-  const float alpha = 1.0f, beta = 0.0f;
+/* One launch of a peer GEMM on input set `set` (0 or 1); returns 0 on success. */
+typedef int (*peer_launch_fn)(void *state, int set);
+
+/* Median milliseconds of one peer launch, timed exactly as kfuse is (time_ms): >= WARM_MS of
+ * back-to-back launches in runs of 8, then TIMED_RUNS batches of BATCH launches between two events,
+ * alternating the two input sets. 0 when a launch fails. */
+static double peer_ms(peer_launch_fn launch, void *state) {
   void *start = NULL, *stop = NULL;
-  g_cublas.event_create(&start, 0);
-  g_cublas.event_create(&stop, 0);
-  int status = ok ? 0 : 1, set = 0;
-#define CUBLAS_GEMM(set_)                                                                                          \
-  g_cublas.gemm_ex(g_cublas.handle, 1, 0, (int)s->n, (int)s->m, (int)s->k, &alpha, (void *)b[set_], type, (int)s->k, \
-                   (void *)a[set_], type, (int)s->k, &beta, (void *)c[set_], type, (int)s->n, CUBLAS_COMPUTE_32F,      \
-                   CUBLAS_GEMM_DEFAULT)
-  /* Warm-up, as time_ms: at least WARM_MS of device time in runs of 8 launches. */
+  if (g_cublas.event_create(&start, 0) != 0 || g_cublas.event_create(&stop, 0) != 0) return 0.0;
+  int status = 0, set = 0;
   for (double warmed = 0.0; status == 0 && warmed < WARM_MS;) {
     g_cublas.event_record(start, NULL);
-    for (int i = 0; i < 8 && status == 0; ++i, set ^= 1) status = CUBLAS_GEMM(set);
+    for (int i = 0; i < 8 && status == 0; ++i, set ^= 1) status = launch(state, set);
     g_cublas.event_record(stop, NULL);
     g_cublas.event_sync(stop);
     float ms = 0;
@@ -273,21 +315,177 @@ static double cublas_tflops(const gemm_shape *s) {
   double samples[TIMED_RUNS];
   for (int run = 0; run < TIMED_RUNS && status == 0; ++run) {
     g_cublas.event_record(start, NULL);
-    for (int i = 0; i < BATCH && status == 0; ++i, set ^= 1) status = CUBLAS_GEMM(set);
+    for (int i = 0; i < BATCH && status == 0; ++i, set ^= 1) status = launch(state, set);
     g_cublas.event_record(stop, NULL);
     g_cublas.event_sync(stop);
     float ms = 0;
     g_cublas.event_elapsed(&ms, start, stop);
     samples[run] = ms / BATCH;
   }
-#undef CUBLAS_GEMM
+  return status == 0 ? median(samples, TIMED_RUNS) : 0.0;
+}
+
+/* Device buffers of one peer case: two input sets (random, as random_tensor makes kfuse's), C per set,
+ * and for cuBLASLt its descriptors, scales and workspace. */
+typedef struct peer_case {
+  const gemm_shape *shape;
+  unsigned long long a[2], b[2], c[2];
+  int type;
+  /* cuBLASLt */
+  void *desc, *layout_a, *layout_b, *layout_c;
+  unsigned long long scales, workspace;
+  lt_heuristic algo;
+} peer_case;
+
+static bool peer_alloc(peer_case *p, const gemm_shape *s, size_t out_size) {
+  memset(p, 0, sizeof *p);
+  p->shape = s;
+  const size_t elem = kf_dtype_size(s->dtype);
+  bool ok = true;
+  for (int i = 0; i < 2 && ok; ++i)
+    ok = g_cublas.mem_alloc(&p->a[i], (size_t)(s->m * s->k) * elem) == 0 &&
+         g_cublas.mem_alloc(&p->b[i], (size_t)(s->n * s->k) * elem) == 0 &&
+         g_cublas.mem_alloc(&p->c[i], (size_t)(s->m * s->n) * out_size) == 0 &&
+         cublas_random(p->a[i], (size_t)(s->m * s->k), s->dtype) &&
+         cublas_random(p->b[i], (size_t)(s->n * s->k), s->dtype);
+  return ok;
+}
+
+static void peer_free(peer_case *p) {
   for (int i = 0; i < 2; ++i) {
-    if (a[i]) g_cublas.mem_free(a[i]);
-    if (b[i]) g_cublas.mem_free(b[i]);
-    if (c[i]) g_cublas.mem_free(c[i]);
+    if (p->a[i]) g_cublas.mem_free(p->a[i]);
+    if (p->b[i]) g_cublas.mem_free(p->b[i]);
+    if (p->c[i]) g_cublas.mem_free(p->c[i]);
   }
-  if (status != 0) return 0.0;
-  return 2.0 * (double)s->m * (double)s->n * (double)s->k / (median(samples, TIMED_RUNS) * 1e-3) / 1e12;
+  if (p->scales) g_cublas.mem_free(p->scales);
+  if (p->workspace) g_cublas.mem_free(p->workspace);
+  if (p->layout_a) g_cublas.lt_layout_destroy(p->layout_a);
+  if (p->layout_b) g_cublas.lt_layout_destroy(p->layout_b);
+  if (p->layout_c) g_cublas.lt_layout_destroy(p->layout_c);
+  if (p->desc) g_cublas.lt_desc_destroy(p->desc);
+}
+
+static double peer_tflops(const gemm_shape *s, double ms) {
+  return ms > 0 ? 2.0 * (double)s->m * (double)s->n * (double)s->k / (ms * 1e-3) / 1e12 : 0.0;
+}
+
+/* C[M,N] = A[M,K] B[N,K]ᵀ (row-major) is, column-major, Cᵀ = B Aᵀ: op(B) = T, op(A) = N. */
+static int cublas_launch(void *state, int set) {
+  const peer_case *p = state;
+  const gemm_shape *s = p->shape;
+  const float alpha = 1.0f, beta = 0.0f;
+  return g_cublas.gemm_ex(g_cublas.handle, CUBLAS_OP_T, CUBLAS_OP_N, (int)s->n, (int)s->m, (int)s->k, &alpha,
+                          (void *)p->b[set], p->type, (int)s->k, (void *)p->a[set], p->type, (int)s->k, &beta,
+                          (void *)p->c[set], p->type, (int)s->n, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
+}
+
+/* cuBLAS TFLOP/s (cublasGemmEx) of a 16- or 32-bit case, C in the input type. Same random inputs,
+ * warm-up and batches as kfuse: constant inputs draw less power, and under sustained load the H200's
+ * clock is power-limited (a helper measured cuBLAS 10% faster on memset inputs). */
+static double cublas_tflops(const gemm_shape *s) {
+  if (!cublas_init()) return 0.0;
+  peer_case p;
+  double ms = 0.0;
+  if (peer_alloc(&p, s, kf_dtype_size(s->dtype))) {
+    p.type = s->dtype == KF_F32 ? CUDA_R_32F : s->dtype == KF_F16 ? CUDA_R_16F : CUDA_R_16BF;
+    ms = peer_ms(cublas_launch, &p);
+  }
+  peer_free(&p);
+  return peer_tflops(s, ms);
+}
+
+static int cublaslt_launch(void *state, int set) {
+  peer_case *p = state;
+  const float alpha = 1.0f, beta = 0.0f;
+  return g_cublas.lt_matmul(g_cublas.lt_handle, p->desc, &alpha, (void *)p->b[set], p->layout_a, (void *)p->a[set],
+                            p->layout_b, &beta, (void *)p->c[set], p->layout_c, (void *)p->c[set], p->layout_c,
+                            p->algo.algo, (void *)p->workspace, LT_WORKSPACE_BYTES, NULL);
+}
+
+/* cuBLASLt TFLOP/s of an FP8 e4m3 case as kfuse runs it: A [M,K] and B [N,K] e4m3 (the layout FP8
+ * cublasLtMatmul requires: op(A) = T, op(B) = N, column-major), per-tensor scales (1.0, on the
+ * device), f32 compute, bf16 C, fast accumulation (no periodic promotion: kfuse's wgmma accumulates
+ * the whole K in its f32 accumulators too; without it only if no algorithm runs with it), the first of
+ * the heuristic's LT_ALGOS algorithms that runs, 32 MiB of workspace. */
+static double cublaslt_fp8_tflops(const gemm_shape *s) {
+  if (!cublas_init()) return 0.0;
+  if (!g_cublas.lt_matmul) {
+    snprintf(g_cublas.lt_why, sizeof g_cublas.lt_why, "libcublasLt not found or cublasLtCreate failed");
+    return 0.0;
+  }
+  peer_case p;
+  double ms = 0.0;
+  const char *step = "device buffers";
+  int status = peer_alloc(&p, s, 2) ? 0 : -1;
+  void *preference = NULL;
+  const int trans_a = CUBLAS_OP_T, trans_b = CUBLAS_OP_N;
+  const float one = 1.0f;
+  const uint64_t workspace = LT_WORKSPACE_BYTES;
+  lt_heuristic found[LT_ALGOS];
+#define LT_STEP(name, call) \
+  if (status == 0) {        \
+    step = name;            \
+    status = (call);        \
+  }
+  /* each scale in its own 256-byte slot, as separate allocations would be: with the B scale 4 bytes
+   * after the A scale, cublasLtMatmul refused the heuristic's algorithm (NOT_SUPPORTED) on the H200 */
+  LT_STEP("scales and workspace",
+          g_cublas.mem_alloc(&p.scales, 2 * LT_SCALE_SLOT) || g_cublas.memcpy_htod(p.scales, &one, sizeof one) ||
+              g_cublas.memcpy_htod(p.scales + LT_SCALE_SLOT, &one, sizeof one) ||
+              g_cublas.mem_alloc(&p.workspace, LT_WORKSPACE_BYTES));
+  const void *scale_a = (const void *)(uintptr_t)p.scales;
+  const void *scale_b = (const void *)(uintptr_t)(p.scales + LT_SCALE_SLOT);
+  LT_STEP("cublasLtMatmulDescCreate", g_cublas.lt_desc_create(&p.desc, CUBLAS_COMPUTE_32F, CUDA_R_32F));
+  LT_STEP("TRANSA", g_cublas.lt_desc_set(p.desc, LT_DESC_TRANSA, &trans_a, sizeof trans_a));
+  LT_STEP("TRANSB", g_cublas.lt_desc_set(p.desc, LT_DESC_TRANSB, &trans_b, sizeof trans_b));
+  LT_STEP("A_SCALE_POINTER", g_cublas.lt_desc_set(p.desc, LT_DESC_A_SCALE_POINTER, &scale_a, sizeof scale_a));
+  LT_STEP("B_SCALE_POINTER", g_cublas.lt_desc_set(p.desc, LT_DESC_B_SCALE_POINTER, &scale_b, sizeof scale_b));
+  LT_STEP("layout A", g_cublas.lt_layout_create(&p.layout_a, CUDA_R_8F_E4M3, (uint64_t)s->k, (uint64_t)s->n, s->k));
+  LT_STEP("layout B", g_cublas.lt_layout_create(&p.layout_b, CUDA_R_8F_E4M3, (uint64_t)s->k, (uint64_t)s->m, s->k));
+  LT_STEP("layout C", g_cublas.lt_layout_create(&p.layout_c, CUDA_R_16BF, (uint64_t)s->n, (uint64_t)s->m, s->n));
+  LT_STEP("cublasLtMatmulPreferenceCreate", g_cublas.lt_preference_create(&preference));
+  LT_STEP("MAX_WORKSPACE_BYTES",
+          g_cublas.lt_preference_set(preference, LT_PREF_MAX_WORKSPACE_BYTES, &workspace, sizeof workspace));
+  /* With fast accumulation first (as kfuse's wgmma accumulates), then without it if no algorithm runs:
+   * the heuristic's order, first algorithm that runs (an algorithm can still refuse the pointers). */
+  int tried = 0, first_status = 0;
+  const int ready = status;
+  for (int fast = 1; fast >= 0 && ready == 0; --fast) {
+    const int8_t accum = (int8_t)fast;
+    int found_count = 0;
+    status = 0;
+    LT_STEP("FAST_ACCUM", g_cublas.lt_desc_set(p.desc, LT_DESC_FAST_ACCUM, &accum, sizeof accum));
+    LT_STEP("cublasLtMatmulAlgoGetHeuristic",
+            g_cublas.lt_heuristic(g_cublas.lt_handle, p.desc, p.layout_a, p.layout_b, p.layout_c, p.layout_c,
+                                  preference, LT_ALGOS, found, &found_count));
+    LT_STEP("cublasLtMatmulAlgoGetHeuristic (no algorithm)", found_count > 0 ? 0 : -1);
+    if (status != 0) continue;
+    step = "cublasLtMatmul";
+    status = -1;
+    for (int i = 0; i < found_count && status != 0; ++i, ++tried) {
+      p.algo = found[i];
+      status = cublaslt_launch(&p, 0);
+      if (tried == 0) first_status = status;
+    }
+    if (status == 0) {
+      g_cublas.lt_fast_accum = fast;
+      break;
+    }
+  }
+#undef LT_STEP
+  if (preference) g_cublas.lt_preference_destroy(preference);
+  if (status == 0) {
+    if (tried > 1)
+      snprintf(g_cublas.lt_why, sizeof g_cublas.lt_why, "the %d-th algorithm tried ran (the first returned %d)", tried,
+               first_status);
+    step = "cublasLtMatmul (timed)";
+    ms = peer_ms(cublaslt_launch, &p);
+  }
+  if (status != 0 || ms <= 0.0)
+    snprintf(g_cublas.lt_why, sizeof g_cublas.lt_why, "%s failed (status %d, %d algorithms tried, first returned %d)",
+             step, status, tried, first_status);
+  peer_free(&p);
+  return peer_tflops(s, ms);
 }
 
 /* ---- OpenBLAS (dlopen) on the host ---- */
@@ -383,6 +581,9 @@ static bool is_gpu(const kf_device_info *d) {
   return d->type == KF_DEVICE_TYPE_DISCRETE_GPU || d->type == KF_DEVICE_TYPE_INTEGRATED_GPU;
 }
 
+static bool in_list(const char *list, const char *name);
+static const char *g_shapes; /* --shape: the GEMM cases to run (NULL: all) */
+
 static double g_cublas_seen[16]; /* cuBLAS TFLOP/s per GPU GEMM case, measured with the CUDA device */
 
 static void bench_gemm(const kf_device_info *dev, bool quick) {
@@ -397,6 +598,10 @@ static void bench_gemm(const kf_device_info *dev, bool quick) {
   for (size_t i = 0; i < count; ++i) {
     const gemm_shape *s = &shapes[i];
     if (s->dtype == KF_F8_E4M3 && !(dev->caps & KF_CAP_FP8)) continue;
+    char shape[64], typed_shape[96];
+    snprintf(shape, sizeof shape, "%lldx%lldx%lld", (long long)s->m, (long long)s->n, (long long)s->k);
+    snprintf(typed_shape, sizeof typed_shape, "%s:%s", kf_dtype_name(s->dtype), shape);
+    if (g_shapes && !in_list(g_shapes, shape) && !in_list(g_shapes, typed_shape)) continue;
     gemm_state g;
     memset(&g, 0, sizeof g);
     g.desc = (kf_gemm_desc)KF_GEMM_DESC_INIT;
@@ -409,13 +614,16 @@ static void bench_gemm(const kf_device_info *dev, bool quick) {
     }
     kf_status st = launch_gemm(ctx, &g, 0);
     double ms = 0, tflops = 0, peer = 0;
-    char shape[64], peer_name[96] = "";
-    snprintf(shape, sizeof shape, "%lldx%lldx%lld", (long long)s->m, (long long)s->n, (long long)s->k);
+    char peer_name[96] = "";
     if (st == KF_OK) {
       ms = time_ms(ctx, launch_gemm, &g, gpu);
       tflops = 2.0 * (double)s->m * (double)s->n * (double)s->k / (ms * 1e-3) / 1e12;
     }
-    if (dev->backend == KF_BACKEND_CUDA && s->dtype != KF_F8_E4M3) {
+    if (dev->backend == KF_BACKEND_CUDA && s->dtype == KF_F8_E4M3) {
+      peer = cublaslt_fp8_tflops(s);
+      snprintf(peer_name, sizeof peer_name, "%s",
+               g_cublas.lt_fast_accum ? "cuBLASLt FP8" : "cuBLASLt FP8 (no fast acc.)");
+    } else if (dev->backend == KF_BACKEND_CUDA) {
       peer = cublas_tflops(s);
       if (i < 16) g_cublas_seen[i] = peer;
       snprintf(peer_name, sizeof peer_name, "cuBLAS");
@@ -519,10 +727,13 @@ int main(int argc, char **argv) {
     if (strncmp(argv[i], "--backend=", 10) == 0) backends = argv[i] + 10;
     else if (strncmp(argv[i], "--op=", 5) == 0) ops = argv[i] + 5;
     else if (strncmp(argv[i], "--json=", 7) == 0) json = argv[i] + 7;
+    else if (strncmp(argv[i], "--shape=", 8) == 0) g_shapes = argv[i] + 8;
     else if (strcmp(argv[i], "--quick") == 0) quick = true;
     else if (strcmp(argv[i], "--software") == 0) software = true;
     else {
-      fprintf(stderr, "usage: %s [--backend=LIST] [--op=gemm,attention] [--quick] [--software] [--json=FILE]\n"
+      fprintf(stderr, "usage: %s [--backend=LIST] [--op=gemm,attention] [--shape=LIST] [--quick] [--software]"
+                      " [--json=FILE]\n"
+                      "  --shape     GEMM cases to run, comma-separated: MxNxK or DTYPE:MxNxK (f8e4m3:8192x8192x8192)\n"
                       "  --software  also PoCL / lavapipe (tiny shapes are not used: slow)\n", argv[0]);
       return 2;
     }
@@ -555,6 +766,7 @@ int main(int argc, char **argv) {
     }
   if (g_cublas.why[0]) printf("cuBLAS peer: %s\n", g_cublas.why);
   else if (g_cublas.ready) printf("cuBLAS peer: %s\n", g_cublas.library);
+  if (g_cublas.lt_why[0]) printf("cuBLASLt FP8 peer: %s\n", g_cublas.lt_why);
   if (g_json) {
     fprintf(g_json, "\n]\n");
     fclose(g_json);

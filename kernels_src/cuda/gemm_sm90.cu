@@ -182,8 +182,12 @@ __device__ __forceinline__ void named_barrier(int id, int threads) {
   asm volatile("bar.sync %0, %1;" ::"r"(id), "r"(threads) : "memory");
 }
 
-__device__ __forceinline__ void store_shared(uint32_t address, uint32_t v) {
-  asm volatile("st.shared.b32 [%0], %1;" ::"r"(address), "r"(v));
+/* Four 8 x 8 matrices of 16-bit elements into shared memory: lanes 8 i .. 8 i + 7 give the row
+ * addresses (16 bytes each) of matrix i, and each lane holds, in word i, row lane / 4, columns
+ * 2 (lane % 4) and + 1 of matrix i: the layout of an 8-column group of wgmma accumulators. */
+__device__ __forceinline__ void store_matrices(uint32_t address, uint32_t w0, uint32_t w1, uint32_t w2, uint32_t w3) {
+  asm volatile("stmatrix.sync.aligned.m8n8.x4.shared.b16 [%0], {%1, %2, %3, %4};" ::"r"(address), "r"(w0), "r"(w1),
+               "r"(w2), "r"(w3));
 }
 
 __device__ __forceinline__ void store_shared(uint32_t address, float v0, float v1) {
@@ -225,27 +229,28 @@ __device__ __forceinline__ uint64_t matrix_descriptor(uint32_t address, uint32_t
   "+f"(d[112]), "+f"(d[113]), "+f"(d[114]), "+f"(d[115]), "+f"(d[116]), "+f"(d[117]), "+f"(d[118]), "+f"(d[119]), \
   "+f"(d[120]), "+f"(d[121]), "+f"(d[122]), "+f"(d[123]), "+f"(d[124]), "+f"(d[125]), "+f"(d[126]), "+f"(d[127])
 
-/* d += A(64 x K step) B(K step x 256) for one K step (16 16-bit or 32 FP8 elements). TRANS_*: the
- * operand is MN-major in shared memory (16-bit types only). */
+/* d = A(64 x K step) B(K step x 256) + (accumulate ? d : 0) for one K step (16 16-bit or 32 FP8
+ * elements): the first step of a tile overwrites the previous tile's accumulators, so they need no
+ * clearing. TRANS_*: the operand is MN-major in shared memory (16-bit types only). */
 template <int IN, int TRANS_A, int TRANS_B>
-__device__ __forceinline__ void wgmma_step(float (&d)[128], uint64_t desc_a, uint64_t desc_b) {
+__device__ __forceinline__ void wgmma_step(float (&d)[128], uint64_t desc_a, uint64_t desc_b, int accumulate) {
   if (IN == IN_BF16)
     asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %130, 0;\n"
                  "wgmma.mma_async.sync.aligned.m64n256k16.f32.bf16.bf16 {" ACC_REGS "}, %128, %129, p, 1, 1, "
                  "%131, %132;\n}\n"
                  : ACC_OPERANDS(d)
-                 : "l"(desc_a), "l"(desc_b), "r"(1), "n"(TRANS_A), "n"(TRANS_B));
+                 : "l"(desc_a), "l"(desc_b), "r"(accumulate), "n"(TRANS_A), "n"(TRANS_B));
   else if (IN == IN_F16)
     asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %130, 0;\n"
                  "wgmma.mma_async.sync.aligned.m64n256k16.f32.f16.f16 {" ACC_REGS "}, %128, %129, p, 1, 1, "
                  "%131, %132;\n}\n"
                  : ACC_OPERANDS(d)
-                 : "l"(desc_a), "l"(desc_b), "r"(1), "n"(TRANS_A), "n"(TRANS_B));
+                 : "l"(desc_a), "l"(desc_b), "r"(accumulate), "n"(TRANS_A), "n"(TRANS_B));
   else
     asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %130, 0;\n"
                  "wgmma.mma_async.sync.aligned.m64n256k32.f32.e4m3.e4m3 {" ACC_REGS "}, %128, %129, p, 1, 1;\n}\n"
                  : ACC_OPERANDS(d)
-                 : "l"(desc_a), "l"(desc_b), "r"(1));
+                 : "l"(desc_a), "l"(desc_b), "r"(accumulate));
 }
 
 __device__ __forceinline__ void wgmma_fence() { asm volatile("wgmma.fence.sync.aligned;" ::: "memory"); }
@@ -378,11 +383,13 @@ __device__ __forceinline__ float silu(float x) { return x / (1.0f + __expf(-x));
 
 /* The epilogue of one consumer warpgroup's 64 x 256 accumulators (64 x 128 outputs with SwiGLU)
  * through shared memory and TMA stores: C without a read of C or a residual, described by c_map.
- * Box by box (64 rows x 128 bytes): the leader waits until the buffer's previous store has read it,
- * the warpgroup writes the box (alpha, bias, SwiGLU applied, rounded to DT_C), fences it for the
- * async proxy, and the leader stores it; the stores finish while the next tile's products run. The
- * bias loads are the only loads; their column test is the only bounds test (the TMA clips C). */
-template <int DT_C, int SWIGLU>
+ * alpha is already applied. Box by box (64 rows x 128 bytes): the leader waits until the buffer's
+ * previous store has read it, the warpgroup writes the box (bias, SwiGLU applied, rounded to DT_C),
+ * fences it for the async proxy, and the leader stores it; the stores finish while the next tile's
+ * products run. 16-bit C goes in with stmatrix (two column groups of both row halves a store: 16
+ * stores a thread a tile instead of 64), f32 C with 8-byte stores. The bias loads are the only loads;
+ * their column test is the only bounds test (the TMA clips C). */
+template <int DT_C, int SWIGLU, int HAS_BIAS>
 __device__ __forceinline__ void epilogue_tma(const kf_gemm_sm90_params &p, const float (&acc)[128], int batch,
                                              int row0, int col0, uint32_t buffers, int consumer) {
   constexpr int size = DT_C == KF_DT_F32 ? 4 : 2;
@@ -393,7 +400,10 @@ __device__ __forceinline__ void epilogue_tma(const kf_gemm_sm90_params &p, const
   const bool leader = threadIdx.x % 128 == 0;
   const uint32_t row_lo = (warp * 16 + lane / 4) * 128, row_hi = row_lo + 8 * 128;
   const uint32_t swizzle = lane / 4; /* row % 8 of both rows */
-  const bool has_bias = (p.flags & KF_SM90_HAS_BIAS) != 0;
+  /* stmatrix: lane gives the address of row lane % 8 of matrix lane / 8 = (column group g + lane / 16,
+   * row half (lane / 8) % 2); with g even, that group's swizzled chunk is g ^ (lane / 16 ^ lane % 8) */
+  const uint32_t matrix_row = (warp * 16 + ((lane / 8) % 2) * 8 + lane % 8) * 128;
+  const uint32_t matrix_chunk = (lane / 16) ^ (lane % 8);
   const int dt_bias = (p.dtypes >> KF_SM90_DT_SHIFT_BIAS) & 15;
   const int col = col0 + 2 * (lane % 4);
 #pragma unroll
@@ -401,11 +411,12 @@ __device__ __forceinline__ void epilogue_tma(const kf_gemm_sm90_params &p, const
     const uint32_t buffer = buffers + (box % C_BUFFERS) * C_BOX_BYTES;
     if (leader) bulk_wait_read<C_BUFFERS - 1>();
     named_barrier(1 + consumer, 128);
+    uint32_t words[2][2]; /* 16-bit C: [group parity][row half], stored two groups at a time */
 #pragma unroll
     for (int g = 0; g < box_groups; ++g) {
       const int i = box * box_groups + g;
       float bias[2] = {0.0f, 0.0f}, bias_up[2] = {0.0f, 0.0f};
-      if (has_bias) {
+      if (HAS_BIAS) {
 #pragma unroll
         for (int j = 0; j < 2; ++j)
           if (col + 8 * i + j < p.n) {
@@ -419,13 +430,16 @@ __device__ __forceinline__ void epilogue_tma(const kf_gemm_sm90_params &p, const
       for (int h = 0; h < 2; ++h)
 #pragma unroll
         for (int j = 0; j < 2; ++j) {
-          const float t = p.alpha * acc[4 * i + 2 * h + j] + bias[j];
-          v[2 * h + j] = SWIGLU ? silu(t) * (p.alpha * acc[4 * (i + 16) + 2 * h + j] + bias_up[j]) : t;
+          const float t = HAS_BIAS ? acc[4 * i + 2 * h + j] + bias[j] : acc[4 * i + 2 * h + j];
+          const float up = HAS_BIAS ? acc[4 * (i + 16) + 2 * h + j] + bias_up[j] : acc[4 * (i + 16) + 2 * h + j];
+          v[2 * h + j] = SWIGLU ? silu(t) * up : t;
         }
       if (size == 2) {
-        const uint32_t chunk = (g ^ swizzle) * 16 + 4 * (lane % 4);
-        store_shared(buffer + row_lo + chunk, pack_word(DT_C, v[0], v[1]));
-        store_shared(buffer + row_hi + chunk, pack_word(DT_C, v[2], v[3]));
+        words[g % 2][0] = pack_word(DT_C, v[0], v[1]);
+        words[g % 2][1] = pack_word(DT_C, v[2], v[3]);
+        if (g % 2 == 1)
+          store_matrices(buffer + matrix_row + ((uint32_t)(g - 1) ^ matrix_chunk) * 16, words[0][0], words[0][1],
+                         words[1][0], words[1][1]);
       } else {
         const uint32_t chunk = ((2 * g + (lane % 4) / 2) ^ swizzle) * 16 + 8 * (lane % 2);
         store_shared(buffer + row_lo + chunk, v[0], v[1]);
@@ -441,7 +455,8 @@ __device__ __forceinline__ void epilogue_tma(const kf_gemm_sm90_params &p, const
   }
 }
 
-/* The epilogue of one consumer warpgroup's 64 x 256 accumulators. Accumulator layout of wgmma
+/* The epilogue of one consumer warpgroup's 64 x 256 accumulators (alpha already applied), stored
+ * from registers. Accumulator layout of wgmma
  * m64nN (f32): thread lane of warp w holds rows w * 16 + lane / 4 (+ 8 for the second pair) and
  * columns 8 i + 2 (lane % 4) (+ 1), register 4 i + 2 h + j for column group i, row half h, column j. */
 __device__ __forceinline__ void epilogue(const kf_gemm_sm90_params &p, const float (&acc)[128], int batch, int row0,
@@ -449,16 +464,13 @@ __device__ __forceinline__ void epilogue(const kf_gemm_sm90_params &p, const flo
   const uint32_t plain = KF_SM90_SWIGLU | KF_SM90_HAS_BIAS | KF_SM90_HAS_RESIDUAL | KF_SM90_READ_C;
   if (!(p.flags & plain) && (p.flags & KF_SM90_C_PAIRS) && row0 + 64 <= p.m && col0 + TILE_N <= p.n) {
     const int dt_c = (p.dtypes >> KF_SM90_DT_SHIFT_C) & 15;
-    float scaled[128];
-#pragma unroll
-    for (int i = 0; i < 128; ++i) scaled[i] = p.alpha * acc[i];
     const int64_t first = (int64_t)batch * p.c_batch_stride + (int64_t)row0 * p.ldc + col0;
     if (dt_c == KF_DT_BF16)
-      store_block<KF_DT_BF16>(scaled, p.c, p.ldc, first);
+      store_block<KF_DT_BF16>(acc, p.c, p.ldc, first);
     else if (dt_c == KF_DT_F16)
-      store_block<KF_DT_F16>(scaled, p.c, p.ldc, first);
+      store_block<KF_DT_F16>(acc, p.c, p.ldc, first);
     else
-      store_block<KF_DT_F32>(scaled, p.c, p.ldc, first);
+      store_block<KF_DT_F32>(acc, p.c, p.ldc, first);
     return;
   }
   const int lane = threadIdx.x % 32, warp = (threadIdx.x % 128) / 32;
@@ -484,8 +496,8 @@ __device__ __forceinline__ void epilogue(const kf_gemm_sm90_params &p, const flo
         float t[2];
 #pragma unroll
         for (int j = 0; j < 2; ++j) {
-          const float gate = p.alpha * acc[4 * i + 2 * h + j] + bias_gate[j];
-          const float up = p.alpha * acc[4 * (i + 16) + 2 * h + j] + bias_up[j];
+          const float gate = acc[4 * i + 2 * h + j] + bias_gate[j];
+          const float up = acc[4 * (i + 16) + 2 * h + j] + bias_up[j];
           t[j] = silu(gate) * up;
         }
         finish_pair(p, batch, row + 8 * h, c, t[0], t[1]);
@@ -504,8 +516,7 @@ __device__ __forceinline__ void epilogue(const kf_gemm_sm90_params &p, const flo
     }
 #pragma unroll
     for (int h = 0; h < 2; ++h)
-      finish_pair(p, batch, row + 8 * h, c, p.alpha * acc[4 * i + 2 * h] + bias[0],
-                  p.alpha * acc[4 * i + 2 * h + 1] + bias[1]);
+      finish_pair(p, batch, row + 8 * h, c, acc[4 * i + 2 * h] + bias[0], acc[4 * i + 2 * h + 1] + bias[1]);
   }
 }
 
@@ -605,12 +616,10 @@ __device__ __forceinline__ void gemm_sm90(const kf_gemm_sm90_params &p) {
     const uint32_t a_step = A_MN ? 16 * 128 : 32, b_step = B_MN ? 16 * 128 : 32;
     const uint32_t a_leading = A_MN ? MN_BOX_BYTES : 16, b_leading = B_MN ? MN_BOX_BYTES : 16;
     uint32_t it = 0;
-    float acc[128];
+    float acc[128]; /* no clearing: each tile's first wgmma overwrites them */
     for (int unit = first_unit; unit < units; unit += unit_stride) {
       int batch, tile_m, tile_n;
       tile_position(p, unit, rank, batch, tile_m, tile_n);
-#pragma unroll
-      for (int i = 0; i < 128; ++i) acc[i] = 0.0f;
       for (int kb = 0; kb < k_blocks; ++kb, ++it) {
         const uint32_t s = it % STAGES, phase = (it / STAGES) & 1;
         barrier_wait(full_bars + 8 * s, phase);
@@ -619,7 +628,8 @@ __device__ __forceinline__ void gemm_sm90(const kf_gemm_sm90_params &p) {
 #pragma unroll
         for (int step = 0; step < 4; ++step)
           wgmma_step<IN, A_MN, B_MN>(acc, matrix_descriptor(a + step * a_step, a_leading, SWIZZLE_ATOM_BYTES),
-                                     matrix_descriptor(b + step * b_step, b_leading, SWIZZLE_ATOM_BYTES));
+                                     matrix_descriptor(b + step * b_step, b_leading, SWIZZLE_ATOM_BYTES),
+                                     step > 0 || kb > 0);
         wgmma_commit();
         /* the previous K block's products are done: its stage can be refilled */
         wgmma_wait<1>(acc);
@@ -627,20 +637,27 @@ __device__ __forceinline__ void gemm_sm90(const kf_gemm_sm90_params &p) {
       }
       wgmma_wait<0>(acc);
       if (k_blocks > 0 && releaser) release_stage(empty_bars + 8 * ((it - 1) % STAGES));
+      if (p.alpha != 1.0f) {
+#pragma unroll
+        for (int i = 0; i < 128; ++i) acc[i] *= p.alpha;
+      }
       const int row0 = tile_m * TILE_M + consumer * C_BOX_ROWS, col0 = tile_n * out_cols;
       if (p.flags & KF_SM90_C_TMA) {
         const uint32_t buffers = c_buffers + consumer * C_BUFFERS * C_BOX_BYTES;
         const int dt_c = (p.dtypes >> KF_SM90_DT_SHIFT_C) & 15;
-        const bool swiglu = (p.flags & KF_SM90_SWIGLU) != 0;
+        const bool swiglu = (p.flags & KF_SM90_SWIGLU) != 0, has_bias = (p.flags & KF_SM90_HAS_BIAS) != 0;
+#define EPILOGUE_TMA(DT_C)                                                                      \
+  (swiglu ? (has_bias ? epilogue_tma<DT_C, 1, 1>(p, acc, batch, row0, col0, buffers, consumer)  \
+                      : epilogue_tma<DT_C, 1, 0>(p, acc, batch, row0, col0, buffers, consumer)) \
+          : (has_bias ? epilogue_tma<DT_C, 0, 1>(p, acc, batch, row0, col0, buffers, consumer)  \
+                      : epilogue_tma<DT_C, 0, 0>(p, acc, batch, row0, col0, buffers, consumer)))
         if (dt_c == KF_DT_BF16)
-          swiglu ? epilogue_tma<KF_DT_BF16, 1>(p, acc, batch, row0, col0, buffers, consumer)
-                 : epilogue_tma<KF_DT_BF16, 0>(p, acc, batch, row0, col0, buffers, consumer);
+          EPILOGUE_TMA(KF_DT_BF16);
         else if (dt_c == KF_DT_F16)
-          swiglu ? epilogue_tma<KF_DT_F16, 1>(p, acc, batch, row0, col0, buffers, consumer)
-                 : epilogue_tma<KF_DT_F16, 0>(p, acc, batch, row0, col0, buffers, consumer);
+          EPILOGUE_TMA(KF_DT_F16);
         else
-          swiglu ? epilogue_tma<KF_DT_F32, 1>(p, acc, batch, row0, col0, buffers, consumer)
-                 : epilogue_tma<KF_DT_F32, 0>(p, acc, batch, row0, col0, buffers, consumer);
+          EPILOGUE_TMA(KF_DT_F32);
+#undef EPILOGUE_TMA
       } else {
         epilogue(p, acc, batch, row0, col0);
       }
