@@ -654,6 +654,26 @@ __device__ __forceinline__ void store_through_stash(const kf_cuda_gemm_params &p
   }
 }
 
+/* The mmas of one k-step for f16, bf16 and tf32 fragments (both tensor-core kernels): tf32 operands
+ * rounded first, then a serpentine over j so that consecutive mmas share an A or B fragment. */
+template <int ELEM, int MI, int NI>
+__device__ __forceinline__ void mma_fragments_16(float (&acc)[MI][NI][4], uint32_t (&af)[MI][4],
+                                                 uint32_t (&bf)[NI][2]) {
+  if (ELEM == ELEM_TF32) {
+#pragma unroll
+    for (int i = 0; i < MI; ++i) round_tf32(af[i]);
+#pragma unroll
+    for (int j = 0; j < NI; ++j) round_tf32(bf[j]);
+  }
+#pragma unroll
+  for (int i = 0; i < MI; ++i)
+#pragma unroll
+    for (int jj = 0; jj < NI; ++jj) {
+      const int j = i % 2 ? NI - 1 - jj : jj;
+      mma_step<ELEM>(acc[i][j], af[i], bf[j]);
+    }
+}
+
 /* One warp's ldmatrix addressing for the A and B fragments of an mma k-step (16 k), shared by both
  * tensor-core kernels. k-contiguous operands: A matrices (m 0-7, k lo), (m 8-15, k lo), (m 0-7, k hi),
  * (m 8-15, k hi); B matrices b0 and b1 of n-block 2j, then of n-block 2j + 1. The swizzle XORs the chunk
@@ -791,20 +811,7 @@ __device__ __forceinline__ void gemm_tensor_core(const kf_cuda_gemm_params &p) {
         }
       }
     } else {
-      if (ELEM == ELEM_TF32) {
-#pragma unroll
-        for (int i = 0; i < MI; ++i) round_tf32(af[i]);
-#pragma unroll
-        for (int j = 0; j < NI; ++j) round_tf32(bf[j]);
-      }
-      /* serpentine over j so consecutive mmas share an A or B fragment */
-#pragma unroll
-      for (int i = 0; i < MI; ++i)
-#pragma unroll
-        for (int jj = 0; jj < NI; ++jj) {
-          const int j = i % 2 ? NI - 1 - jj : jj;
-          mma_step<ELEM>(acc[i][j], af[i], bf[j]);
-        }
+      mma_fragments_16<ELEM, MI, NI>(acc, af, bf);
     }
   };
 
@@ -1126,19 +1133,7 @@ __device__ __forceinline__ void gemm_tensor_core_ws(const kf_cuda_gemm_params &p
     auto load_fragments = [&](uint32_t(&af)[MI][4], uint32_t(&bf)[NI][2], uint32_t a_tile, uint32_t b_tile,
                               int step) { fragments.load(af, bf, a_tile, b_tile, step); };
     auto mma_fragments = [&](uint32_t(&af)[MI][4], uint32_t(&bf)[NI][2]) {
-      if (ELEM == ELEM_TF32) {
-#pragma unroll
-        for (int i = 0; i < MI; ++i) round_tf32(af[i]);
-#pragma unroll
-        for (int j = 0; j < NI; ++j) round_tf32(bf[j]);
-      }
-#pragma unroll
-      for (int i = 0; i < MI; ++i)
-#pragma unroll
-        for (int jj = 0; jj < NI; ++jj) {
-          const int j = i % 2 ? NI - 1 - jj : jj;
-          mma_step<ELEM>(acc[i][j], af[i], bf[j]);
-        }
+      mma_fragments_16<ELEM, MI, NI>(acc, af, bf);
     };
 
     uint32_t af[2][MI][4], bf[2][NI][2];
