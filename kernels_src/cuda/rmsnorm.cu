@@ -36,7 +36,8 @@
  *                                     L1/L2 (rmsnorm_reread)
  *   kf_<op>_<x>_<y>_loop_<v|s>        long rows; same dtype rule
  *   kf_<op>_any_loop_<v|s>            any dtype of every operand (read from params.dtypes)
- * Weight and bias dtypes are read from params.dtypes in every kernel (a uniform branch).
+ * Weight and bias dtypes are read from params.dtypes (a uniform branch) in every kernel but the
+ * re-read ones, where they are x's.
  */
 #include "kernels_src/cuda/kf_pack.cuh"
 
@@ -358,7 +359,7 @@ __device__ __forceinline__ void norm_loop(const kf_norm_params &p) {
 }
 
 /* Largest block each register-path chunk count is launched with; it bounds the registers per thread
- * (65536 / threads). The host (backend_cuda/cuda_norm.c) mirrors these limits. */
+ * (65536 / threads). The host (backend_cuda/cuda_rmsnorm.c) mirrors these limits. */
 #define MAX_THREADS_C1 1024
 #define MAX_THREADS_C2 1024
 #define MAX_THREADS_C4 512
