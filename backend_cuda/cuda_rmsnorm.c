@@ -87,21 +87,25 @@ static int reread_chunks(int64_t packs) {
   return 0;
 }
 
+/* Operands RMSNorm's re-read kernels take: x, y, weight and bias all f16 or all bf16, no residual,
+ * every operand aligned for 16-byte access. */
+static int reread_operands(const kf_norm_args *args) {
+  const kf_dtype dt = args->x.dtype;
+  return (dt == KF_F16 || dt == KF_BF16) && args->y.dtype == dt && !present(&args->residual) &&
+         (!present(&args->weight) || args->weight.dtype == dt) && (!present(&args->bias) || args->bias.dtype == dt) &&
+         vectorizable(args);
+}
+
 static void norm_plan(int center, const kf_norm_args *args, kf_cuda_norm_plan *out_plan) {
   const int64_t packs = packs_per_row(args);
   kf_cuda_norm_plan plan = {.chunks = 0, .threads_per_row = LOOP_THREADS, .rows_per_block = 1,
                             .vectorized = vectorizable(args), .reread = 0};
-  const int reread = !center && (args->x.dtype == KF_F16 || args->x.dtype == KF_BF16) &&
-                             args->y.dtype == args->x.dtype && plan.vectorized && !present(&args->residual) &&
-                             packs > 4 * 32 && (!present(&args->weight) || args->weight.dtype == args->x.dtype) &&
-                             (!present(&args->bias) || args->bias.dtype == args->x.dtype)
-                         ? reread_chunks(packs)
-                         : 0;
+  /* Rows past 128 packs: the re-read blocks have at least 96 threads, one row each. */
+  const int reread = !center && reread_operands(args) && packs > 4 * 32 ? reread_chunks(packs) : 0;
   if (reread > 0) {
     plan.chunks = reread;
     plan.threads_per_row = (int)(packs / reread);
     plan.reread = 1;
-    if (plan.threads_per_row < TARGET_BLOCK_THREADS) plan.rows_per_block = TARGET_BLOCK_THREADS / plan.threads_per_row;
   } else if (fixed_dtypes(args)) {
     if (packs <= 4 * 32) {
       /* Rows up to 1024 elements: one warp per row, reduced with shuffles alone. */
@@ -125,12 +129,8 @@ void kf_cuda_layernorm_plan(const kf_norm_args *args, kf_cuda_norm_plan *out_pla
 
 int kf_cuda_rmsnorm_plan_valid(const kf_norm_args *args, const kf_cuda_norm_plan *plan) {
   if (plan->vectorized && !vectorizable(args)) return 0;
-  if (plan->reread &&
-      (!plan->vectorized || present(&args->residual) || plan->chunks == 0 ||
-       (args->x.dtype != KF_F16 && args->x.dtype != KF_BF16) || args->y.dtype != args->x.dtype ||
-       (present(&args->weight) && args->weight.dtype != args->x.dtype) ||
-       (present(&args->bias) && args->bias.dtype != args->x.dtype) ||
-       (int64_t)plan->threads_per_row * plan->chunks != packs_per_row(args)))
+  if (plan->reread && (!plan->vectorized || !reread_operands(args) || plan->chunks == 0 ||
+                       (int64_t)plan->threads_per_row * plan->chunks != packs_per_row(args)))
     return 0;
   if (plan->chunks == 0) return plan->threads_per_row == LOOP_THREADS && plan->rows_per_block == 1;
   const int max_threads =
