@@ -95,22 +95,15 @@ typedef struct kf_cuda_norm_plan {
   int threads_per_row; /* blockDim.x, a multiple of 32 */
   int rows_per_block;  /* blockDim.y */
   int vectorized;      /* 16-byte loads and stores (every operand aligned) */
-  int reread;          /* RMSNorm's re-read kernels (c<C>l_v, C = 1, 2): f16 or bf16 throughout, no residual,
-                        * vectorized, exactly C packs a thread */
+  int reread;          /* the re-read kernels (c<C>l_v; RMSNorm C = 1, 2, LayerNorm C = 4): f16 or bf16
+                        * throughout, no residual, vectorized, exactly C packs a thread */
 } kf_cuda_norm_plan;
 
 /* The plans kf_cuda_backend.rmsnorm and .layernorm use for these arguments. */
 void kf_cuda_rmsnorm_plan(const kf_norm_args *args, kf_cuda_norm_plan *out_plan);
 void kf_cuda_layernorm_plan(const kf_norm_args *args, kf_cuda_norm_plan *out_plan);
-/* Whether `plan` is one the kernels accept for these arguments (for tools that try other plans). */
-int kf_cuda_rmsnorm_plan_valid(const kf_norm_args *args, const kf_cuda_norm_plan *plan);
-/* Runs RMSNorm with a given valid plan. */
-kf_status kf_cuda_rmsnorm_with_plan(kf_backend_context *ctx, const kf_norm_args *args,
-                                    const kf_cuda_norm_plan *plan);
 kf_status kf_cuda_rmsnorm(kf_backend_context *ctx, const kf_norm_args *args);
 /* LayerNorm: the same plans and kernels with the mean subtracted (rmsnorm.cu's CENTER flag). */
-kf_status kf_cuda_layernorm_with_plan(kf_backend_context *ctx, const kf_norm_args *args,
-                                      const kf_cuda_norm_plan *plan);
 kf_status kf_cuda_layernorm(kf_backend_context *ctx, const kf_norm_args *args);
 
 kf_status kf_cuda_rope(kf_backend_context *ctx, const kf_rope_args *args);

@@ -5,9 +5,9 @@
  * Kernel families (the .cu file's header says how each works):
  *   register path  kf_<op>_<x>_<y>_c<C>[r]_<v|s>: rows up to C * blockDim.x * 8 elements ("r": with
  *                  the fused residual);
- *   re-read path   kf_rmsnorm_<x>_<x>_c<C>l_v (RMSNorm only): x, y, weight and bias all f16 or all
- *                  bf16, no residual, rows of exactly C * blockDim.x packs, every operand aligned; the
- *                  row is read twice, the second time from cache (rmsnorm.cu's rmsnorm_reread);
+ *   re-read path   kf_<op>_<x>_<x>_c<C>l_v: x, y, weight and bias all f16 or all bf16, no residual,
+ *                  rows of exactly C * blockDim.x packs, every operand aligned; the row is read
+ *                  twice, the second time from cache (rmsnorm.cu's norm_reread);
  *   looping path   kf_<op>_<x>_<y>_loop_<v|s>: any row length (re-reads the row, from L2);
  *   any dtypes     kf_<op>_any_loop_<v|s>: residual / residual_out dtypes that differ from x, or an
  *                  (x, y) pair without a specialisation (kf_cuda_specialised_pair).
@@ -30,8 +30,10 @@
 #define TARGET_BLOCK_THREADS 128
 /* Rows per launch: keeps gridDim.x below 2^31 for any rows_per_block. */
 #define MAX_ROWS_PER_LAUNCH ((int64_t)1 << 30)
-/* Largest block of RMSNorm's re-read kernels (rmsnorm.cu's MAX_THREADS_REREAD). */
+/* Largest block of the re-read kernels: RMSNorm's (rmsnorm.cu's MAX_THREADS_REREAD) and
+ * LayerNorm's (MAX_THREADS_LN_REREAD). */
 #define MAX_REREAD_THREADS 1024
+#define MAX_LN_REREAD_THREADS 256
 
 /* Largest block for each chunk count (rmsnorm.cu's __launch_bounds__). */
 static int max_threads_for_chunks(int chunks) {
@@ -77,17 +79,23 @@ static int vectorizable(const kf_norm_args *args) {
 
 static int64_t packs_per_row(const kf_norm_args *args) { return (args->row_len + PACK_ELEMENTS - 1) / PACK_ELEMENTS; }
 
-/* RMSNorm's re-read path: the chunk count for `packs` packs a row (every thread of whole warps holds
- * exactly that many), or 0. 2 packs a thread first: 512 threads for 8192 elements, the shape measured
- * on the H200 (97.8% of copy in kfbench); 1 pack a thread for rows whose pack count is an odd multiple
- * of 32. */
-static int reread_chunks(int64_t packs) {
+/* The re-read path's chunk count for `packs` packs a row (every thread of whole warps holds exactly
+ * that many), or 0.
+ * RMSNorm: 2 packs a thread first (512 threads for 8192 elements, the shape measured on the H200:
+ * 97.8% of copy in kfbench); 1 pack a thread for rows whose pack count is an odd multiple of 32.
+ * LayerNorm: 4 packs a thread and a power-of-two count of warps (its statistics merge pairwise:
+ * rmsnorm.cu's chan_merge_row), at most 256 threads: rows of 2048, 4096 or 8192 elements. */
+static int reread_chunks(int center, int64_t packs) {
+  if (center) {
+    const int64_t warps = packs / (4 * 32);
+    return packs % (4 * 32) == 0 && warps <= MAX_LN_REREAD_THREADS / 32 && (warps & (warps - 1)) == 0 ? 4 : 0;
+  }
   if (packs % 64 == 0 && packs / 2 <= MAX_REREAD_THREADS) return 2;
   if (packs % 32 == 0 && packs <= MAX_REREAD_THREADS) return 1;
   return 0;
 }
 
-/* Operands RMSNorm's re-read kernels take: x, y, weight and bias all f16 or all bf16, no residual,
+/* Operands the re-read kernels take: x, y, weight and bias all f16 or all bf16, no residual,
  * every operand aligned for 16-byte access. */
 static int reread_operands(const kf_norm_args *args) {
   const kf_dtype dt = args->x.dtype;
@@ -100,8 +108,9 @@ static void norm_plan(int center, const kf_norm_args *args, kf_cuda_norm_plan *o
   const int64_t packs = packs_per_row(args);
   kf_cuda_norm_plan plan = {.chunks = 0, .threads_per_row = LOOP_THREADS, .rows_per_block = 1,
                             .vectorized = vectorizable(args), .reread = 0};
-  /* Rows past 128 packs: the re-read blocks have at least 96 threads, one row each. */
-  const int reread = !center && reread_operands(args) && packs > 4 * 32 ? reread_chunks(packs) : 0;
+  /* Rows past 128 packs (1024 f16/bf16 elements): the re-read blocks have at least 64 threads, one
+   * row each. */
+  const int reread = reread_operands(args) && packs > 4 * 32 ? reread_chunks(center, packs) : 0;
   if (reread > 0) {
     plan.chunks = reread;
     plan.threads_per_row = (int)(packs / reread);
@@ -127,22 +136,9 @@ void kf_cuda_rmsnorm_plan(const kf_norm_args *args, kf_cuda_norm_plan *out_plan)
 
 void kf_cuda_layernorm_plan(const kf_norm_args *args, kf_cuda_norm_plan *out_plan) { norm_plan(1, args, out_plan); }
 
-int kf_cuda_rmsnorm_plan_valid(const kf_norm_args *args, const kf_cuda_norm_plan *plan) {
-  if (plan->vectorized && !vectorizable(args)) return 0;
-  if (plan->reread && (!plan->vectorized || !reread_operands(args) || plan->chunks == 0 ||
-                       (int64_t)plan->threads_per_row * plan->chunks != packs_per_row(args)))
-    return 0;
-  if (plan->chunks == 0) return plan->threads_per_row == LOOP_THREADS && plan->rows_per_block == 1;
-  const int max_threads =
-      plan->reread ? (plan->chunks <= 2 ? MAX_REREAD_THREADS : 0) : max_threads_for_chunks(plan->chunks);
-  return max_threads > 0 && fixed_dtypes(args) && plan->threads_per_row > 0 && plan->threads_per_row % 32 == 0 &&
-         plan->rows_per_block > 0 && plan->threads_per_row * plan->rows_per_block <= max_threads &&
-         (int64_t)plan->threads_per_row * plan->chunks >= packs_per_row(args);
-}
-
 /* Function-cache slot of a kernel: (op, dtype combination, family, v|s), family = chunk count and
  * residual or not for the register path (0-5), the looping kernel (6) or chunk count for the re-read
- * path (7-9): 2 * 10 * 10 * 2 = 400 slots (KF_CUDA_FUNCTION_SLOTS). */
+ * path (7-9: 1, 2 for RMSNorm, 4 for LayerNorm): 2 * 10 * 10 * 2 = 400 slots (KF_CUDA_FUNCTION_SLOTS). */
 static int function_slot(int center, const kf_norm_args *args, const kf_cuda_norm_plan *plan) {
   const int dtypes = fixed_dtypes(args) ? (int)args->x.dtype * 3 + (int)args->y.dtype : 9;
   const int chunk_family = plan->chunks == 1 ? 0 : plan->chunks == 2 ? 1 : plan->chunks == 4 ? 2 : 3;
@@ -220,15 +216,6 @@ static kf_status run_norm(kf_backend_context *ctx, int center, const kf_norm_arg
   }
   kf_cuda_leave(ctx);
   return status;
-}
-
-kf_status kf_cuda_rmsnorm_with_plan(kf_backend_context *ctx, const kf_norm_args *args, const kf_cuda_norm_plan *plan) {
-  return run_norm(ctx, 0, args, plan);
-}
-
-kf_status kf_cuda_layernorm_with_plan(kf_backend_context *ctx, const kf_norm_args *args,
-                                      const kf_cuda_norm_plan *plan) {
-  return run_norm(ctx, 1, args, plan);
 }
 
 kf_status kf_cuda_rmsnorm(kf_backend_context *ctx, const kf_norm_args *args) {

@@ -297,12 +297,14 @@ typedef struct norm_shape {
 } norm_shape;
 
 /* Row lengths that are 1, odd, just past a power of two, and longer than any one workgroup handles
- * in one pass; rows from 1 to many short ones. 1280, 2048, 4096 and 6144 select CUDA's RMSNorm re-read
- * kernels with 1 and 2 packs a thread and 5, 4, 8 and 12 warps a row, and LayerNorm's register kernels
- * with two rows a block (2048; 9 rows: the last block half empty). */
+ * in one pass; rows from 1 to many short ones. 1280, 2048, 4096, 6144 and 8192 select CUDA's RMSNorm
+ * re-read kernels with 1 and 2 packs a thread and 5, 4, 8, 12 and 16 warps a row; 2048, 4096 and 8192
+ * LayerNorm's (4 packs a thread, 2, 4 and 8 warps: each step of its pairwise merge), 1280 and 6144
+ * its register kernels, and 2048 with a residual or mixed dtypes its register kernels with two rows a
+ * block (9 rows: the last block half empty). */
 static const norm_shape norm_shapes_full[] = {
     {1, 1},   {64, 1},   {3, 7},    {64, 33},  {1, 1025},   {7, 1025},  {64, 4096},
-    {3, 4097}, {2, 65537}, {3, 100000}, {1000, 33}, {5, 1280}, {9, 2048}, {4, 6144},
+    {3, 4097}, {2, 65537}, {3, 100000}, {1000, 33}, {5, 1280}, {9, 2048}, {4, 6144}, {3, 8192},
 };
 static const norm_shape norm_shapes_quick[] = {
     {1, 1}, {3, 7}, {64, 33}, {7, 1025}, {3, 4097}, {2, 65537},

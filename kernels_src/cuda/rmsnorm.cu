@@ -30,10 +30,10 @@
  *                                     pairs at the end of this file; CHUNKS = 1, 2, 4
  *   kf_<op>_<x>_<y>_c<CHUNKS>r_<v|s>  register path with the fused residual; x = residual =
  *                                     residual_out dtype
- *   kf_rmsnorm_<x>_<x>_c<CHUNKS>l_v   RMSNorm's re-read path (x = y = f16 or bf16, no residual,
- *                                     16-byte access, rows of exactly CHUNKS * blockDim.x packs,
- *                                     CHUNKS = 1, 2): the row is read twice, the second time from
- *                                     L1/L2 (rmsnorm_reread)
+ *   kf_rmsnorm_<x>_<x>_c<CHUNKS>l_v   re-read path (x = y = f16 or bf16, no residual, 16-byte access,
+ *   kf_layernorm_<x>_<x>_c4l_v        rows of exactly CHUNKS * blockDim.x packs; RMSNorm CHUNKS = 1,
+ *                                     2, LayerNorm 4 with a power-of-two count of warps): the row is
+ *                                     read twice, the second time from L1/L2 (norm_reread)
  *   kf_<op>_<x>_<y>_loop_<v|s>        long rows; same dtype rule
  *   kf_<op>_any_loop_<v|s>            any dtype of every operand (read from params.dtypes)
  * Weight and bias dtypes are read from params.dtypes (a uniform branch) in every kernel but the
@@ -131,11 +131,10 @@ __device__ __forceinline__ row_pointers row_start(const kf_norm_params &p, int64
  *
  * Loads use the default cache policy. Measured on the H200: evict-first loads (ld.global.cs) cost
  * 4% of bandwidth here (RMSNorm bf16 16384x8192: 91.6% of copy against 95.2%) and 5-6% in SwiGLU.
- * A single-reduction LayerNorm (Chan's merge of per-thread (count, mean, M2)) measured slower than
- * two plain reductions: its division and three shuffles per butterfly level lengthen the chain.
- * LayerNorm without a residual stays near 82% of copy (bf16 16384x8192): its second reduction and
+ * LayerNorm without a residual ran near 82% of copy here (bf16 16384x8192): its second reduction and
  * the bias keep each block longer per row than RMSNorm's; forcing 48 registers (5 blocks an SM)
- * gained 2.5 points with spills, 40 registers lost 28. */
+ * gained 2.5 points with spills, 40 registers lost 28. f16/bf16 rows of 2048, 4096 and 8192 now take
+ * the re-read path (norm_reread: 97% of copy). */
 template <int XDT, int YDT, int CHUNKS, bool VEC, bool CENTER, bool RESIDUAL>
 __device__ __forceinline__ void norm_registers(const kf_norm_params &p) {
   __shared__ float scratch[2][32];
@@ -206,63 +205,129 @@ __device__ __forceinline__ void norm_registers(const kf_norm_params &p) {
   }
 }
 
-/* RMSNorm's re-read path (no residual, 16-byte access, weight of x's dtype, every thread holding
- * exactly CHUNKS whole packs: the host's plan guarantees it): pass 1 loads the row (L1/L2 evict-last),
- * reduces, and drops it; pass 2 loads it again, mostly from L1 or L2 (evict-first), and writes y.
- * Holding the row in registers across the reduction (norm_registers) keeps fewer rows in flight per
- * SM. Measured on the H200, bf16 16384x8192: 97.8% of copy in kfbench against 93.8% for the register
- * path (96.5% -> 98.3-99.5% in a harness beside cudaMemcpy); the evict-last hint is worth ~3 points.
- * LayerNorm stays on the register path: a harness kernel of this shape whose statistics merged each
- * thread's (sum, M2) pairwise (Chan et al.) reached 97.7% there, but its port into this file measured
- * 87%, the same as the register path (docs/BENCHMARKS.md, session 6). */
-template <int XDT, int YDT, int CHUNKS>
-__device__ __forceinline__ void rmsnorm_reread(const kf_norm_params &p) {
-  __shared__ float scratch[32];
-  const int64_t row = (int64_t)blockIdx.x * blockDim.y + threadIdx.y;
-  const bool row_valid = row < p.rows;
-  /* A block's rows past the end read the last row (no branches around the loads) and store nothing. */
-  const row_pointers r = row_start(p, row_valid ? row : p.rows - 1, XDT, XDT, XDT, YDT);
-
-  raw_pack<XDT> h[CHUNKS];
+/* Pairwise (Chan et al.) merge of per-thread LayerNorm statistics over the blockDim.x threads of a
+ * row (blockDim.y == 1): on entry each thread holds S, the sum of its `n` elements, and M2, the sum of
+ * their squared deviations from its own mean S / n; on return every thread holds S and M2 of the whole
+ * row. Every thread holds the same count, and the warps of a row are a power of two (the host's plan),
+ * so each butterfly step merges two halves of equal count n:
+ *   d = S_other / n - S / n,  M2 = M2 + M2_other + d² n / 2,  S = S + S_other,  n = 2n
+ * with 1 / n kept exactly (a power of two over a compile-time count): no division anywhere. One
+ * barrier (the two-reduction form takes two). Returns 1 / (elements of the row). */
+template <int COUNT>
+__device__ __forceinline__ float chan_merge_row(float &S, float &M2, float2 *scratch) {
+  float half_n = 0.5f * COUNT, inv_n = 1.0f / COUNT;
 #pragma unroll
-  for (int k = 0; k < CHUNKS; ++k) h[k] = load_pack<XDT, true, LOAD_KEEP>(XDT, r.x, threadIdx.x + k * blockDim.x, p.row_len, 1);
-  float squares = 0.0f;
-#pragma unroll
-  for (int k = 0; k < CHUNKS; ++k) {
-    float v[PACK_ELEMENTS];
-    unpack(XDT, h[k], v);
-    squares += sum_of_squares(v);
+  for (int offset = 1; offset < 32; offset <<= 1) {
+    const float other_s = __shfl_xor_sync(0xffffffffu, S, offset), other_m2 = __shfl_xor_sync(0xffffffffu, M2, offset);
+    const float d = (other_s - S) * inv_n;
+    M2 = M2 + other_m2 + d * d * half_n;
+    S += other_s;
+    half_n *= 2.0f, inv_n *= 0.5f;
   }
-  const float rstd = rsqrtf(row_reduce<false>(squares, scratch) / (float)p.row_len + p.eps);
-  if (!row_valid) return;
+  const int warps = blockDim.x / 32;
+  if (warps == 1) return inv_n;
+  const int lane = threadIdx.x % 32;
+  if (lane == 0) scratch[threadIdx.x / 32] = make_float2(S, M2);
+  __syncthreads();
+  const float2 mine = scratch[lane & (warps - 1)]; /* lanes past the warps repeat them: same result */
+  S = mine.x, M2 = mine.y;
+  for (int offset = 1; offset < warps; offset <<= 1) {
+    const float other_s = __shfl_xor_sync(0xffffffffu, S, offset), other_m2 = __shfl_xor_sync(0xffffffffu, M2, offset);
+    const float d = (other_s - S) * inv_n;
+    M2 = M2 + other_m2 + d * d * half_n;
+    S += other_s;
+    half_n *= 2.0f, inv_n *= 0.5f;
+  }
+  return inv_n;
+}
 
-  /* Weight and bias have x's dtype here (the host's condition), so this loop has no dtype branches:
-   * with scale_pack's run-time dtypes the pass measured 93.9% of copy instead of 97.9%. */
-  const bool has_weight = (p.flags & KF_NORM_HAS_WEIGHT) != 0, has_bias = (p.flags & KF_NORM_HAS_BIAS) != 0;
+/* The re-read path's second pass: y = (x - mean) * rstd * weight + bias over the thread's CHUNKS
+ * packs, x re-read (L1/L2 evict-first), weight and bias of x's dtype (L1/L2 evict-last: every row
+ * reads them). */
+template <int XDT, int YDT, int CHUNKS, bool CENTER, bool WEIGHT, bool BIAS>
+__device__ __forceinline__ void reread_write(const kf_norm_params &p, const char *x, char *y, float mean, float rstd) {
   const char *weight = reinterpret_cast<const char *>(p.weight), *bias = reinterpret_cast<const char *>(p.bias);
 #pragma unroll
   for (int k = 0; k < CHUNKS; ++k) {
     const int pk = threadIdx.x + k * blockDim.x;
     float v[PACK_ELEMENTS], a[PACK_ELEMENTS], c[PACK_ELEMENTS];
-    unpack(XDT, load_pack<XDT, true, LOAD_LAST_USE>(XDT, r.x, pk, p.row_len, 1), v);
-    if (has_weight) {
-      unpack(XDT, load_pack<XDT, true, LOAD_KEEP>(XDT, weight, pk, p.row_len, 1), a);
+    unpack(XDT, load_pack<XDT, true, LOAD_LAST_USE>(XDT, x, pk, p.row_len, 1), v);
+    if (WEIGHT) unpack(XDT, load_pack<XDT, true, LOAD_KEEP>(XDT, weight, pk, p.row_len, 1), a);
+    if (BIAS) unpack(XDT, load_pack<XDT, true, LOAD_KEEP>(XDT, bias, pk, p.row_len, 1), c);
 #pragma unroll
-      for (int e = 0; e < PACK_ELEMENTS; ++e) a[e] *= rstd;
-    } else {
-#pragma unroll
-      for (int e = 0; e < PACK_ELEMENTS; ++e) a[e] = rstd;
-    }
-    if (has_bias) {
-      unpack(XDT, load_pack<XDT, true, LOAD_KEEP>(XDT, bias, pk, p.row_len, 1), c);
-    } else {
-#pragma unroll
-      for (int e = 0; e < PACK_ELEMENTS; ++e) c[e] = 0.0f;
-    }
-#pragma unroll
-    for (int e = 0; e < PACK_ELEMENTS; ++e) v[e] = fmaf(v[e], a[e], c[e]);
-    store_pack<YDT, true>(YDT, r.y, pk, p.row_len, pack<YDT>(YDT, v));
+    for (int e = 0; e < PACK_ELEMENTS; ++e)
+      v[e] = fmaf(CENTER ? v[e] - mean : v[e], WEIGHT ? a[e] * rstd : rstd, BIAS ? c[e] : 0.0f);
+    store_pack<YDT, true>(YDT, y, pk, p.row_len, pack<YDT>(YDT, v));
   }
+}
+
+/* Re-read path (no residual, 16-byte access, weight and bias of x's dtype, every thread holding
+ * exactly CHUNKS whole packs, one row per block: the host's plan guarantees it; LayerNorm's also a
+ * power-of-two number of warps): pass 1 loads the row (L1/L2 evict-last), reduces, and drops it;
+ * pass 2 loads it again, mostly from L1 or L2 (evict-first), and writes y. Holding the row in
+ * registers across the reduction (norm_registers) keeps fewer rows in flight per SM; this way a
+ * thread needs few registers and the SM holds more rows.
+ * RMSNorm, H200, bf16 16384x8192: 97.8% of copy in kfbench against 93.8% for the register path
+ * (96.5% -> 98.3-99.5% in a harness beside cudaMemcpy); the evict-last hint is worth ~3 points.
+ * LayerNorm reduces once: each thread's (sum, M2) from its own registers (two passes over 32 values,
+ * as exact as two-pass gets), then chan_merge_row. H200, bf16 16384x8192: 97.0% of copy in kfbench
+ * against 81.6% for the register path. Its register count decides the rows in flight: the kernels
+ * are bounded to 48 (5 blocks of 256 threads an SM); at 54 registers (4 blocks) an earlier version
+ * ran at 82% and fell to 64% once the GPU had been busy for 400 ms. */
+template <int XDT, int YDT, int CHUNKS, bool CENTER>
+__device__ __forceinline__ void norm_reread(const kf_norm_params &p) {
+  __shared__ float2 scratch[32];
+  const int64_t row = blockIdx.x;
+  const char *x = reinterpret_cast<const char *>(p.x) + row * p.x_row_stride * element_size(XDT);
+  char *y = reinterpret_cast<char *>(p.y) + row * p.y_row_stride * element_size(YDT);
+
+  raw_pack<XDT> h[CHUNKS];
+#pragma unroll
+  for (int k = 0; k < CHUNKS; ++k)
+    h[k] = load_pack<XDT, true, LOAD_KEEP>(XDT, x, threadIdx.x + k * blockDim.x, p.row_len, 1);
+  float mean = 0.0f, rstd;
+  if (CENTER) {
+    float S = 0.0f, M2 = 0.0f;
+#pragma unroll
+    for (int k = 0; k < CHUNKS; ++k) {
+      float v[PACK_ELEMENTS];
+      unpack(XDT, h[k], v);
+      S += pack_sum(v);
+    }
+    const float own_mean = S * (1.0f / (CHUNKS * PACK_ELEMENTS));
+#pragma unroll
+    for (int k = 0; k < CHUNKS; ++k) {
+      float v[PACK_ELEMENTS];
+      unpack(XDT, h[k], v);
+      M2 += centered_squares(v, own_mean, PACK_ELEMENTS);
+    }
+    const float inv_len = chan_merge_row<CHUNKS * PACK_ELEMENTS>(S, M2, scratch);
+    mean = S * inv_len;
+    rstd = rsqrtf(M2 * inv_len + p.eps);
+  } else {
+    float squares = 0.0f;
+#pragma unroll
+    for (int k = 0; k < CHUNKS; ++k) {
+      float v[PACK_ELEMENTS];
+      unpack(XDT, h[k], v);
+      squares += sum_of_squares(v);
+    }
+    rstd = rsqrtf(row_reduce<false>(squares, reinterpret_cast<float *>(scratch)) / (float)p.row_len + p.eps);
+  }
+
+  /* Weight and bias have x's dtype here (the host's condition), and the loop is specialised on their
+   * presence: no branches between its loads. (With scale_pack's run-time dtypes RMSNorm's pass
+   * measured 93.9% of copy instead of 97.9%; with branches on the flags, LayerNorm's ran at 96.3%
+   * against 97.8% in the harness and lost more once clocks fell.) */
+  const bool has_weight = (p.flags & KF_NORM_HAS_WEIGHT) != 0, has_bias = (p.flags & KF_NORM_HAS_BIAS) != 0;
+  if (has_weight && has_bias)
+    reread_write<XDT, YDT, CHUNKS, CENTER, true, true>(p, x, y, mean, rstd);
+  else if (has_weight)
+    reread_write<XDT, YDT, CHUNKS, CENTER, true, false>(p, x, y, mean, rstd);
+  else if (has_bias)
+    reread_write<XDT, YDT, CHUNKS, CENTER, false, true>(p, x, y, mean, rstd);
+  else
+    reread_write<XDT, YDT, CHUNKS, CENTER, false, false>(p, x, y, mean, rstd);
 }
 
 /* Looping path for rows of any length: pass 1 forms h (storing residual_out) and sums it (LayerNorm)
@@ -367,6 +432,10 @@ __device__ __forceinline__ void norm_loop(const kf_norm_params &p) {
  * 512-thread blocks, 4 an SM: 98-99.5% of copy in the harness with 32 registers). */
 #define MAX_THREADS_REREAD 1024
 #define MIN_BLOCKS_REREAD 2
+/* LayerNorm's re-read kernels (4 packs a thread, up to 8192 f16/bf16 elements a row): at most 48
+ * registers, 5 blocks of 256 threads an SM. */
+#define MAX_THREADS_LN_REREAD 256
+#define MIN_BLOCKS_LN_REREAD 5
 
 #define KF_REGISTER_KERNEL(op, CENTER, xname, XDT, yname, YDT, C, vname, VEC)                               \
   extern "C" __global__ void __launch_bounds__(MAX_THREADS_C##C)                                         \
@@ -381,7 +450,12 @@ __device__ __forceinline__ void norm_loop(const kf_norm_params &p) {
 #define KF_REREAD_KERNEL(xname, XDT, yname, YDT, C)                                                        \
   extern "C" __global__ void __launch_bounds__(MAX_THREADS_REREAD, MIN_BLOCKS_REREAD)                    \
       kf_rmsnorm_##xname##_##yname##_c##C##l_v(const struct kf_norm_params p) {                          \
-    rmsnorm_reread<XDT, YDT, C>(p);                                                                       \
+    norm_reread<XDT, YDT, C, false>(p);                                                                   \
+  }
+#define KF_LN_REREAD_KERNEL(xname, XDT, yname, YDT)                                                        \
+  extern "C" __global__ void __launch_bounds__(MAX_THREADS_LN_REREAD, MIN_BLOCKS_LN_REREAD)              \
+      kf_layernorm_##xname##_##yname##_c4l_v(const struct kf_norm_params p) {                            \
+    norm_reread<XDT, YDT, 4, true>(p);                                                                    \
   }
 
 #define KF_LOOP_KERNEL(op, CENTER, name, XDT, YDT, vname, VEC)                                              \
@@ -416,7 +490,8 @@ KF_KERNELS_OP(layernorm, true)
 
 #define KF_REREAD_KERNELS_XY(xname, XDT, yname, YDT) \
   KF_REREAD_KERNEL(xname, XDT, yname, YDT, 1)        \
-  KF_REREAD_KERNEL(xname, XDT, yname, YDT, 2)
+  KF_REREAD_KERNEL(xname, XDT, yname, YDT, 2)        \
+  KF_LN_REREAD_KERNEL(xname, XDT, yname, YDT)
 
 /* 16-bit activations in and out only: with f32 (32-byte packs) the path measured 89.1% of copy against
  * the register path's 94.8% (RMSNorm f32 16384x8192, H200). */
