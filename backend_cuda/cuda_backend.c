@@ -198,6 +198,7 @@ static void release_context_objects(kf_backend_context *ctx) {
   if (ctx->stream) kf_cu.StreamSynchronize(ctx->stream);
   if (ctx->timer_start) kf_cu.EventDestroy(ctx->timer_start);
   if (ctx->timer_end) kf_cu.EventDestroy(ctx->timer_end);
+  if (ctx->gemm_sm90_flags) kf_cu.MemFree(ctx->gemm_sm90_flags);
   for (int m = 0; m < KF_CUDA_MODULE_COUNT; ++m)
     if (ctx->modules[m]) kf_cu.ModuleUnload(ctx->modules[m]);
   if (ctx->stream) kf_cu.StreamDestroy(ctx->stream);

@@ -9,8 +9,14 @@
  * generic kernels (kf_cuda_gemm_sm90_supports returns 0). C goes through a tensor map too (the
  * kernel's TMA-store epilogue) when the epilogue reads neither C nor a residual and C is bf16, f16 or
  * f32 with TMA-aligned rows; otherwise the kernel stores it from registers.
+ * With stream-K (make_plan) a call needs a workspace for the partial sums (the core allocates it from
+ * the context's allocator and reuses it only for later work on the same stream) and the context's
+ * flag words (stream_k_flags): both belong to one context, whose launches run in order on its one
+ * stream, so calls on other contexts and streams never share them.
  */
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 
 #include "backend_cuda/cuda_internal.h"
 #include "kernels_src/common/kf_gemm_sm90_params.h"
@@ -60,10 +66,93 @@ int kf_cuda_gemm_sm90_supports(kf_backend_context *ctx, const kf_gemm_args *args
   return 1;
 }
 
+/* Stream-K (gemm_sm90.cu) shares the K blocks of the last, partial wave of units among all clusters.
+ * A piece of a split unit is worth its partial sums' trip through the workspace (128 KiB written,
+ * then read, a CTA: ~2 K blocks of products) only when it is at least STREAM_K_MIN_BLOCKS long, and
+ * splitting must beat whole units by more than STREAM_K_COST_BLOCKS. By default it is used only from
+ * STREAM_K_MIN_WAVES whole waves on: the clusters of the stream-K phase work at different K offsets,
+ * so they stop sharing A and B tiles in L2, and that phase ran 1.2-1.6x slower a K block than whole
+ * units (H200, docs/HOPPER_GEMM_NOTES.md v6): a net gain at 13.6 and 15.5 waves (+0.8 to +2.1%), a
+ * loss at 3.88 (4096^3 -2.5%, 4096x4096x14336 -6.3%). Nothing between was measured.
+ * KF_SM90_STREAM_K=0 turns it off; KF_SM90_STREAM_K=1 uses it wherever it shortens the busiest
+ * cluster, also on grids smaller than the GPU (the tests use it to reach the fixup on small shapes). */
+#define STREAM_K_MIN_BLOCKS 8
+#define STREAM_K_COST_BLOCKS 2
+#define STREAM_K_MIN_WAVES 8
+
+/* How one call is laid out over the clusters of the grid. */
+typedef struct sm90_plan {
+  int64_t units;         /* work units: KF_SM90_CLUSTER_M row blocks of one column block */
+  int64_t k_blocks;      /* K blocks of a tile */
+  int64_t clusters;      /* clusters launched */
+  int64_t sk_first_unit; /* units before it go whole to the clusters; the K blocks of the rest are shared */
+  int64_t sk_clusters;   /* clusters sharing them (0: no stream-K) */
+} sm90_plan;
+
+static void make_plan(kf_backend_context *ctx, const kf_gemm_args *args, sm90_plan *plan) {
+  const int64_t k_block = KF_SM90_K_BLOCK_BYTES / kf_cuda_element_size(args->a.dtype);
+  const int64_t tiles_m = (args->m + KF_SM90_TILE_M - 1) / KF_SM90_TILE_M;
+  const int64_t tiles_n = (args->n + tile_columns(args) - 1) / tile_columns(args);
+  const int64_t clusters = ctx->sm_count / KF_SM90_CLUSTER_M;
+  plan->units = (tiles_m + KF_SM90_CLUSTER_M - 1) / KF_SM90_CLUSTER_M * tiles_n * args->batch;
+  plan->k_blocks = (args->k + k_block - 1) / k_block;
+  plan->clusters = plan->units < clusters ? plan->units : clusters;
+  plan->sk_first_unit = plan->units;
+  plan->sk_clusters = 0;
+  const char *choice = getenv("KF_SM90_STREAM_K");
+  const int by_default = choice == NULL || choice[0] == '\0';
+  if (!by_default && strcmp(choice, "0") == 0) return;
+  const int64_t waves = plan->units / clusters, rest = plan->units % clusters;
+  if (rest == 0 || (by_default && waves < STREAM_K_MIN_WAVES)) return;
+  const int64_t first = waves * clusters;
+  const int64_t shared_blocks = rest * plan->k_blocks;
+  int64_t sharing = shared_blocks / STREAM_K_MIN_BLOCKS;
+  if (sharing > clusters) sharing = clusters;
+  /* K blocks of the busiest cluster: whole units against stream-K */
+  const int64_t whole = (waves + 1) * plan->k_blocks;
+  const int64_t split =
+      waves * plan->k_blocks + (sharing > 0 ? (shared_blocks + sharing - 1) / sharing : 0) + STREAM_K_COST_BLOCKS;
+  if (sharing < 2 || split >= whole) return;
+  plan->clusters = clusters;
+  plan->sk_first_unit = first;
+  plan->sk_clusters = sharing;
+}
+
 size_t kf_cuda_gemm_sm90_workspace(kf_backend_context *ctx, const kf_gemm_args *args) {
-  (void)ctx;
-  (void)args;
-  return 0;
+  sm90_plan plan;
+  make_plan(ctx, args, &plan);
+  return (size_t)plan.sk_clusters * KF_SM90_CLUSTER_M * KF_SM90_PARTIAL_SLOT_BYTES;
+}
+
+/* The flags of this launch and its epoch: the context's flag words are allocated and zeroed on first
+ * use, and zeroed again when the epoch wraps, so no flag ever holds the epoch before a contributor of
+ * this launch stores it. */
+static kf_status stream_k_flags(kf_backend_context *ctx, uint64_t *out_flags, uint32_t *out_epoch) {
+  const size_t bytes = (size_t)ctx->sm_count * 2 * sizeof(uint32_t);
+  CUresult result = CUDA_SUCCESS;
+  if (ctx->gemm_sm90_flags == 0) {
+    result = kf_cu.MemAlloc(&ctx->gemm_sm90_flags, bytes);
+    if (result != CUDA_SUCCESS) {
+      ctx->gemm_sm90_flags = 0;
+      return kf_fail(result == CUDA_ERROR_OUT_OF_MEMORY ? KF_ERROR_OUT_OF_MEMORY : KF_ERROR_DEVICE_FAILURE,
+                     "cuMemAlloc of %zu bytes (GEMM stream-K flags) failed: %s", bytes, kf_cuda_error_text(result));
+    }
+    ctx->gemm_sm90_epoch = 0;
+  }
+  if (ctx->gemm_sm90_epoch == 0 || ctx->gemm_sm90_epoch == UINT32_MAX) {
+    uint32_t *zeros = calloc((size_t)ctx->sm_count * 2, sizeof(uint32_t));
+    if (zeros == NULL) return kf_fail(KF_ERROR_OUT_OF_MEMORY, "out of host memory");
+    /* queued before this launch; a pageable source is staged before the call returns */
+    result = kf_cu.MemcpyHtoDAsync(ctx->gemm_sm90_flags, zeros, bytes, ctx->stream);
+    free(zeros);
+    if (result != CUDA_SUCCESS)
+      return kf_fail(KF_ERROR_DEVICE_FAILURE, "clearing the GEMM stream-K flags failed: %s",
+                     kf_cuda_error_text(result));
+    ctx->gemm_sm90_epoch = 0;
+  }
+  *out_flags = ctx->gemm_sm90_flags;
+  *out_epoch = ++ctx->gemm_sm90_epoch;
+  return KF_OK;
 }
 
 /* A 3-D tensor map [batch][outer][inner] of the stored matrix `arg` (inner contiguous), boxes of
@@ -180,11 +269,24 @@ kf_status kf_cuda_gemm_sm90(kf_backend_context *ctx, const kf_gemm_args *args) {
   const int slot = in * 4 + args->trans_a * 2 + !args->trans_b;
   /* One cluster of KF_SM90_CLUSTER_M CTAs a work unit (that many row blocks of one column block), as
    * many clusters as fit on the SMs at once (clusters of 2 fill all 132 SMs of an H200: its GPCs hold
-   * whole pairs) or one a unit when there are fewer. */
-  const int64_t units = ((int64_t)params.tiles_m + KF_SM90_CLUSTER_M - 1) / KF_SM90_CLUSTER_M * params.tiles_n *
-                        params.batch;
-  const int64_t clusters = ctx->sm_count / KF_SM90_CLUSTER_M;
-  const unsigned grid = (unsigned)((units < clusters ? units : clusters) * KF_SM90_CLUSTER_M);
+   * whole pairs) or one a unit when there are fewer and no stream-K. */
+  sm90_plan plan;
+  make_plan(ctx, args, &plan);
+  const unsigned grid = (unsigned)(plan.clusters * KF_SM90_CLUSTER_M);
+  params.sk_first_unit = (int32_t)plan.sk_first_unit;
+  params.sk_clusters = (int32_t)plan.sk_clusters;
+  if (plan.sk_clusters > 0) {
+    const size_t partial_bytes = (size_t)plan.sk_clusters * KF_SM90_CLUSTER_M * KF_SM90_PARTIAL_SLOT_BYTES;
+    if (args->workspace == NULL || args->workspace_bytes < partial_bytes)
+      status = kf_fail(KF_ERROR_INTERNAL, "the Hopper GEMM needs a %zu-byte workspace", partial_bytes);
+    else
+      status = stream_k_flags(ctx, &params.sk_flags, &params.sk_epoch);
+    if (status != KF_OK) {
+      kf_cuda_leave(ctx);
+      return status;
+    }
+    params.partials = args->workspace->address;
+  }
 
   const int first_use = ctx->functions[KF_CUDA_MODULE_GEMM_SM90][slot] == NULL;
   CUfunction function;

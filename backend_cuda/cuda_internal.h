@@ -41,6 +41,11 @@ struct kf_backend_context {
   CUevent timer_start, timer_end;
   int sm_count;
   CUfunction functions[KF_CUDA_MODULE_COUNT][KF_CUDA_FUNCTION_SLOTS];
+  /* The Hopper GEMM's stream-K flags (cuda_gemm_sm90.c): 2 uint32 an SM, zeroed when allocated (on
+   * first use), then holding past launches' epochs; the epoch of the last launch that used them. One
+   * set a context: launches on one stream never overlap, and other contexts have their own. */
+  CUdeviceptr gemm_sm90_flags;
+  uint32_t gemm_sm90_epoch;
 };
 
 struct kf_buffer {

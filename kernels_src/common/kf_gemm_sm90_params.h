@@ -33,6 +33,9 @@ typedef struct kf_tensor_map {
 #define KF_SM90_C_BOX_ROWS 64
 #define KF_SM90_C_BOX_BYTES (KF_SM90_C_BOX_ROWS * 128)
 #define KF_SM90_C_BUFFERS 2
+/* Stream-K: a contributing CTA leaves its 128 x 256 f32 accumulators in the workspace, one slot a CTA,
+ * stored thread by thread in 16-byte pieces (each consumer thread reads back what it wrote). */
+#define KF_SM90_PARTIAL_SLOT_BYTES (KF_SM90_TILE_M * KF_SM90_TILE_N * 4)
 #define KF_SM90_SHARED_BYTES                                                                      \
   (KF_SM90_STAGES * (KF_SM90_TILE_M + KF_SM90_TILE_N) * KF_SM90_K_BLOCK_BYTES +                   \
    (KF_SM90_TILE_M / KF_SM90_C_BOX_ROWS) * KF_SM90_C_BUFFERS * KF_SM90_C_BOX_BYTES + 2 * KF_SM90_STAGES * 8 + 1024)
@@ -62,6 +65,9 @@ struct kf_gemm_sm90_params {
   uint64_t residual;
   uint64_t bias;
   uint64_t bias_up;
+  uint64_t partials;   /* stream-K: KF_SM90_PARTIAL_SLOT_BYTES a CTA of clusters [0, sk_clusters) (workspace) */
+  uint64_t sk_flags;   /* stream-K: one uint32 a consumer warpgroup of each CTA; a contributor stores sk_epoch
+                          there once its partial sums are in `partials` (the context's, never reset) */
   int64_t ldc, c_batch_stride;                 /* elements */
   int64_t ld_residual, residual_batch_stride;  /* elements */
   int64_t bias_stride;                         /* elements between consecutive bias entries */
@@ -73,6 +79,13 @@ struct kf_gemm_sm90_params {
   float alpha, beta;
   uint32_t flags;      /* KF_SM90_* */
   uint32_t dtypes;     /* KF_DT_* << KF_SM90_DT_SHIFT_* */
+  /* Stream-K (gemm_sm90.cu says how): work units [0, sk_first_unit) go whole to the clusters in turn;
+   * the K blocks of the units after it are shared out evenly among clusters [0, sk_clusters). Without
+   * stream-K sk_first_unit is the unit count and sk_clusters 0. */
+  int32_t sk_first_unit;
+  int32_t sk_clusters;
+  uint32_t sk_epoch;   /* this launch's flag value: nonzero, different from every earlier launch's on
+                          this context (flags left by earlier launches never match) */
 };
 
 #endif /* KF_GEMM_SM90_PARAMS_H_ */

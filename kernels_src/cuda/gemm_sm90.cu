@@ -18,6 +18,19 @@
  * copy engine writes C. Otherwise it stores C from registers directly: whole blocks through a
  * branch-free path, the rest element pair by pair.
  *
+ * Stream-K tail: units / clusters is rarely whole (8192^3: 1024 units of two 128 x 256 tiles on 66
+ * clusters of two, 15.5 waves), and the last, partial wave leaves SMs idle. So the host may split the
+ * last units along K (cuda_gemm_sm90.c says when): units [0, sk_first_unit) go whole to the clusters
+ * in turn, then the K blocks of the remaining units, laid end to end, are cut into sk_clusters equal
+ * ranges, one a cluster. A range's first piece may start inside a unit: that cluster is a contributor
+ * there, and leaves its f32 accumulators in its slot of the workspace (`partials`), then sets its flag
+ * to the launch's epoch. Every later piece of a range starts at a unit's K block 0; the cluster that
+ * holds K block 0 of a split unit finishes it: it waits for the flags of the clusters after it whose
+ * ranges start inside the unit, adds their partial sums and runs the epilogue. Pieces that start a
+ * range are the first work of a cluster's stream-K phase and those that finish a unit its last, so a
+ * finisher rarely waits. It only ever waits for clusters of higher index, which never wait for lower
+ * ones, so the waits cannot form a cycle (on an H200 all 66 clusters are resident at once).
+ *
  * Shared-memory layout of a stage, 128B swizzle throughout (the TMA writes it, wgmma reads it):
  *  - K-major operand (K contiguous in memory): one box of K_BLOCK_BYTES x rows; row r of the tile at
  *    r * 128 bytes, 8-row swizzle atoms 1024 bytes apart (the descriptor's stride offset); the k-th
@@ -280,6 +293,120 @@ __device__ __forceinline__ void tile_position(const kf_gemm_sm90_params &p, int 
   const int r = t - group * group_units;
   tile_m = (first_m + r % group_rows) * CLUSTER_M + rank;
   tile_n = r / group_rows;
+}
+
+/* One piece of persistent work: K blocks [kb_begin, kb_end) of work unit `unit`. */
+struct work_item {
+  int unit, kb_begin, kb_end;
+};
+
+/* Where a cluster is in its list of work: its next whole unit, then its stream-K range [sk_next,
+ * sk_end) of the K blocks of units sk_first_unit.. laid end to end. The producer and the consumers
+ * walk the same list. */
+struct work_list {
+  int next_unit;
+  int64_t sk_next, sk_end;
+};
+
+/* Start of stream-K cluster `cluster`'s range (cluster == sk_clusters: the end of the last one). */
+__device__ __forceinline__ int64_t stream_k_begin(const kf_gemm_sm90_params &p, int units, int k_blocks,
+                                                  int cluster) {
+  return (int64_t)(units - p.sk_first_unit) * k_blocks * cluster / p.sk_clusters;
+}
+
+__device__ __forceinline__ work_list work_list_begin(const kf_gemm_sm90_params &p, int units, int k_blocks,
+                                                     int cluster) {
+  work_list list;
+  list.next_unit = cluster;
+  list.sk_next = list.sk_end = 0;
+  if (cluster < p.sk_clusters) {
+    list.sk_next = stream_k_begin(p, units, k_blocks, cluster);
+    list.sk_end = stream_k_begin(p, units, k_blocks, cluster + 1);
+  }
+  return list;
+}
+
+__device__ __forceinline__ bool work_list_next(const kf_gemm_sm90_params &p, int k_blocks, int clusters,
+                                               work_list &list, work_item &item) {
+  if (list.next_unit < p.sk_first_unit) {
+    item.unit = list.next_unit;
+    item.kb_begin = 0;
+    item.kb_end = k_blocks;
+    list.next_unit += clusters;
+    return true;
+  }
+  if (list.sk_next >= list.sk_end) return false;
+  const int64_t unit = list.sk_next / k_blocks;
+  item.unit = p.sk_first_unit + (int)unit;
+  item.kb_begin = (int)(list.sk_next - unit * k_blocks);
+  item.kb_end = (int)min((int64_t)k_blocks, item.kb_begin + (list.sk_end - list.sk_next));
+  list.sk_next += item.kb_end - item.kb_begin;
+  return true;
+}
+
+/* The flag of one consumer warpgroup of CTA `rank` of stream-K cluster `cluster`. */
+__device__ __forceinline__ uint32_t *stream_k_flag(const kf_gemm_sm90_params &p, int cluster, int rank,
+                                                   int consumer) {
+  return reinterpret_cast<uint32_t *>(p.sk_flags) + (cluster * CLUSTER_M + rank) * 2 + consumer;
+}
+
+/* That warpgroup's 64 x 256 partial sums: 32 pieces of 16 bytes a thread, piece i of all 128
+ * threads side by side (each warp store covers 512 contiguous bytes). */
+__device__ __forceinline__ float4 *stream_k_partials(const kf_gemm_sm90_params &p, int cluster, int rank,
+                                                     int consumer) {
+  return reinterpret_cast<float4 *>(p.partials + (uint64_t)(cluster * CLUSTER_M + rank) * KF_SM90_PARTIAL_SLOT_BYTES +
+                                    (uint64_t)consumer * (KF_SM90_PARTIAL_SLOT_BYTES / 2)) +
+         threadIdx.x % 128;
+}
+
+/* A contributor warpgroup: its accumulators into its slot, then its flag set to this launch's epoch.
+ * Every thread's stores reach the GPU scope before the barrier (fence), and the leader's release
+ * store orders the flag after them. */
+__device__ __forceinline__ void stream_k_contribute(const kf_gemm_sm90_params &p, const float (&acc)[128],
+                                                    int cluster, int rank, int consumer) {
+  float4 *slot = stream_k_partials(p, cluster, rank, consumer);
+#pragma unroll
+  for (int i = 0; i < 32; ++i)
+    __stcg(slot + 128 * i, make_float4(acc[4 * i], acc[4 * i + 1], acc[4 * i + 2], acc[4 * i + 3]));
+  __threadfence();
+  named_barrier(1 + consumer, 128);
+  if (threadIdx.x % 128 == 0)
+    asm volatile("st.release.gpu.global.u32 [%0], %1;" ::"l"(stream_k_flag(p, cluster, rank, consumer)),
+                 "r"(p.sk_epoch)
+                 : "memory");
+}
+
+/* A finisher warpgroup: the leader waits (acquire) for the flags of contributor clusters
+ * [first, last], the barrier passes that on to the warpgroup, and every thread adds the partial
+ * sums it finds at its own positions of their slots. Eight pieces (32 registers) in flight at a time. */
+__device__ __forceinline__ void stream_k_collect(const kf_gemm_sm90_params &p, float (&acc)[128], int first,
+                                                 int last, int rank, int consumer) {
+  if (threadIdx.x % 128 == 0)
+    for (int cluster = first; cluster <= last; ++cluster) {
+      const uint32_t *flag = stream_k_flag(p, cluster, rank, consumer);
+      uint32_t seen;
+      do {
+        asm volatile("ld.acquire.gpu.global.u32 %0, [%1];" : "=r"(seen) : "l"(flag) : "memory");
+      } while (seen != p.sk_epoch);
+    }
+  named_barrier(1 + consumer, 128);
+  for (int cluster = first; cluster <= last; ++cluster) {
+    const float4 *slot = stream_k_partials(p, cluster, rank, consumer);
+#pragma unroll
+    for (int group = 0; group < 4; ++group) {
+      float4 piece[8];
+#pragma unroll
+      for (int i = 0; i < 8; ++i) piece[i] = __ldcg(slot + 128 * (8 * group + i));
+#pragma unroll
+      for (int i = 0; i < 8; ++i) {
+        const int r = 4 * (8 * group + i);
+        acc[r] += piece[i].x;
+        acc[r + 1] += piece[i].y;
+        acc[r + 2] += piece[i].z;
+        acc[r + 3] += piece[i].w;
+      }
+    }
+  }
 }
 
 __device__ __forceinline__ float load_float(int dt, uint64_t base, int64_t index) {
@@ -553,8 +680,8 @@ __device__ __forceinline__ void gemm_sm90(const kf_gemm_sm90_params &p) {
 
   const int units = (p.tiles_m + CLUSTER_M - 1) / CLUSTER_M * p.tiles_n * p.batch;
   const int rank = CLUSTER_M > 1 ? (int)cluster_rank() : 0;
-  const int first_unit = CLUSTER_M > 1 ? (int)cluster_index() : blockIdx.x;
-  const int unit_stride = CLUSTER_M > 1 ? (int)cluster_count() : gridDim.x;
+  const int cluster = CLUSTER_M > 1 ? (int)cluster_index() : blockIdx.x;
+  const int clusters = CLUSTER_M > 1 ? (int)cluster_count() : gridDim.x;
   const int k_blocks = (p.k + k_block - 1) / k_block;
   const int out_cols = (p.flags & KF_SM90_SWIGLU) ? TILE_N / 2 : TILE_N;
   const int warpgroup = threadIdx.x / 128;
@@ -562,14 +689,16 @@ __device__ __forceinline__ void gemm_sm90(const kf_gemm_sm90_params &p) {
   if (warpgroup == 0) {
     asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;" ::"n"(PRODUCER_REGS));
     uint32_t it = 0;
-    for (int unit = first_unit; threadIdx.x == 0 && unit < units; unit += unit_stride) {
+    work_list list = work_list_begin(p, units, k_blocks, cluster);
+    work_item item;
+    while (threadIdx.x == 0 && work_list_next(p, k_blocks, clusters, list, item)) {
       int batch, tile_m, tile_n;
-      tile_position(p, unit, rank, batch, tile_m, tile_n);
+      tile_position(p, item.unit, rank, batch, tile_m, tile_n);
       const int m0 = tile_m * TILE_M;
       const int n0 = tile_n * out_cols, n1 = n0 + p.b_up_column;
       const int a_batch = (p.flags & KF_SM90_A_BATCHED) ? batch : 0;
       const int b_batch = (p.flags & KF_SM90_B_BATCHED) ? batch : 0;
-      for (int kb = 0; kb < k_blocks; ++kb, ++it) {
+      for (int kb = item.kb_begin; kb < item.kb_end; ++kb, ++it) {
         const uint32_t s = it % STAGES, phase = (it / STAGES) & 1;
         const uint32_t full = full_bars + 8 * s;
         barrier_wait(empty_bars + 8 * s, phase ^ 1); /* a fresh barrier counts as a completed odd phase */
@@ -616,11 +745,13 @@ __device__ __forceinline__ void gemm_sm90(const kf_gemm_sm90_params &p) {
     const uint32_t a_step = A_MN ? 16 * 128 : 32, b_step = B_MN ? 16 * 128 : 32;
     const uint32_t a_leading = A_MN ? MN_BOX_BYTES : 16, b_leading = B_MN ? MN_BOX_BYTES : 16;
     uint32_t it = 0;
-    float acc[128]; /* no clearing: each tile's first wgmma overwrites them */
-    for (int unit = first_unit; unit < units; unit += unit_stride) {
+    float acc[128]; /* no clearing: each item's first wgmma overwrites them */
+    work_list list = work_list_begin(p, units, k_blocks, cluster);
+    work_item item;
+    while (work_list_next(p, k_blocks, clusters, list, item)) {
       int batch, tile_m, tile_n;
-      tile_position(p, unit, rank, batch, tile_m, tile_n);
-      for (int kb = 0; kb < k_blocks; ++kb, ++it) {
+      tile_position(p, item.unit, rank, batch, tile_m, tile_n);
+      for (int kb = item.kb_begin; kb < item.kb_end; ++kb, ++it) {
         const uint32_t s = it % STAGES, phase = (it / STAGES) & 1;
         barrier_wait(full_bars + 8 * s, phase);
         const uint32_t a = a_stages + s * A_STAGE_BYTES + a_rows, b = b_stages + s * B_STAGE_BYTES;
@@ -629,14 +760,24 @@ __device__ __forceinline__ void gemm_sm90(const kf_gemm_sm90_params &p) {
         for (int step = 0; step < 4; ++step)
           wgmma_step<IN, A_MN, B_MN>(acc, matrix_descriptor(a + step * a_step, a_leading, SWIZZLE_ATOM_BYTES),
                                      matrix_descriptor(b + step * b_step, b_leading, SWIZZLE_ATOM_BYTES),
-                                     step > 0 || kb > 0);
+                                     step > 0 || kb > item.kb_begin);
         wgmma_commit();
         /* the previous K block's products are done: its stage can be refilled */
         wgmma_wait<1>(acc);
-        if (kb > 0 && releaser) release_stage(empty_bars + 8 * ((it - 1) % STAGES));
+        if (kb > item.kb_begin && releaser) release_stage(empty_bars + 8 * ((it - 1) % STAGES));
       }
       wgmma_wait<0>(acc);
-      if (k_blocks > 0 && releaser) release_stage(empty_bars + 8 * ((it - 1) % STAGES));
+      if (releaser) release_stage(empty_bars + 8 * ((it - 1) % STAGES)); /* an item has >= 1 K block */
+      if (item.kb_begin > 0) { /* a stream-K contributor: the finisher of this unit runs the epilogue */
+        stream_k_contribute(p, acc, cluster, rank, consumer);
+        continue;
+      }
+      if (item.kb_end < k_blocks) { /* a stream-K finisher: the clusters after this one hold the rest */
+        const int64_t unit_end = (int64_t)(item.unit - p.sk_first_unit + 1) * k_blocks;
+        int last = cluster + 1;
+        while (last + 1 < p.sk_clusters && stream_k_begin(p, units, k_blocks, last + 1) < unit_end) ++last;
+        stream_k_collect(p, acc, cluster + 1, last, rank, consumer);
+      }
       if (p.alpha != 1.0f) {
 #pragma unroll
         for (int i = 0; i < 128; ++i) acc[i] *= p.alpha;
