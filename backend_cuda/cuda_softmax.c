@@ -44,7 +44,7 @@ kf_status kf_cuda_softmax(kf_backend_context *ctx, const kf_softmax_args *args) 
    * 90.3% for the register path (8 packs x 128 threads, 87 registers); 4 packs x 256 threads re-read
    * measured 88.6%: at two exps an element it needs the 8 loads a thread in flight. */
   const int reread = !has_mask && vectorized && (args->x.dtype == KF_F16 || args->x.dtype == KF_BF16) &&
-                     args->y.dtype == args->x.dtype && packs > 4 * 32 && packs % (8 * 32) == 0 &&
+                     args->y.dtype == args->x.dtype && packs % (8 * 32) == 0 &&
                      packs / 8 <= MAX_REREAD_THREADS;
   if (reread) {
     chunks = 8;
