@@ -69,13 +69,16 @@ int kf_cuda_gemm_sm90_supports(kf_backend_context *ctx, const kf_gemm_args *args
 /* Stream-K (gemm_sm90.cu) shares the K blocks of the last, partial wave of units among all clusters.
  * A piece of a split unit is worth its partial sums' trip through the workspace (128 KiB written,
  * then read, a CTA: ~2 K blocks of products) only when it is at least STREAM_K_MIN_BLOCKS long, and
- * splitting must beat whole units by more than STREAM_K_COST_BLOCKS. By default it is used only from
- * STREAM_K_MIN_WAVES whole waves on: the clusters of the stream-K phase work at different K offsets,
- * so they stop sharing A and B tiles in L2, and that phase ran 1.2-1.6x slower a K block than whole
- * units (H200, docs/HOPPER_GEMM_NOTES.md v6): a net gain at 13.6 and 15.5 waves (+0.8 to +2.1%), a
- * loss at 3.88 (4096^3 -2.5%, 4096x4096x14336 -6.3%). Nothing between was measured.
- * KF_SM90_STREAM_K=0 turns it off; KF_SM90_STREAM_K=1 uses it wherever it shortens the busiest
- * cluster, also on grids smaller than the GPU (the tests use it to reach the fixup on small shapes). */
+ * splitting must beat whole units by more than STREAM_K_COST_BLOCKS. By default it is used from
+ * STREAM_K_MIN_WAVES whole waves on, and when there are fewer units than clusters (no whole wave:
+ * the clusters without a unit would idle). Not between: the clusters of the stream-K phase work at
+ * different K offsets, so they stop sharing A and B tiles in L2, and that phase ran 1.2-1.6x slower a
+ * K block than whole units (H200, docs/HOPPER_GEMM_NOTES.md v6): a net gain at 13.6 and 15.5 waves
+ * (+0.8 to +2.1%), a loss at 3.88 (4096^3 -2.5%, 4096x4096x14336 -6.3%); at 0.48 waves
+ * (512x4096x4096: 32 units) a gain of +15%. An in-step layout that kept the split units' owners at K
+ * block 0 together did not do better (v7 in the notes). KF_SM90_STREAM_K=0 turns it off;
+ * KF_SM90_STREAM_K=1 uses it wherever it shortens the busiest cluster (the tests use it to reach the
+ * fixup on small shapes). */
 #define STREAM_K_MIN_BLOCKS 8
 #define STREAM_K_COST_BLOCKS 2
 #define STREAM_K_MIN_WAVES 8
@@ -103,7 +106,7 @@ static void make_plan(kf_backend_context *ctx, const kf_gemm_args *args, sm90_pl
   const int by_default = choice == NULL || choice[0] == '\0';
   if (!by_default && strcmp(choice, "0") == 0) return;
   const int64_t waves = plan->units / clusters, rest = plan->units % clusters;
-  if (rest == 0 || (by_default && waves < STREAM_K_MIN_WAVES)) return;
+  if (rest == 0 || (by_default && waves > 0 && waves < STREAM_K_MIN_WAVES)) return;
   const int64_t first = waves * clusters;
   const int64_t shared_blocks = rest * plan->k_blocks;
   int64_t sharing = shared_blocks / STREAM_K_MIN_BLOCKS;
