@@ -28,9 +28,9 @@ typedef struct kf_tensor_map {
 #define KF_SM90_STAGES 4
 #define KF_SM90_THREADS 384
 #define KF_SM90_CLUSTER_M 2 /* CTAs of a cluster: row blocks 2i, 2i + 1 of one column block (B multicast) */
-/* C staging of the TMA-store epilogue: per consumer warpgroup two buffers of one C box each (64 rows x
- * 128 bytes: 64 16-bit or 32 f32 columns), so one box is written while the previous one is stored. */
-#define KF_SM90_C_BOX_ROWS 64
+/* C staging of the TMA-store epilogue: per consumer warp two buffers of one C box each (16 rows x 128
+ * bytes: 64 16-bit or 32 f32 columns), so one box is written while the previous one is stored. */
+#define KF_SM90_C_BOX_ROWS 16
 #define KF_SM90_C_BOX_BYTES (KF_SM90_C_BOX_ROWS * 128)
 #define KF_SM90_C_BUFFERS 2
 /* Stream-K: a contributing CTA leaves its 128 x 256 f32 accumulators in the workspace, one slot a CTA,

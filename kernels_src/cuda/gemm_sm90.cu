@@ -13,7 +13,7 @@
  * on the "empty" mbarrier of every CTA of the cluster: a producer refills a stage (in both CTAs) once
  * all four consumers are done with it. setmaxnreg gives the producer's registers to the consumers.
  * The epilogue (alpha, bias, SwiGLU) runs in registers; with no C read and no residual it writes each
- * 64 x 128-byte box of C into shared memory and one thread stores it with the TMA
+ * 16 x 128-byte box of C (a warp's rows) into shared memory and one lane stores it with the TMA
  * (cp.async.bulk.tensor, bulk groups), so the consumers go on with the next tile's products while the
  * copy engine writes C. Otherwise it stores C from registers directly: whole blocks through a
  * branch-free path, the rest element pair by pair.
@@ -38,7 +38,7 @@
  *  - MN-major operand (M or N contiguous, 16-bit types only): boxes of 64 (MN) x 64 (K) elements,
  *    8 KiB each, K rows 128 bytes apart; 8-K-row atoms 1024 bytes apart (stride offset), boxes of 64
  *    MN elements 8 KiB apart (leading offset); the k-th step of 16 K rows is +2048 bytes.
- *  - C staging (TMA-store epilogue): per consumer two buffers of one box, 64 rows x 128 bytes, 128B
+ *  - C staging (TMA-store epilogue): per consumer warp two buffers of one box, 16 rows x 128 bytes, 128B
  *    swizzle: the 16-byte chunk q of row r at r * 128 + (q ^ r % 8) * 16, which keeps a warp's 8 rows
  *    x 4 words of one column group on 32 different banks.
  * Tiles past the matrix edges are zero-filled by the TMA (out-of-bounds boxes), and the epilogue
@@ -65,8 +65,8 @@
 #define MN_BOX KF_SM90_MN_BOX           /* MN-major boxes: 64 16-bit elements = one 128-byte swizzle row */
 #define STAGES KF_SM90_STAGES            /* 4 x 48 KiB of the 227 KiB (32 KiB more stage C): loads three K blocks
                                            ahead of the MMAs */
-#define C_BOX_ROWS KF_SM90_C_BOX_ROWS    /* one consumer warpgroup's rows */
-#define C_BOX_BYTES KF_SM90_C_BOX_BYTES  /* 64 rows x one 128-byte swizzle row */
+#define C_BOX_ROWS KF_SM90_C_BOX_ROWS    /* one consumer warp's rows */
+#define C_BOX_BYTES KF_SM90_C_BOX_BYTES  /* 16 rows x one 128-byte swizzle row */
 #define C_BUFFERS KF_SM90_C_BUFFERS      /* a box is written while the TMA still reads the previous one */
 #define A_STAGE_BYTES (TILE_M * K_BLOCK_BYTES)
 #define B_STAGE_BYTES (TILE_N * K_BLOCK_BYTES)
@@ -508,28 +508,29 @@ __device__ __forceinline__ void store_block(const float (&acc)[128], uint64_t c,
 
 __device__ __forceinline__ float silu(float x) { return x / (1.0f + __expf(-x)); }
 
-/* The epilogue of one consumer warpgroup's 64 x 256 accumulators (64 x 128 outputs with SwiGLU)
- * through shared memory and TMA stores: C without a read of C or a residual, described by c_map.
- * alpha is already applied. Box by box (64 rows x 128 bytes): the leader waits until the buffer's
- * previous store has read it, the warpgroup writes the box (bias, SwiGLU applied, rounded to DT_C),
- * fences it for the async proxy, and the leader stores it; the stores finish while the next tile's
- * products run. 16-bit C goes in with stmatrix (two column groups of both row halves a store: 16
- * stores a thread a tile instead of 64), f32 C with 8-byte stores. The bias loads are the only loads;
- * their column test is the only bounds test (the TMA clips C). */
+/* The epilogue of one consumer warp's 16 x 256 accumulators (16 x 128 outputs with SwiGLU) through
+ * shared memory and TMA stores: C without a read of C or a residual, described by c_map. alpha is
+ * already applied. Each warp works alone, on its own rows and buffers, so no barrier wider than the
+ * warp is needed. Box by box (16 rows x 128 bytes): lane 0 waits until the buffer's previous store
+ * has read it, the warp writes the box (bias, SwiGLU applied, rounded to DT_C), fences it for the
+ * async proxy, and lane 0 stores it; the stores finish while the next tile's products run. 16-bit C
+ * goes in with stmatrix (two column groups of both row halves a store: 16 stores a thread a tile
+ * instead of 64), f32 C with 8-byte stores. The bias loads are the only loads; their column test is
+ * the only bounds test (the TMA clips C). */
 template <int DT_C, int SWIGLU, int HAS_BIAS>
 __device__ __forceinline__ void epilogue_tma(const kf_gemm_sm90_params &p, const float (&acc)[128], int batch,
-                                             int row0, int col0, uint32_t buffers, int consumer) {
+                                             int row0, int col0, uint32_t buffers) {
   constexpr int size = DT_C == KF_DT_F32 ? 4 : 2;
   constexpr int box_cols = 128 / size;
   constexpr int box_groups = box_cols / 8; /* accumulator column groups (8 columns) in a box */
   constexpr int boxes = (SWIGLU ? TILE_N / 2 : TILE_N) / box_cols;
-  const int lane = threadIdx.x % 32, warp = (threadIdx.x % 128) / 32;
-  const bool leader = threadIdx.x % 128 == 0;
-  const uint32_t row_lo = (warp * 16 + lane / 4) * 128, row_hi = row_lo + 8 * 128;
+  const int lane = threadIdx.x % 32;
+  const bool leader = lane == 0;
+  const uint32_t row_lo = (lane / 4) * 128, row_hi = row_lo + 8 * 128;
   const uint32_t swizzle = lane / 4; /* row % 8 of both rows */
   /* stmatrix: lane gives the address of row lane % 8 of matrix lane / 8 = (column group g + lane / 16,
    * row half (lane / 8) % 2); with g even, that group's swizzled chunk is g ^ (lane / 16 ^ lane % 8) */
-  const uint32_t matrix_row = (warp * 16 + ((lane / 8) % 2) * 8 + lane % 8) * 128;
+  const uint32_t matrix_row = (((lane / 8) % 2) * 8 + lane % 8) * 128;
   const uint32_t matrix_chunk = (lane / 16) ^ (lane % 8);
   const int dt_bias = (p.dtypes >> KF_SM90_DT_SHIFT_BIAS) & 15;
   const int col = col0 + 2 * (lane % 4);
@@ -537,7 +538,7 @@ __device__ __forceinline__ void epilogue_tma(const kf_gemm_sm90_params &p, const
   for (int box = 0; box < boxes; ++box) {
     const uint32_t buffer = buffers + (box % C_BUFFERS) * C_BOX_BYTES;
     if (leader) bulk_wait_read<C_BUFFERS - 1>();
-    named_barrier(1 + consumer, 128);
+    __syncwarp();
     uint32_t words[2][2]; /* 16-bit C: [group parity][row half], stored two groups at a time */
 #pragma unroll
     for (int g = 0; g < box_groups; ++g) {
@@ -574,7 +575,7 @@ __device__ __forceinline__ void epilogue_tma(const kf_gemm_sm90_params &p, const
       }
     }
     fence_async_shared();
-    named_barrier(1 + consumer, 128);
+    __syncwarp();
     if (leader) {
       if (row0 < p.m && col0 + box * box_cols < p.n) tma_store(&p.c_map, buffer, col0 + box * box_cols, row0, batch);
       bulk_commit(); /* possibly empty: keeps one group a box for the wait above */
@@ -747,10 +748,11 @@ __device__ __forceinline__ void gemm_sm90(const kf_gemm_sm90_params &p) {
     uint32_t it = 0;
     float acc[128]; /* no clearing: each item's first wgmma overwrites them */
     work_list list = work_list_begin(p, units, k_blocks, cluster);
-    work_item item;
-    while (work_list_next(p, k_blocks, clusters, list, item)) {
-      int batch, tile_m, tile_n;
-      tile_position(p, item.unit, rank, batch, tile_m, tile_n);
+    work_item item = {0, 0, 0}, next = {0, 0, 0};
+    int batch = 0, tile_m = 0, tile_n = 0;
+    bool have = work_list_next(p, k_blocks, clusters, list, item);
+    if (have) tile_position(p, item.unit, rank, batch, tile_m, tile_n);
+    while (have) {
       for (int kb = item.kb_begin; kb < item.kb_end; ++kb, ++it) {
         const uint32_t s = it % STAGES, phase = (it / STAGES) & 1;
         barrier_wait(full_bars + 8 * s, phase);
@@ -766,45 +768,54 @@ __device__ __forceinline__ void gemm_sm90(const kf_gemm_sm90_params &p) {
         wgmma_wait<1>(acc);
         if (kb > item.kb_begin && releaser) release_stage(empty_bars + 8 * ((it - 1) % STAGES));
       }
+      /* the next item's tile, decoded while the last products run: decoded after the epilogue (four
+         dependent integer divisions), it kept ~810 clocks between an epilogue and the next tile's first
+         products, ~190 this way */
+      int next_batch = 0, next_m = 0, next_n = 0;
+      const bool have_next = work_list_next(p, k_blocks, clusters, list, next);
+      if (have_next) tile_position(p, next.unit, rank, next_batch, next_m, next_n);
       wgmma_wait<0>(acc);
       if (releaser) release_stage(empty_bars + 8 * ((it - 1) % STAGES)); /* an item has >= 1 K block */
       if (item.kb_begin > 0) { /* a stream-K contributor: the finisher of this unit runs the epilogue */
         stream_k_contribute(p, acc, cluster, rank, consumer);
-        continue;
-      }
-      if (item.kb_end < k_blocks) { /* a stream-K finisher: the clusters after this one hold the rest */
-        const int64_t unit_end = (int64_t)(item.unit - p.sk_first_unit + 1) * k_blocks;
-        int last = cluster + 1;
-        while (last + 1 < p.sk_clusters && stream_k_begin(p, units, k_blocks, last + 1) < unit_end) ++last;
-        stream_k_collect(p, acc, cluster + 1, last, rank, consumer);
-      }
-      if (p.alpha != 1.0f) {
-#pragma unroll
-        for (int i = 0; i < 128; ++i) acc[i] *= p.alpha;
-      }
-      const int row0 = tile_m * TILE_M + consumer * C_BOX_ROWS, col0 = tile_n * out_cols;
-      if (p.flags & KF_SM90_C_TMA) {
-        const uint32_t buffers = c_buffers + consumer * C_BUFFERS * C_BOX_BYTES;
-        const int dt_c = (p.dtypes >> KF_SM90_DT_SHIFT_C) & 15;
-        const bool swiglu = (p.flags & KF_SM90_SWIGLU) != 0, has_bias = (p.flags & KF_SM90_HAS_BIAS) != 0;
-#define EPILOGUE_TMA(DT_C)                                                                      \
-  (swiglu ? (has_bias ? epilogue_tma<DT_C, 1, 1>(p, acc, batch, row0, col0, buffers, consumer)  \
-                      : epilogue_tma<DT_C, 1, 0>(p, acc, batch, row0, col0, buffers, consumer)) \
-          : (has_bias ? epilogue_tma<DT_C, 0, 1>(p, acc, batch, row0, col0, buffers, consumer)  \
-                      : epilogue_tma<DT_C, 0, 0>(p, acc, batch, row0, col0, buffers, consumer)))
-        if (dt_c == KF_DT_BF16)
-          EPILOGUE_TMA(KF_DT_BF16);
-        else if (dt_c == KF_DT_F16)
-          EPILOGUE_TMA(KF_DT_F16);
-        else
-          EPILOGUE_TMA(KF_DT_F32);
-#undef EPILOGUE_TMA
       } else {
-        epilogue(p, acc, batch, row0, col0);
+        if (item.kb_end < k_blocks) { /* a stream-K finisher: the clusters after this one hold the rest */
+          const int64_t unit_end = (int64_t)(item.unit - p.sk_first_unit + 1) * k_blocks;
+          int last = cluster + 1;
+          while (last + 1 < p.sk_clusters && stream_k_begin(p, units, k_blocks, last + 1) < unit_end) ++last;
+          stream_k_collect(p, acc, cluster + 1, last, rank, consumer);
+        }
+        if (p.alpha != 1.0f) {
+#pragma unroll
+          for (int i = 0; i < 128; ++i) acc[i] *= p.alpha;
+        }
+        const int row0 = tile_m * TILE_M + consumer * 64, col0 = tile_n * out_cols;
+        if (p.flags & KF_SM90_C_TMA) {
+          const int warp = (threadIdx.x % 128) / 32; /* rows [16 warp, 16 warp + 16) of the consumer's */
+          const int warp_row0 = row0 + 16 * warp;
+          const uint32_t buffers = c_buffers + (4 * consumer + warp) * C_BUFFERS * C_BOX_BYTES;
+          const int dt_c = (p.dtypes >> KF_SM90_DT_SHIFT_C) & 15;
+          const bool swiglu = (p.flags & KF_SM90_SWIGLU) != 0, has_bias = (p.flags & KF_SM90_HAS_BIAS) != 0;
+#define EPILOGUE_TMA(DT_C)                                                                      \
+  (swiglu ? (has_bias ? epilogue_tma<DT_C, 1, 1>(p, acc, batch, warp_row0, col0, buffers)  \
+                      : epilogue_tma<DT_C, 1, 0>(p, acc, batch, warp_row0, col0, buffers)) \
+          : (has_bias ? epilogue_tma<DT_C, 0, 1>(p, acc, batch, warp_row0, col0, buffers)  \
+                      : epilogue_tma<DT_C, 0, 0>(p, acc, batch, warp_row0, col0, buffers)))
+          if (dt_c == KF_DT_BF16)
+            EPILOGUE_TMA(KF_DT_BF16);
+          else if (dt_c == KF_DT_F16)
+            EPILOGUE_TMA(KF_DT_F16);
+          else
+            EPILOGUE_TMA(KF_DT_F32);
+#undef EPILOGUE_TMA
+        } else {
+          epilogue(p, acc, batch, row0, col0);
+        }
       }
+      item = next, batch = next_batch, tile_m = next_m, tile_n = next_n, have = have_next;
     }
     /* the CTA's shared memory must outlive the copy engine's reads of it, and C be written */
-    if (releaser) bulk_wait_all();
+    if (threadIdx.x % 32 == 0) bulk_wait_all();
   }
   /* no CTA leaves while its peer may still arrive on its barriers */
   if (CLUSTER_M > 1) cluster_sync();
