@@ -377,6 +377,23 @@ kf_status kf_cuda_launch(kf_backend_context *ctx, CUfunction function, const cha
   return kf_cuda_launch_2d(ctx, function, name, grid_x, 1, block_x, block_y, shared_bytes, params);
 }
 
+kf_status kf_cuda_launch_dependent(kf_backend_context *ctx, CUfunction function, const char *name, unsigned grid_x,
+                                   unsigned block_x, unsigned shared_bytes, void *params) {
+  CUlaunchAttribute attribute;
+  memset(&attribute, 0, sizeof attribute);
+  attribute.id = CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION;
+  attribute.value.programmatic_stream_serialization_allowed = 1;
+  const CUlaunchConfig config = {.grid_x = grid_x, .grid_y = 1, .grid_z = 1, .block_x = block_x, .block_y = 1,
+                                 .block_z = 1, .shared_bytes = shared_bytes, .stream = ctx->stream,
+                                 .attributes = &attribute, .attribute_count = 1};
+  void *arguments[] = {params};
+  CUresult result = kf_cu.LaunchKernelEx(&config, function, arguments, NULL);
+  if (result != CUDA_SUCCESS)
+    return kf_fail(KF_ERROR_DEVICE_FAILURE, "cuLaunchKernelEx(%s, grid %u, block %u, programmatic) failed: %s", name,
+                   grid_x, block_x, kf_cuda_error_text(result));
+  return KF_OK;
+}
+
 const kf_backend_iface kf_cuda_backend = {
     .backend = KF_BACKEND_CUDA,
     .name = "cuda",

@@ -54,6 +54,26 @@ typedef struct CUtensorMap_st {
 #define CU_TENSOR_MAP_L2_PROMOTION_L2_256B 3
 #define CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE 0 /* out-of-bounds elements read as zero */
 
+/* cuLaunchKernelEx: a launch configuration with attributes (cuda.h's CUlaunchConfig, CUlaunchAttribute:
+ * an id, padding to 8 bytes, then a 64-byte value union). */
+#define CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION 6 /* value: int, nonzero allows PDL */
+typedef struct CUlaunchAttribute_st {
+  int id;
+  char pad[4];
+  union {
+    char bytes[64];
+    int programmatic_stream_serialization_allowed;
+  } value;
+} CUlaunchAttribute;
+typedef struct CUlaunchConfig_st {
+  unsigned int grid_x, grid_y, grid_z;
+  unsigned int block_x, block_y, block_z;
+  unsigned int shared_bytes;
+  CUstream stream;
+  CUlaunchAttribute *attributes;
+  unsigned int attribute_count;
+} CUlaunchConfig;
+
 /* CUstream_flags / CUevent_flags. */
 #define CU_STREAM_NON_BLOCKING 0x1
 #define CU_EVENT_DEFAULT 0x0
@@ -99,6 +119,7 @@ typedef struct CUtensorMap_st {
     TensorMapEncodeTiled, "cuTensorMapEncodeTiled")                                                      \
   X(CUresult (*)(CUfunction, unsigned int, unsigned int, unsigned int, unsigned int, unsigned int,        \
                  unsigned int, unsigned int, CUstream, void **, void **),                                  \
-    LaunchKernel, "cuLaunchKernel")
+    LaunchKernel, "cuLaunchKernel")                                                                      \
+  X(CUresult (*)(const CUlaunchConfig *, CUfunction, void **, void **), LaunchKernelEx, "cuLaunchKernelEx")
 
 #endif /* KF_BACKEND_CUDA_DRIVER_H_ */

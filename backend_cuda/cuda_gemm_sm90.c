@@ -301,8 +301,15 @@ kf_status kf_cuda_gemm_sm90(kf_backend_context *ctx, const kf_gemm_args *args) {
       status = kf_fail(KF_ERROR_DEVICE_FAILURE, "cuFuncSetAttribute(%s, %d bytes of shared memory) failed: %s", name,
                        KF_SM90_SHARED_BYTES, kf_cuda_error_text(result));
   }
-  if (status == KF_OK)
-    status = kf_cuda_launch(ctx, function, name, grid, KF_SM90_THREADS, 1, KF_SM90_SHARED_BYTES, &params);
+  if (status == KF_OK) {
+    /* Programmatic dependent launch: the grid can be placed on SMs the previous kernel has left while
+       that kernel finishes (the kernel waits for it before any memory access); KF_SM90_PDL=0 turns it off. */
+    const char *pdl = getenv("KF_SM90_PDL");
+    if (pdl != NULL && strcmp(pdl, "0") == 0)
+      status = kf_cuda_launch(ctx, function, name, grid, KF_SM90_THREADS, 1, KF_SM90_SHARED_BYTES, &params);
+    else
+      status = kf_cuda_launch_dependent(ctx, function, name, grid, KF_SM90_THREADS, KF_SM90_SHARED_BYTES, &params);
+  }
   kf_cuda_leave(ctx);
   return status;
 }

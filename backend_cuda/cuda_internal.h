@@ -72,6 +72,14 @@ kf_status kf_cuda_launch(kf_backend_context *ctx, CUfunction function, const cha
 kf_status kf_cuda_launch_2d(kf_backend_context *ctx, CUfunction function, const char *name, unsigned grid_x,
                             unsigned grid_y, unsigned block_x, unsigned block_y, unsigned shared_bytes, void *params);
 
+/* kf_cuda_launch with programmatic dependent launch allowed (cuLaunchKernelEx, one-dimensional grid
+ * and block): the kernel may start while the stream's previous kernel still runs, so it must execute
+ * `griddepcontrol.wait` before it touches global memory (that waits for the previous kernel's
+ * completion and its memory); kernels that execute `griddepcontrol.launch_dependents` let the next
+ * such launch start before they end. */
+kf_status kf_cuda_launch_dependent(kf_backend_context *ctx, CUfunction function, const char *name, unsigned grid_x,
+                                   unsigned block_x, unsigned shared_bytes, void *params);
+
 /* Operand helpers shared by the op files. */
 #define KF_CUDA_PACK_ELEMENTS 8 /* elements per pack, as in kernels_src/cuda/kf_pack.cuh */
 #define KF_CUDA_VECTOR_BYTES 16 /* one LDG.128 */

@@ -143,6 +143,14 @@ __device__ __forceinline__ void barrier_arrive_cluster(uint32_t bar, uint32_t ct
       : "memory");
 }
 
+/* Programmatic dependent launch: the stream's next kernel (if launched with PDL) may be placed on the
+ * SMs this grid leaves once every CTA has signalled this (a CTA signals when one of its threads
+ * does; the next grid waits for this grid's completion before its own memory accesses). The producer
+ * signals after its last load, the consumers after their last products, so the next grid starts
+ * during the last epilogues, not at this grid's start (where its CTAs would sit waiting on the SMs a
+ * short last wave leaves idle, for the whole wave). */
+__device__ __forceinline__ void launch_dependents() { asm volatile("griddepcontrol.launch_dependents;" ::: "memory"); }
+
 /* All threads of all CTAs of the cluster: shared-memory writes and barrier inits before it are
  * visible to every CTA after it. */
 __device__ __forceinline__ void cluster_sync() {
@@ -678,6 +686,9 @@ __device__ __forceinline__ void gemm_sm90(const kf_gemm_sm90_params &p) {
     asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
   }
   cluster_sync(); /* the peer's multicasts and arrivals find initialized barriers */
+  /* Programmatic dependent launch (the host allows it; a no-op in a plain launch): wait for the previous
+     kernel's completion and memory before the first access of ours. */
+  asm volatile("griddepcontrol.wait;" ::: "memory");
 
   const int units = (p.tiles_m + CLUSTER_M - 1) / CLUSTER_M * p.tiles_n * p.batch;
   const int rank = CLUSTER_M > 1 ? (int)cluster_rank() : 0;
@@ -737,6 +748,7 @@ __device__ __forceinline__ void gemm_sm90(const kf_gemm_sm90_params &p) {
         }
       }
     }
+    if (threadIdx.x == 0) launch_dependents(); /* (the other producer threads never signal) */
   } else {
     asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;" ::"n"(CONSUMER_REGS));
     const int consumer = warpgroup - 1; /* rows [64 consumer, 64 consumer + 64) of the tile */
@@ -775,6 +787,7 @@ __device__ __forceinline__ void gemm_sm90(const kf_gemm_sm90_params &p) {
       const bool have_next = work_list_next(p, k_blocks, clusters, list, next);
       if (have_next) tile_position(p, next.unit, rank, next_batch, next_m, next_n);
       wgmma_wait<0>(acc);
+      if (!have_next) launch_dependents();
       if (releaser) release_stage(empty_bars + 8 * ((it - 1) % STAGES)); /* an item has >= 1 K block */
       if (item.kb_begin > 0) { /* a stream-K contributor: the finisher of this unit runs the epilogue */
         stream_k_contribute(p, acc, cluster, rank, consumer);
