@@ -111,6 +111,21 @@ __device__ __forceinline__ void barrier_wait(uint32_t bar, uint32_t parity) {
   } while (!done);
 }
 
+/* Brings a tensor map's descriptor into the TMA unit's cache ahead of its first use. */
+__device__ __forceinline__ void prefetch_tensor_map(const kf_tensor_map *map) {
+  asm volatile("prefetch.tensormap [%0];" ::"l"(reinterpret_cast<uint64_t>(map)) : "memory");
+}
+
+/* Asks the L2 to fetch the box of `map` at coordinates (c0 innermost, c1, batch); nothing is
+ * written to shared memory and nothing waits for it. A hint without effect on any value read later:
+ * the L2 is where every SM's accesses meet, so a line fetched early cannot be stale. */
+__device__ __forceinline__ void tma_prefetch_l2(const kf_tensor_map *map, int c0, int c1, int batch) {
+  asm volatile("cp.async.bulk.prefetch.tensor.3d.L2.global [%0, {%1, %2, %3}];" ::"l"(
+                   reinterpret_cast<uint64_t>(map)),
+               "r"(c0), "r"(c1), "r"(batch)
+               : "memory");
+}
+
 /* One box of `map` at coordinates (c0 innermost, c1, batch) into shared memory at dst. */
 __device__ __forceinline__ void tma_load(uint32_t dst, const kf_tensor_map *map, int c0, int c1, int batch,
                                          uint32_t bar) {
@@ -156,6 +171,14 @@ __device__ __forceinline__ void launch_dependents() { asm volatile("griddepcontr
 __device__ __forceinline__ void cluster_sync() {
   asm volatile("barrier.cluster.arrive.release;\nbarrier.cluster.wait.acquire;" ::: "memory");
 }
+
+/* The two halves of a cluster barrier that orders execution only (memory only through a fence before
+ * it): the release form of the arrive waits for all of the thread's earlier memory accesses
+ * (MEMBAR.ALL.GPU in the SASS), prefetches included. */
+__device__ __forceinline__ void cluster_arrive_relaxed() {
+  asm volatile("barrier.cluster.arrive.relaxed;" ::: "memory");
+}
+__device__ __forceinline__ void cluster_wait() { asm volatile("barrier.cluster.wait;" ::: "memory"); }
 
 __device__ __forceinline__ uint32_t cluster_rank() {
   uint32_t rank;
@@ -685,11 +708,11 @@ __device__ __forceinline__ void gemm_sm90(const kf_gemm_sm90_params &p) {
     }
     asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
   }
-  cluster_sync(); /* the peer's multicasts and arrivals find initialized barriers */
-  /* Programmatic dependent launch (the host allows it; a no-op in a plain launch): wait for the previous
-     kernel's completion and memory before the first access of ours. */
-  asm volatile("griddepcontrol.wait;" ::: "memory");
 
+  /* Up to griddepcontrol.wait nothing is read but this kernel's parameters, which the previous kernel
+     cannot change, so with programmatic dependent launch the first item's decoding (whose first reads
+     of the parameters miss the constant cache) runs while that kernel ends. Decoded after the wait, it
+     put ~1250 clocks between the wait and the first load; ~580 are left (clock64 trace, 4096^3). */
   const int units = (p.tiles_m + CLUSTER_M - 1) / CLUSTER_M * p.tiles_n * p.batch;
   const int rank = CLUSTER_M > 1 ? (int)cluster_rank() : 0;
   const int cluster = CLUSTER_M > 1 ? (int)cluster_index() : blockIdx.x;
@@ -697,15 +720,61 @@ __device__ __forceinline__ void gemm_sm90(const kf_gemm_sm90_params &p) {
   const int k_blocks = (p.k + k_block - 1) / k_block;
   const int out_cols = (p.flags & KF_SM90_SWIGLU) ? TILE_N / 2 : TILE_N;
   const int warpgroup = threadIdx.x / 128;
+  work_list list = work_list_begin(p, units, k_blocks, cluster); /* the producer's and consumers' alike */
+  work_item item = {0, 0, 0};
+  bool have = work_list_next(p, k_blocks, clusters, list, item);
+  int batch = 0, tile_m = 0, tile_n = 0;
+  if (have) tile_position(p, item.unit, rank, batch, tile_m, tile_n);
+  /* the peer's multicasts and arrivals must find initialized barriers: fence.mbarrier_init above
+     releases the inits to the cluster, this barrier makes the peer wait for them */
+  cluster_arrive_relaxed();
+  if (threadIdx.x == 32 && have) {
+    /* A thread off the first load's path, between its arrival and its wait, fetches the descriptors
+       and asks the L2 for the first item's first K blocks (this CTA's A rows and its half of B), so
+       the loads after the wait find them there (first data ~2300 -> ~1600 clocks after the load).
+       Reading memory the previous kernel may still write is harmless: a prefetch returns nothing,
+       and the loads that return data come after the wait. */
+    prefetch_tensor_map(&p.a);
+    prefetch_tensor_map(&p.b);
+    prefetch_tensor_map(&p.b_up);
+    if (p.flags & KF_SM90_C_TMA) prefetch_tensor_map(&p.c_map);
+    const int a_batch = (p.flags & KF_SM90_A_BATCHED) ? batch : 0;
+    const int b_batch = (p.flags & KF_SM90_B_BATCHED) ? batch : 0;
+    const int m0 = tile_m * TILE_M, n0 = tile_n * out_cols;
+    const int kb_end = min(item.kb_end, item.kb_begin + STAGES);
+    for (int kb = item.kb_begin; kb < kb_end; ++kb) {
+      const int k0 = kb * k_block;
+      if (A_MN) {
+        tma_prefetch_l2(&p.a, m0, k0, a_batch);
+        tma_prefetch_l2(&p.a, m0 + MN_BOX, k0, a_batch);
+      } else {
+        tma_prefetch_l2(&p.a, k0, m0, a_batch);
+      }
+      for (int half = 0; half < 2; ++half) { /* with a peer, only this CTA's half */
+        if (CLUSTER_M > 1 && half != rank) continue;
+        const kf_tensor_map *map = half ? &p.b_up : &p.b;
+        const int n = half ? n0 + p.b_up_column : n0;
+        if (B_MN) {
+          tma_prefetch_l2(map, n, k0, b_batch);
+          tma_prefetch_l2(map, n + MN_BOX, k0, b_batch);
+        } else {
+          tma_prefetch_l2(map, k0, n, b_batch);
+        }
+      }
+    }
+  }
+  cluster_wait();
+  /* Programmatic dependent launch (the host allows it; a no-op in a plain launch): wait for the previous
+     kernel's completion and memory before the first access of ours. The operands keep the decoding
+     above on this side of the wait. */
+  asm volatile("griddepcontrol.wait;" ::"r"(k_blocks), "r"(batch), "r"(tile_m), "r"(tile_n), "r"(item.kb_begin),
+               "r"(item.kb_end)
+               : "memory");
 
   if (warpgroup == 0) {
     asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;" ::"n"(PRODUCER_REGS));
     uint32_t it = 0;
-    work_list list = work_list_begin(p, units, k_blocks, cluster);
-    work_item item;
-    while (threadIdx.x == 0 && work_list_next(p, k_blocks, clusters, list, item)) {
-      int batch, tile_m, tile_n;
-      tile_position(p, item.unit, rank, batch, tile_m, tile_n);
+    while (threadIdx.x == 0 && have) {
       const int m0 = tile_m * TILE_M;
       const int n0 = tile_n * out_cols, n1 = n0 + p.b_up_column;
       const int a_batch = (p.flags & KF_SM90_A_BATCHED) ? batch : 0;
@@ -747,6 +816,8 @@ __device__ __forceinline__ void gemm_sm90(const kf_gemm_sm90_params &p) {
           }
         }
       }
+      have = work_list_next(p, k_blocks, clusters, list, item);
+      if (have) tile_position(p, item.unit, rank, batch, tile_m, tile_n);
     }
     if (threadIdx.x == 0) launch_dependents(); /* (the other producer threads never signal) */
   } else {
@@ -759,11 +830,7 @@ __device__ __forceinline__ void gemm_sm90(const kf_gemm_sm90_params &p) {
     const uint32_t a_leading = A_MN ? MN_BOX_BYTES : 16, b_leading = B_MN ? MN_BOX_BYTES : 16;
     uint32_t it = 0;
     float acc[128]; /* no clearing: each item's first wgmma overwrites them */
-    work_list list = work_list_begin(p, units, k_blocks, cluster);
-    work_item item = {0, 0, 0}, next = {0, 0, 0};
-    int batch = 0, tile_m = 0, tile_n = 0;
-    bool have = work_list_next(p, k_blocks, clusters, list, item);
-    if (have) tile_position(p, item.unit, rank, batch, tile_m, tile_n);
+    work_item next = {0, 0, 0};
     while (have) {
       for (int kb = item.kb_begin; kb < item.kb_end; ++kb, ++it) {
         const uint32_t s = it % STAGES, phase = (it / STAGES) & 1;
