@@ -11,6 +11,7 @@
  * so inputs and warm-up change the clock both are timed at).
  *
  *   kfbench_mm [--backend=LIST] [--op=gemm,attention] [--shape=MxNxK,...] [--quick] [--json=FILE]
+ * (--shape picks built-in cases; a shape that is not built in is timed as well, after them.)
  *
  * KF_CUDA_FORCE_GENERIC=1 in the environment times the generic (mma.sync) CUDA GEMM instead of the
  * Hopper one; run both to compare. The figures go to docs/BENCHMARKS.md. */
@@ -584,24 +585,92 @@ static bool is_gpu(const kf_device_info *d) {
 static bool in_list(const char *list, const char *name);
 static const char *g_shapes; /* --shape: the GEMM cases to run (NULL: all) */
 
-static double g_cublas_seen[16]; /* cuBLAS TFLOP/s per GPU GEMM case, measured with the CUDA device */
+static double g_cublas_seen[32]; /* cuBLAS TFLOP/s per GPU GEMM case, measured with the CUDA device */
+
+/* --shape entries that name no built-in case: timed after the built-in ones, in the order given
+ * (a K sweep, say). Without a DTYPE: prefix, bf16 on GPUs and f32 on the host. */
+#define MAX_EXTRA 16
+typedef struct extra_shape {
+  gemm_shape shape;
+  bool typed; /* the entry named its dtype */
+} extra_shape;
+static extra_shape g_extra[MAX_EXTRA];
+static int g_extra_count;
+
+static bool builtin_shape(const gemm_shape *list, size_t count, int64_t m, int64_t n, int64_t k, bool typed,
+                          kf_dtype dtype) {
+  for (size_t i = 0; i < count; ++i)
+    if (list[i].m == m && list[i].n == n && list[i].k == k && (!typed || list[i].dtype == dtype)) return true;
+  return false;
+}
+
+/* Parses --shape's list into g_extra; false (with a message) on an entry that is not [DTYPE:]MxNxK. */
+static bool parse_extra_shapes(const char *list) {
+  for (const char *p = list; p && *p;) {
+    while (*p == ',') ++p;
+    size_t len = strcspn(p, ",");
+    if (len == 0) break;
+    char entry[96];
+    if (len >= sizeof entry) len = sizeof entry - 1;
+    memcpy(entry, p, len);
+    entry[len] = 0;
+    p += len;
+    extra_shape e = {{0, 0, 0, KF_BF16, "custom"}, false};
+    const char *dims = entry;
+    char *colon = strchr(entry, ':');
+    if (colon) {
+      *colon = 0;
+      bool known = false;
+      for (int d = 0; d < KF_DTYPE_COUNT; ++d)
+        if (kf_dtype_name((kf_dtype)d) && strcasecmp(entry, kf_dtype_name((kf_dtype)d)) == 0)
+          e.shape.dtype = (kf_dtype)d, known = true;
+      if (!known || e.shape.dtype == KF_I32) {
+        fprintf(stderr, "--shape: unknown GEMM dtype '%s'\n", entry);
+        return false;
+      }
+      e.typed = true;
+      dims = colon + 1;
+    }
+    long long m, n, k;
+    char tail;
+    if (sscanf(dims, "%lldx%lldx%lld%c", &m, &n, &k, &tail) != 3 || m < 1 || n < 1 || k < 1) {
+      fprintf(stderr, "--shape: '%s' is not MxNxK\n", dims);
+      return false;
+    }
+    e.shape.m = m, e.shape.n = n, e.shape.k = k;
+    if (g_extra_count == MAX_EXTRA) {
+      fprintf(stderr, "--shape: at most %d shapes beyond the built-in ones\n", MAX_EXTRA);
+      return false;
+    }
+    g_extra[g_extra_count++] = e;
+  }
+  return true;
+}
 
 static void bench_gemm(const kf_device_info *dev, bool quick) {
   const bool gpu = is_gpu(dev);
   const gemm_shape *shapes = gpu ? kGpuGemm : kHostGemm;
-  size_t count = gpu ? sizeof kGpuGemm / sizeof kGpuGemm[0] : sizeof kHostGemm / sizeof kHostGemm[0];
-  if (quick) count = 1;
+  const size_t builtin = gpu ? sizeof kGpuGemm / sizeof kGpuGemm[0] : sizeof kHostGemm / sizeof kHostGemm[0];
+  const size_t count = quick ? 1 : builtin + (size_t)g_extra_count;
   kf_context_options options = KF_CONTEXT_OPTIONS_INIT;
   options.device_index = dev->index;
   kf_context *ctx = NULL;
   CHECK(kf_context_create(&options, &ctx));
   for (size_t i = 0; i < count; ++i) {
+    gemm_shape extra;
     const gemm_shape *s = &shapes[i];
+    if (i >= builtin) { /* a --shape entry of its own */
+      const extra_shape *e = &g_extra[i - builtin];
+      if (builtin_shape(shapes, builtin, e->shape.m, e->shape.n, e->shape.k, e->typed, e->shape.dtype)) continue;
+      extra = e->shape;
+      if (!e->typed) extra.dtype = gpu ? KF_BF16 : KF_F32;
+      s = &extra;
+    }
     if (s->dtype == KF_F8_E4M3 && !(dev->caps & KF_CAP_FP8)) continue;
     char shape[64], typed_shape[96];
     snprintf(shape, sizeof shape, "%lldx%lldx%lld", (long long)s->m, (long long)s->n, (long long)s->k);
     snprintf(typed_shape, sizeof typed_shape, "%s:%s", kf_dtype_name(s->dtype), shape);
-    if (g_shapes && !in_list(g_shapes, shape) && !in_list(g_shapes, typed_shape)) continue;
+    if (i < builtin && g_shapes && !in_list(g_shapes, shape) && !in_list(g_shapes, typed_shape)) continue;
     gemm_state g;
     memset(&g, 0, sizeof g);
     g.desc = (kf_gemm_desc)KF_GEMM_DESC_INIT;
@@ -625,9 +694,9 @@ static void bench_gemm(const kf_device_info *dev, bool quick) {
                g_cublas.lt_fast_accum ? "cuBLASLt FP8" : "cuBLASLt FP8 (no fast acc.)");
     } else if (dev->backend == KF_BACKEND_CUDA) {
       peer = cublas_tflops(s);
-      if (i < 16) g_cublas_seen[i] = peer;
+      if (i < 32) g_cublas_seen[i] = peer;
       snprintf(peer_name, sizeof peer_name, "cuBLAS");
-    } else if (gpu && s->dtype != KF_F8_E4M3 && i < 16 && g_cublas_seen[i] > 0) {
+    } else if (gpu && s->dtype != KF_F8_E4M3 && i < 32 && g_cublas_seen[i] > 0) {
       peer = g_cublas_seen[i];
       snprintf(peer_name, sizeof peer_name, "cuBLAS (same GPU, this run)");
     } else if (!gpu && s->dtype == KF_F32) {
@@ -733,11 +802,13 @@ int main(int argc, char **argv) {
     else {
       fprintf(stderr, "usage: %s [--backend=LIST] [--op=gemm,attention] [--shape=LIST] [--quick] [--software]"
                       " [--json=FILE]\n"
-                      "  --shape     GEMM cases to run, comma-separated: MxNxK or DTYPE:MxNxK (f8e4m3:8192x8192x8192)\n"
+                      "  --shape     GEMM cases to run, comma-separated: MxNxK or DTYPE:MxNxK (f8e4m3:8192x8192x8192);\n"
+                      "              a shape that is not built in is timed too (bf16 on GPUs, f32 on the host)\n"
                       "  --software  also PoCL / lavapipe (tiny shapes are not used: slow)\n", argv[0]);
       return 2;
     }
   }
+  if (!parse_extra_shapes(g_shapes)) return 2;
   if (json && !(g_json = fopen(json, "w"))) {
     perror(json);
     return 1;
