@@ -586,6 +586,7 @@ static bool in_list(const char *list, const char *name);
 static const char *g_shapes; /* --shape: the GEMM cases to run (NULL: all) */
 
 static double g_cublas_seen[32]; /* cuBLAS TFLOP/s per GPU GEMM case, measured with the CUDA device */
+#define CUBLAS_SEEN (sizeof g_cublas_seen / sizeof g_cublas_seen[0])
 
 /* --shape entries that name no built-in case: timed after the built-in ones, in the order given
  * (a K sweep, say). Without a DTYPE: prefix, bf16 on GPUs and f32 on the host. */
@@ -694,9 +695,9 @@ static void bench_gemm(const kf_device_info *dev, bool quick) {
                g_cublas.lt_fast_accum ? "cuBLASLt FP8" : "cuBLASLt FP8 (no fast acc.)");
     } else if (dev->backend == KF_BACKEND_CUDA) {
       peer = cublas_tflops(s);
-      if (i < 32) g_cublas_seen[i] = peer;
+      if (i < CUBLAS_SEEN) g_cublas_seen[i] = peer;
       snprintf(peer_name, sizeof peer_name, "cuBLAS");
-    } else if (gpu && s->dtype != KF_F8_E4M3 && i < 32 && g_cublas_seen[i] > 0) {
+    } else if (gpu && s->dtype != KF_F8_E4M3 && i < CUBLAS_SEEN && g_cublas_seen[i] > 0) {
       peer = g_cublas_seen[i];
       snprintf(peer_name, sizeof peer_name, "cuBLAS (same GPU, this run)");
     } else if (!gpu && s->dtype == KF_F32) {
