@@ -1,9 +1,10 @@
 /* cuda_softmax.c — chooses and launches the softmax kernel of kernels_src/cuda/softmax.cu:
  *   register path  kf_softmax_<x>_<y>_c<C>[m]_<v|s>: rows up to C * blockDim.x * 8 elements (C = 1, 2, 4,
  *                  8; "m": with a mask);
- *   re-read path   kf_softmax_<x>_<x>_c4l_v: no mask, x = y = f16 or bf16, rows of exactly 4 packs a
- *                  thread of whole warps (up to 8192 elements), vectorized; the row is read twice,
- *                  the second time from cache (softmax.cu's softmax_reread);
+ *   re-read path   kf_softmax_<x>_<x>_c8l_v: no mask, x = y = f16 or bf16, rows of exactly 8 packs a
+ *                  thread of whole warps (2048-16384 elements), vectorized; the row is read twice,
+ *                  the second time from cache (softmax.cu's softmax_reread); c16l_v: 16 packs a
+ *                  thread, rows of 16384-32768 elements in steps of 4096;
  *   looping path   kf_softmax_<x>_<y>_loop_<v|s>: longer rows (online max/sum, then a second read);
  *   any dtypes     kf_softmax_any_loop_<v|s>: (x, y) pairs without a specialisation.
  * "v" when row_len % 8 == 0 and every row of x, y and the mask is 16-byte aligned.
@@ -46,9 +47,15 @@ kf_status kf_cuda_softmax(kf_backend_context *ctx, const kf_softmax_args *args) 
   const int reread = !has_mask && vectorized && (args->x.dtype == KF_F16 || args->x.dtype == KF_BF16) &&
                      args->y.dtype == args->x.dtype && packs % (8 * 32) == 0 &&
                      packs / 8 <= MAX_REREAD_THREADS;
-  if (reread) {
-    chunks = 8;
-    threads_per_row = (int)(packs / 8);
+  /* Rows of the same kind too long for 8 packs x 256 threads, up to 32768 elements: 16 packs a thread
+   * (softmax.cu says what else was measured). H200, bf16 4096x32768: 78.0% of copy against 68.2% for
+   * the register path that took them before. */
+  const int reread16 = !reread && !has_mask && vectorized && (args->x.dtype == KF_F16 || args->x.dtype == KF_BF16) &&
+                       args->y.dtype == args->x.dtype && packs > 8 * MAX_REREAD_THREADS && packs % (16 * 32) == 0 &&
+                       packs / 16 <= MAX_REREAD_THREADS;
+  if (reread || reread16) {
+    chunks = reread16 ? 16 : 8;
+    threads_per_row = (int)(packs / chunks);
   } else if (fixed) {
     if (packs <= 4 * 32) {
       chunks = packs <= 32 ? 1 : packs <= 64 ? 2 : 4;
@@ -71,12 +78,12 @@ kf_status kf_cuda_softmax(kf_backend_context *ctx, const kf_softmax_args *args) 
              kf_cuda_dtype_name(args->y.dtype), access);
   else
     snprintf(name, sizeof name, "kf_softmax_%s_%s_c%d%s_%c", kf_cuda_dtype_name(args->x.dtype),
-             kf_cuda_dtype_name(args->y.dtype), chunks, reread ? "l" : has_mask ? "m" : "", access);
+             kf_cuda_dtype_name(args->y.dtype), chunks, reread || reread16 ? "l" : has_mask ? "m" : "", access);
   /* Function-cache slot: (dtype pair, family, v|s); family = chunk count and mask or not (0-7), the
-   * looping kernel (8) or the re-read kernel (9): 10 * 10 * 2 slots. */
+   * looping kernel (8), the re-read kernel (9) or its 16-pack form (10): 10 * 11 * 2 slots. */
   const int chunk_family = chunks == 1 ? 0 : chunks == 2 ? 1 : chunks == 4 ? 2 : chunks == 8 ? 3 : 4;
-  const int family = reread ? 9 : chunk_family == 4 ? 8 : chunk_family * 2 + has_mask;
-  const int slot = ((fixed ? (int)args->x.dtype * 3 + (int)args->y.dtype : 9) * 10 + family) * 2 + vectorized;
+  const int family = reread16 ? 10 : reread ? 9 : chunk_family == 4 ? 8 : chunk_family * 2 + has_mask;
+  const int slot = ((fixed ? (int)args->x.dtype * 3 + (int)args->y.dtype : 9) * 11 + family) * 2 + vectorized;
 
   struct kf_softmax_params params = {
       .x = kf_cuda_address(&args->x),

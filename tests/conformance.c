@@ -1584,9 +1584,11 @@ static const softmax_variant softmax_variants[] = {
 };
 #define SOFTMAX_VARIANT_COUNT (sizeof softmax_variants / sizeof softmax_variants[0])
 
-/* 2048, 4096 and 8192 select CUDA's re-read kernels (no mask, f16/bf16) with 2, 4 and 8 warps a row. */
-static const norm_shape softmax_shapes_full[] = {{1, 1},    {64, 1},   {3, 7},    {64, 33},  {7, 1025},
-                                                 {3, 4097}, {2, 65537}, {9, 2048}, {5, 4096}, {3, 8192}};
+/* 2048, 4096 and 8192 select CUDA's re-read kernels (no mask, f16/bf16) with 2, 4 and 8 warps a row;
+ * 24576 and 32768 its 16-pack re-read kernel with 6 and 8 warps. */
+static const norm_shape softmax_shapes_full[] = {{1, 1},    {64, 1},    {3, 7},    {64, 33},  {7, 1025},
+                                                 {3, 4097}, {2, 65537}, {9, 2048}, {5, 4096}, {3, 8192},
+                                                 {2, 24576}, {3, 32768}};
 static const norm_shape softmax_shapes_quick[] = {{1, 1}, {3, 7}, {64, 33}, {7, 1025}, {2, 65537}};
 
 /* x, y, mask */

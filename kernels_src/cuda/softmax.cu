@@ -9,6 +9,8 @@
  * Re-read path (no mask, f16/bf16 rows of 2048-16384 elements): the row is read twice, the second
  * time from L1/L2, so a thread holds 8 packs in storage format across the reduction, not 64 floats.
  *
+ * The same with 16 packs a thread (rows of 16384-32768 elements, c16l): 256 threads, two blocks an SM.
+ *
  * Looping path (longer rows, one row per block): one pass keeps an online maximum and a sum rescaled
  * whenever the maximum grows (per thread, then merged across the block), a second pass re-reads x
  * (mostly from L2) and writes y: two reads and one write instead of three reads.
@@ -25,6 +27,7 @@
  *   kf_softmax_<x>_<y>_c<CHUNKS>m_<v|s>  the same with a mask
  *   kf_softmax_<x>_<x>_c8l_v             re-read path, x = y = f16 or bf16, no mask, rows of exactly
  *                                        8 packs a thread
+ *   kf_softmax_<x>_<x>_c16l_v            the same with 16 packs a thread
  *   kf_softmax_<x>_<y>_loop_<v|s>        long rows
  *   kf_softmax_any_loop_<v|s>            any dtypes (read from params.dtypes)
  * The mask's dtype is read from params.dtypes in every kernel (a uniform branch). "v" kernels need
@@ -45,6 +48,13 @@
  * take 72 registers (7 blocks of 128 threads an SM); 64 spill. */
 #define MAX_THREADS_REREAD 256
 #define MIN_BLOCKS_REREAD 3
+/* 16 packs a thread (rows up to 32768 f16/bf16 elements): 128 registers, 2 blocks of 256 threads an
+ * SM; ptxas spills 20-28 bytes a thread there. Measured on the H200, bf16 4096x32768 (kfbench): 78.0%
+ * of copy, against 68.2% for the register path (64 floats a thread, one block of 512 an SM), 65.3% for
+ * the looping path, 68.5% and 66.4% for 8 packs x 256 threads split over a cluster of 2 or 4 blocks
+ * (merging their sums through distributed shared memory), and 58.5% at 3 blocks an SM (85 registers,
+ * 216 bytes spilled). */
+#define MIN_BLOCKS_REREAD16 2
 
 __device__ __forceinline__ float negative_infinity() { return __int_as_float(0xff800000u); }
 
@@ -340,6 +350,12 @@ __device__ __forceinline__ void softmax_loop(const kf_softmax_params &p) {
     softmax_reread<XDT, XDT, C>(p);                                                                     \
   }
 
+#define KF_REREAD16_KERNEL(xname, XDT)                                                                     \
+  extern "C" __global__ void __launch_bounds__(MAX_THREADS_REREAD, MIN_BLOCKS_REREAD16)                \
+      kf_softmax_##xname##_##xname##_c16l_v(const struct kf_softmax_params p) {                         \
+    softmax_reread<XDT, XDT, 16>(p);                                                                    \
+  }
+
 #define KF_LOOP_KERNEL(name, XDT, YDT, vname, VEC)                                                         \
   extern "C" __global__ void __launch_bounds__(LOOP_THREADS) kf_softmax_##name##_loop_##vname(         \
       const struct kf_softmax_params p) {                                                               \
@@ -367,3 +383,5 @@ KF_LOOP_KERNEL(any, DT_RUNTIME, DT_RUNTIME, v, true)
 KF_LOOP_KERNEL(any, DT_RUNTIME, DT_RUNTIME, s, false)
 KF_REREAD_KERNEL(f16, KF_DT_F16, 8)
 KF_REREAD_KERNEL(bf16, KF_DT_BF16, 8)
+KF_REREAD16_KERNEL(f16, KF_DT_F16)
+KF_REREAD16_KERNEL(bf16, KF_DT_BF16)
