@@ -53,19 +53,26 @@ static int check(cudaError_t e, const char *what) {
   return e == cudaSuccess;
 }
 
-/* Launches `clusters` clusters of `size` CTAs of `threads`; out[2 i] = SM of CTA i. 0 on failure. */
-static int launch(int *device_out, int *host_out, int clusters, int size, int threads) {
-  cudaLaunchAttribute attribute;
-  attribute.id = cudaLaunchAttributeClusterDimension;
-  attribute.val.clusterDim.x = size;
-  attribute.val.clusterDim.y = 1;
-  attribute.val.clusterDim.z = 1;
+/* A launch of `clusters` clusters of `size` CTAs of `threads`, each CTA with SHARED_BYTES of shared
+   memory; `attribute` holds the cluster shape and must outlive the configuration. */
+static cudaLaunchConfig_t cluster_config(int clusters, int size, int threads, cudaLaunchAttribute *attribute) {
+  attribute->id = cudaLaunchAttributeClusterDimension;
+  attribute->val.clusterDim.x = size;
+  attribute->val.clusterDim.y = 1;
+  attribute->val.clusterDim.z = 1;
   cudaLaunchConfig_t config = {};
   config.gridDim = dim3(clusters * size, 1, 1);
   config.blockDim = dim3(threads, 1, 1);
   config.dynamicSmemBytes = SHARED_BYTES;
-  config.attrs = &attribute;
+  config.attrs = attribute;
   config.numAttrs = 1;
+  return config;
+}
+
+/* Launches `clusters` clusters of `size` CTAs of `threads`; out[2 i] = SM of CTA i. 0 on failure. */
+static int launch(int *device_out, int *host_out, int clusters, int size, int threads) {
+  cudaLaunchAttribute attribute;
+  const cudaLaunchConfig_t config = cluster_config(clusters, size, threads, &attribute);
   if (!check(cudaMemset(device_out, 0xff, sizeof(int) * 2 * MAX_SMS), "cudaMemset")) return 0;
   if (!check(cudaLaunchKernelEx(&config, place, device_out, 20000000LL), "cudaLaunchKernelEx")) return 0;
   if (!check(cudaDeviceSynchronize(), "the placement kernel")) return 0;
@@ -73,18 +80,10 @@ static int launch(int *device_out, int *host_out, int clusters, int size, int th
                "cudaMemcpy");
 }
 
+/* How many clusters of `size` CTAs of `threads` can be resident at once. */
 static int max_clusters(int size, int threads) {
   cudaLaunchAttribute attribute;
-  attribute.id = cudaLaunchAttributeClusterDimension;
-  attribute.val.clusterDim.x = size;
-  attribute.val.clusterDim.y = 1;
-  attribute.val.clusterDim.z = 1;
-  cudaLaunchConfig_t config = {};
-  config.gridDim = dim3(size, 1, 1);
-  config.blockDim = dim3(threads, 1, 1);
-  config.dynamicSmemBytes = SHARED_BYTES;
-  config.attrs = &attribute;
-  config.numAttrs = 1;
+  const cudaLaunchConfig_t config = cluster_config(1, size, threads, &attribute);
   int count = 0;
   return check(cudaOccupancyMaxActiveClusters(&count, place, &config), "cudaOccupancyMaxActiveClusters") ? count : 0;
 }
