@@ -4,7 +4,7 @@
  *   re-read path   kf_softmax_<x>_<x>_c8l_v: no mask, x = y = f16 or bf16, rows of exactly 8 packs a
  *                  thread of whole warps (2048-16384 elements), vectorized; the row is read twice,
  *                  the second time from cache (softmax.cu's softmax_reread); c16l_v: 16 packs a
- *                  thread, rows of 16384-32768 elements in steps of 4096;
+ *                  thread, rows of 20480-32768 elements in steps of 4096;
  *   looping path   kf_softmax_<x>_<y>_loop_<v|s>: longer rows (online max/sum, then a second read);
  *   any dtypes     kf_softmax_any_loop_<v|s>: (x, y) pairs without a specialisation.
  * "v" when row_len % 8 == 0 and every row of x, y and the mask is 16-byte aligned.
@@ -44,14 +44,13 @@ kf_status kf_cuda_softmax(kf_backend_context *ctx, const kf_softmax_args *args) 
    * 8 packs a thread of whole warps). H200, bf16 16384x8192: 95.2-95.4% of copy in kfbench against
    * 90.3% for the register path (8 packs x 128 threads, 87 registers); 4 packs x 256 threads re-read
    * measured 88.6%: at two exps an element it needs the 8 loads a thread in flight. */
-  const int reread = !has_mask && vectorized && (args->x.dtype == KF_F16 || args->x.dtype == KF_BF16) &&
-                     args->y.dtype == args->x.dtype && packs % (8 * 32) == 0 &&
-                     packs / 8 <= MAX_REREAD_THREADS;
+  const int rereadable = !has_mask && vectorized && (args->x.dtype == KF_F16 || args->x.dtype == KF_BF16) &&
+                         args->y.dtype == args->x.dtype;
+  const int reread = rereadable && packs % (8 * 32) == 0 && packs / 8 <= MAX_REREAD_THREADS;
   /* Rows of the same kind too long for 8 packs x 256 threads, up to 32768 elements: 16 packs a thread
    * (softmax.cu says what else was measured). H200, bf16 4096x32768: 78.0% of copy against 68.2% for
    * the register path that took them before. */
-  const int reread16 = !reread && !has_mask && vectorized && (args->x.dtype == KF_F16 || args->x.dtype == KF_BF16) &&
-                       args->y.dtype == args->x.dtype && packs > 8 * MAX_REREAD_THREADS && packs % (16 * 32) == 0 &&
+  const int reread16 = rereadable && !reread && packs > 8 * MAX_REREAD_THREADS && packs % (16 * 32) == 0 &&
                        packs / 16 <= MAX_REREAD_THREADS;
   if (reread || reread16) {
     chunks = reread16 ? 16 : 8;

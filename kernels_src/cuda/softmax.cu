@@ -9,7 +9,8 @@
  * Re-read path (no mask, f16/bf16 rows of 2048-16384 elements): the row is read twice, the second
  * time from L1/L2, so a thread holds 8 packs in storage format across the reduction, not 64 floats.
  *
- * The same with 16 packs a thread (rows of 16384-32768 elements, c16l): 256 threads, two blocks an SM.
+ * The same with 16 packs a thread (rows of 20480-32768 elements, c16l): up to 256 threads, two blocks
+ * an SM.
  *
  * Looping path (longer rows, one row per block): one pass keeps an online maximum and a sum rescaled
  * whenever the maximum grows (per thread, then merged across the block), a second pass re-reads x
