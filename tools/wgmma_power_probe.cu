@@ -19,9 +19,9 @@
  * TFLOP/s (2 flops a MAC), NVML's mean SM clock, the SM clock the last launch ran at (its CTAs' clock64
  * over %globaltimer), NVML's mean power, joules a PFLOP from the board's energy counter (it steps every
  * ~100 ms: a few percent), and flops a clock an SM (against the clock64 clock; 4096 is the dense peak).
- * Measured on the H200 (2026-11-22, 3 s runs): form 0 884 TFLOP/s, 1 872-875, 2 876-878, 3 930-947,
- * 4 as 0; all forms 4070-4140 flops a clock an SM (the tensor cores at their peak per clock); random
- * data draws 688-690 W (the cap), zeros 272-289 W. NVML's clock reads 9-11% above clock64's rate against
+ * Measured on the H200 (2026-11-22, 3 s runs): form 0 883-885 TFLOP/s, 1 871-875, 2 876-878, 3 930-947,
+ * 4 as 0; all forms 4069-4140 flops a clock an SM (the tensor cores at their peak per clock); random
+ * data draws 688-690 W (the cap), zeros 272-289 W. NVML's clock reads 9-12% above clock64's rate against
  * %globaltimer.
  *
  * Not part of the Bazel build (it needs nvcc and a GPU). Build here, run on the GPU host:
