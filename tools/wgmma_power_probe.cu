@@ -98,7 +98,7 @@ template <int FORM>
 __global__ void __launch_bounds__(256, 1) probe(int k_blocks, uint32_t seed, float *out, long long *times) {
   extern __shared__ unsigned char smem_raw[];
   unsigned char *smem = (unsigned char *)(((uintptr_t)smem_raw + 1023) & ~(uintptr_t)1023);
-  /* random bf16 in [-1, 1) (or zeros): an xorshift per word */
+  /* random bf16 of magnitude [1, 2) and random sign (or zeros): an xorshift per word */
   for (int i = threadIdx.x; i < STAGES * STAGE_BYTES / 4; i += blockDim.x) {
     uint32_t x = seed ^ (i * 2654435761u) ^ (blockIdx.x * 40503u);
     x ^= x << 13, x ^= x >> 17, x ^= x << 5;
@@ -111,7 +111,7 @@ __global__ void __launch_bounds__(256, 1) probe(int k_blocks, uint32_t seed, flo
   asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t0));
   const int wg = threadIdx.x / 128;
   const uint32_t base = (uint32_t)__cvta_generic_to_shared(smem);
-  /* forms 0 and 3 use acc, 1 and 2 acc0 and acc1 (the compiler drops the unused ones) */
+  /* forms 0, 3, 4 and 5 use acc, 1 and 2 acc0 and acc1 (the compiler drops the unused ones) */
   float acc[128], acc0[64], acc1[64];
 #pragma unroll
   for (int i = 0; i < 128; ++i) acc[i] = 0.f;
