@@ -14,7 +14,10 @@
  *   2 "halves":    each warpgroup 2 x m64n128k16 x 4 with our roles (its A rows, 128 B rows a half)
  *   3 "ours, zero data": form 0 on all-zero tiles (how much of the power is the data's)
  *   4, 5: forms 0 and 3 without the wait for the previous K block's products (one wait at the end)
- * Each form runs for a few seconds of back-to-back launches, in alternating rounds, after a second of
+ *   6, 7: form 0 with warpgroup 1 one / two stages ahead of warpgroup 0, so the two feed the tensor cores
+ *         different B tiles at the same time (does keeping the consumers in step save energy?)
+ * The tiles hold random bf16 of magnitude [1, 2) with random signs, or with "uniform" uniform values in
+ * [-1, 1) as the benchmarks' inputs (varied exponents). Each form runs for a few seconds of back-to-back launches, in alternating rounds, after a second of
  * settling; a host thread samples NVML's SM clock and power every 5 ms. It prints, per form and round:
  * TFLOP/s (2 flops a MAC), NVML's mean SM clock, the SM clock the last launch ran at (its CTAs' clock64
  * over %globaltimer), NVML's mean power, joules a PFLOP from the board's energy counter (it steps every
@@ -22,17 +25,20 @@
  * Measured on the H200 (2026-11-22, 3 s runs): form 0 883-885 TFLOP/s, 1 871-875, 2 876-878, 3 930-947,
  * 4 as 0; all forms 4069-4140 flops a clock an SM (the tensor cores at their peak per clock); random
  * data draws 688-690 W (the cap), zeros 272-289 W. NVML's clock reads 9-12% above clock64's rate against
- * %globaltimer.
+ * %globaltimer. Session 15 (2026-11-22): forms 6 and 7 882-887 against form 0's 886-888 (no effect);
+ * uniform data: form 0 849-853, 1 841-842, 2 844-845 (ours still the cheapest, by 1.3%).
  *
  * Not part of the Bazel build (it needs nvcc and a GPU). Build here, run on the GPU host:
  *   nvcc -O3 -gencode=arch=compute_90a,code=sm_90a -o .gpu/wgmma_power_probe tools/wgmma_power_probe.cu \
  *       -ldl -lpthread
- *   .gpu/wgmma_power_probe [seconds a run, default 3] [rounds, default 3] */
+ *   .gpu/wgmma_power_probe [seconds a run, default 3] [rounds, default 3] [forms, e.g. 0,6,7; default all]
+ *       [uniform] */
 #include <dlfcn.h>
 #include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -41,10 +47,10 @@
 #define B_BYTES (256 * 128)     /* 256 rows x 64 bf16 */
 #define STAGE_BYTES (A_BYTES + B_BYTES)
 #define SMEM_BYTES (STAGES * STAGE_BYTES + 1024)
-#define FORMS 6
+#define FORMS 8
 
 static const char *const g_form_names[FORMS] = {"ours m64n256", "swapped 2xm64n128", "ours 2xm64n128",
-                                                 "ours m64n256, zero data", "ours m64n256, no waits", "ours, zero, no waits"};
+                                                 "ours m64n256, zero data", "ours m64n256, no waits", "ours, zero, no waits", "ours, WG1 1 stage ahead", "ours, WG1 2 stages ahead"};
 
 #define CHECK(x)                                                                              \
   do {                                                                                        \
@@ -95,15 +101,23 @@ __device__ __forceinline__ void wait1() { asm volatile("wgmma.wait_group.sync.al
 __device__ __forceinline__ void wait0() { asm volatile("wgmma.wait_group.sync.aligned 0;" ::: "memory"); }
 
 template <int FORM>
-__global__ void __launch_bounds__(256, 1) probe(int k_blocks, uint32_t seed, float *out, long long *times) {
+__global__ void __launch_bounds__(256, 1) probe(int k_blocks, uint32_t seed, int uniform, float *out, long long *times) {
   extern __shared__ unsigned char smem_raw[];
   unsigned char *smem = (unsigned char *)(((uintptr_t)smem_raw + 1023) & ~(uintptr_t)1023);
-  /* random bf16 of magnitude [1, 2) and random sign (or zeros): an xorshift per word */
+  /* random bf16 of magnitude [1, 2) and random sign, uniform in [-1, 1) (truncated to bf16), or zeros: an
+     xorshift per word */
   for (int i = threadIdx.x; i < STAGES * STAGE_BYTES / 4; i += blockDim.x) {
     uint32_t x = seed ^ (i * 2654435761u) ^ (blockIdx.x * 40503u);
     x ^= x << 13, x ^= x >> 17, x ^= x << 5;
     uint32_t lo = 0x3f80u | (x & 0x007fu), hi = 0x3f80u | (x >> 16 & 0x007fu); /* [1, 2) */
     lo |= x & 0x8000u, hi |= x >> 16 & 0x8000u;                                   /* random sign */
+    if (uniform) {
+      uint32_t y = x * 2654435761u + 12345u;
+      y ^= y >> 15, y *= 2246822519u, y ^= y >> 13;
+      const float f0 = (float)((x & 0xffffffu) * (1.0 / 8388608.0) - 1.0);
+      const float f1 = (float)((y & 0xffffffu) * (1.0 / 8388608.0) - 1.0);
+      lo = __float_as_uint(f0) >> 16, hi = __float_as_uint(f1) >> 16;
+    }
     ((uint32_t *)smem)[i] = FORM == 3 || FORM == 5 ? 0u : (lo | hi << 16);
   }
   __syncthreads();
@@ -118,7 +132,8 @@ __global__ void __launch_bounds__(256, 1) probe(int k_blocks, uint32_t seed, flo
 #pragma unroll
   for (int i = 0; i < 64; ++i) acc0[i] = acc1[i] = 0.f;
   for (int kb = 0; kb < k_blocks; ++kb) {
-    const uint32_t stage = base + (kb % STAGES) * STAGE_BYTES, a = stage, b = stage + A_BYTES;
+    const int ahead = FORM == 6 ? wg : FORM == 7 ? 2 * wg : 0; /* stages warpgroup wg runs ahead */
+    const uint32_t stage = base + ((kb + ahead) % STAGES) * STAGE_BYTES, a = stage, b = stage + A_BYTES;
     fence();
     if (FORM == 0 || FORM >= 3) {
 #pragma unroll
@@ -143,7 +158,7 @@ __global__ void __launch_bounds__(256, 1) probe(int k_blocks, uint32_t seed, flo
         commit();
       }
     }
-    if (FORM < 4) wait1();
+    if (FORM < 4 || FORM >= 6) wait1();
   }
   wait0();
   long long c1 = clock64(), t1;
@@ -186,10 +201,23 @@ static void *sampler(void *arg) {
   return NULL;
 }
 
+static void (*const g_kernels[FORMS])(int, uint32_t, int, float *, long long *) = {
+    probe<0>, probe<1>, probe<2>, probe<3>, probe<4>, probe<5>, probe<6>, probe<7>};
+static int g_uniform;
+
 static void launch(int form, int sms, int k_blocks, uint32_t seed, float *out, long long *times) {
-  void (*const kernels[FORMS])(int, uint32_t, float *, long long *) = {probe<0>, probe<1>, probe<2>,
-                                                                       probe<3>, probe<4>, probe<5>};
-  kernels[form]<<<sms, 256, SMEM_BYTES>>>(k_blocks, seed, out, times);
+  g_kernels[form]<<<sms, 256, SMEM_BYTES>>>(k_blocks, seed, g_uniform, out, times);
+}
+
+/* Whether form f is in the comma-separated list (NULL: every form). */
+static int selected(const char *list, int f) {
+  if (!list) return 1;
+  for (const char *q = list; *q;) {
+    char *end;
+    if (strtol(q, &end, 10) == f && end != q) return 1;
+    q = *end ? end + 1 : end;
+  }
+  return 0;
 }
 
 static double now(void) {
@@ -201,6 +229,8 @@ static double now(void) {
 int main(int argc, char **argv) {
   const double seconds = argc > 1 ? atof(argv[1]) : 3.0;
   const int rounds = argc > 2 ? atoi(argv[2]) : 3;
+  const char *forms = argc > 3 && strcmp(argv[3], "all") != 0 ? argv[3] : NULL;
+  g_uniform = argc > 4 && strcmp(argv[4], "uniform") == 0;
   void *lib = dlopen("libnvidia-ml.so.1", RTLD_NOW);
   if (!lib) {
     fprintf(stderr, "libnvidia-ml.so.1 not found\n");
@@ -217,12 +247,8 @@ int main(int argc, char **argv) {
   }
   int sms = 0;
   CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0));
-  CHECK(cudaFuncSetAttribute(probe<0>, cudaFuncAttributeMaxDynamicSharedMemorySize, SMEM_BYTES));
-  CHECK(cudaFuncSetAttribute(probe<1>, cudaFuncAttributeMaxDynamicSharedMemorySize, SMEM_BYTES));
-  CHECK(cudaFuncSetAttribute(probe<2>, cudaFuncAttributeMaxDynamicSharedMemorySize, SMEM_BYTES));
-  CHECK(cudaFuncSetAttribute(probe<3>, cudaFuncAttributeMaxDynamicSharedMemorySize, SMEM_BYTES));
-  CHECK(cudaFuncSetAttribute(probe<4>, cudaFuncAttributeMaxDynamicSharedMemorySize, SMEM_BYTES));
-  CHECK(cudaFuncSetAttribute(probe<5>, cudaFuncAttributeMaxDynamicSharedMemorySize, SMEM_BYTES));
+  for (int f = 0; f < FORMS; ++f)
+    CHECK(cudaFuncSetAttribute(g_kernels[f], cudaFuncAttributeMaxDynamicSharedMemorySize, SMEM_BYTES));
   long long *times, host_times[2 * 1024];
   CHECK(cudaMalloc(&times, sizeof host_times));
   float *out;
@@ -233,7 +259,8 @@ int main(int argc, char **argv) {
   const int k_blocks = 16384; /* a launch: 132 x 16384 K blocks of 128 x 256 x 64, ~20 ms */
   const double flops_launch = 2.0 * sms * (double)k_blocks * 128 * 256 * 64;
   /* calibrate: one launch of each form */
-  for (int f = 0; f < FORMS; ++f) launch(f, sms, k_blocks, 1u, out, times);
+  for (int f = 0; f < FORMS; ++f)
+    if (selected(forms, f)) launch(f, sms, k_blocks, 1u, out, times);
   CHECK(cudaDeviceSynchronize());
   pthread_t thread;
   g_nvml.run = 1;
@@ -242,6 +269,7 @@ int main(int argc, char **argv) {
          "flop/clk/SM");
   for (int r = 0; r < rounds; ++r)
     for (int f = 0; f < FORMS; ++f) {
+      if (!selected(forms, f)) continue;
       /* 1 s of settling at this form's power, not measured */
       for (double t0 = now(); now() - t0 < 1.0;) {
         launch(f, sms, k_blocks, 7u + r, out, times);
