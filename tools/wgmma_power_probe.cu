@@ -16,12 +16,13 @@
  *   4, 5: forms 0 and 3 without the wait for the previous K block's products (one wait at the end)
  *   6, 7: form 0 with warpgroup 1 one / two stages ahead of warpgroup 0, so the two feed the tensor cores
  *         different B tiles at the same time (does keeping the consumers in step save energy?)
- * The tiles hold random bf16 of magnitude [1, 2) with random signs, or with "uniform" uniform values in
- * [-1, 1) as the benchmarks' inputs (varied exponents). Each form runs for a few seconds of back-to-back launches, in alternating rounds, after a second of
- * settling; a host thread samples NVML's SM clock and power every 5 ms. It prints, per form and round:
- * TFLOP/s (2 flops a MAC), NVML's mean SM clock, the SM clock the last launch ran at (its CTAs' clock64
- * over %globaltimer), NVML's mean power, joules a PFLOP from the board's energy counter (it steps every
- * ~100 ms: a few percent), and flops a clock an SM (against the clock64 clock; 4096 is the dense peak).
+ * The tiles hold random bf16 of magnitude [1, 2) with random signs, or, with the `uniform` argument, values
+ * uniform in [-1, 1) like the benchmarks' inputs (varied exponents). Each form runs for a few seconds of
+ * back-to-back launches, in alternating rounds, after a second of settling; a host thread samples NVML's SM
+ * clock and power every 5 ms. It prints, per form and round: TFLOP/s (2 flops a MAC), NVML's mean SM
+ * clock, the SM clock the last launch ran at (its CTAs' clock64 over %globaltimer), NVML's mean power,
+ * joules a PFLOP from the board's energy counter (it steps every ~100 ms: a few percent), and flops a
+ * clock an SM (against the clock64 clock; 4096 is the dense peak).
  * Measured on the H200 (2026-11-22, 3 s runs): form 0 883-885 TFLOP/s, 1 871-875, 2 876-878, 3 930-947,
  * 4 as 0; all forms 4069-4140 flops a clock an SM (the tensor cores at their peak per clock); random
  * data draws 688-690 W (the cap), zeros 272-289 W. NVML's clock reads 9-12% above clock64's rate against
@@ -49,8 +50,10 @@
 #define SMEM_BYTES (STAGES * STAGE_BYTES + 1024)
 #define FORMS 8
 
-static const char *const g_form_names[FORMS] = {"ours m64n256", "swapped 2xm64n128", "ours 2xm64n128",
-                                                 "ours m64n256, zero data", "ours m64n256, no waits", "ours, zero, no waits", "ours, WG1 1 stage ahead", "ours, WG1 2 stages ahead"};
+static const char *const g_form_names[FORMS] = {"ours m64n256",           "swapped 2xm64n128",
+                                                 "ours 2xm64n128",         "ours m64n256, zero data",
+                                                 "ours m64n256, no waits", "ours, zero, no waits",
+                                                 "ours, WG1 1 stage ahead", "ours, WG1 2 stages ahead"};
 
 #define CHECK(x)                                                                              \
   do {                                                                                        \
@@ -101,7 +104,8 @@ __device__ __forceinline__ void wait1() { asm volatile("wgmma.wait_group.sync.al
 __device__ __forceinline__ void wait0() { asm volatile("wgmma.wait_group.sync.aligned 0;" ::: "memory"); }
 
 template <int FORM>
-__global__ void __launch_bounds__(256, 1) probe(int k_blocks, uint32_t seed, int uniform, float *out, long long *times) {
+__global__ void __launch_bounds__(256, 1)
+    probe(int k_blocks, uint32_t seed, int uniform, float *out, long long *times) {
   extern __shared__ unsigned char smem_raw[];
   unsigned char *smem = (unsigned char *)(((uintptr_t)smem_raw + 1023) & ~(uintptr_t)1023);
   /* random bf16 of magnitude [1, 2) and random sign, uniform in [-1, 1) (truncated to bf16), or zeros: an
