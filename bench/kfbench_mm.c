@@ -5,13 +5,14 @@
  *   opened with dlopen), and on OpenCL / Vulkan devices against the cuBLAS figure of the same hardware
  *   measured in this run; attention in TFLOP/s (4·b·h·q·kv·d, halved for causal) and decode in GB/s of
  *   K+V read.
- * Each case: inputs random, 2 rotated input sets, warm-up (>= 0.3 s of device work on GPUs), then the
+ * Each case: inputs random, 2 rotated input sets, warm-up (>= 3 s of device work on GPUs), then the
  * median of 20 timed batches of 8 launches on GPUs (kf_timer_begin/end; CUDA events for cuBLAS, which
  * gets the same random inputs, warm-up and batches: the H200 is power-limited under sustained GEMMs,
  * so inputs and warm-up change the clock both are timed at).
  *
- *   kfbench_mm [--backend=LIST] [--op=gemm,attention] [--shape=MxNxK,...] [--quick] [--json=FILE]
- * (--shape picks built-in cases; a shape that is not built in is timed as well, after them.)
+ *   kfbench_mm [--backend=LIST] [--op=gemm,attention] [--shape=MxNxK,...] [--quick] [--interleave] [--json=FILE]
+ * (--shape picks built-in cases; a shape that is not built in is timed as well, after them.
+ * --interleave: on CUDA, kfuse's GEMM batches alternate with the peer's instead of running first.)
  *
  * KF_CUDA_FORCE_GENERIC=1 in the environment times the generic (mma.sync) CUDA GEMM instead of the
  * Hopper one; run both to compare. The figures go to docs/BENCHMARKS.md. */
@@ -30,7 +31,12 @@
 #include "core/kfuse.h"
 
 #define TIMED_RUNS 20
-#define WARM_MS 300.0
+/* Device time of each side's warm-up (--warm-ms). The H200 settles at its 700 W cap only after
+ * seconds: with 0.3 s warm-ups both sides ran ~5% above their sustained rates and whichever was timed
+ * second lost up to 5% (FP8 8192^3: kfuse/cuBLASLt 0.99-1.00 timed first, 0.93-0.97 timed second;
+ * 2026-11-22, docs/BENCHMARKS.md session 16). With 3 s the two orders agree within the run spread. */
+#define WARM_MS g_warm_ms
+static double g_warm_ms = 3000.0;
 /* GPU launches per timed sample (kfuse and cuBLAS alike). */
 #define BATCH 8
 
@@ -297,6 +303,30 @@ static bool cublas_random(unsigned long long dst, size_t n, kf_dtype dtype) {
 /* One launch of a peer GEMM on input set `set` (0 or 1); returns 0 on success. */
 typedef int (*peer_launch_fn)(void *state, int set);
 
+/* One launch of kfuse's case on input set `set`. */
+typedef kf_status (*launch_fn)(kf_context *ctx, void *state, int set);
+
+/* --interleave: kfuse's batches alternate with the peer's, inside peer_ms, so both are timed under the
+ * same power, clock and temperature history (a sequential run times kfuse first, then the peer). */
+static bool g_interleave;
+static bool g_peer_first; /* --peer-first: the peer is timed before kfuse instead of after it */
+static struct partner {
+  kf_context *ctx;
+  launch_fn launch;
+  void *state;
+  int set;
+  double warmed, samples[TIMED_RUNS];
+} g_partner;
+
+/* One batch of `count` kfuse launches; its device milliseconds a launch. */
+static double partner_batch(int count) {
+  double ms = 0.0;
+  CHECK(kf_timer_begin(g_partner.ctx));
+  for (int i = 0; i < count; ++i, g_partner.set ^= 1) CHECK(g_partner.launch(g_partner.ctx, g_partner.state, g_partner.set));
+  CHECK(kf_timer_end(g_partner.ctx, &ms));
+  return ms / count;
+}
+
 /* Median milliseconds of one peer launch, timed exactly as kfuse is (time_ms): >= WARM_MS of
  * back-to-back launches in runs of 8, then TIMED_RUNS batches of BATCH launches between two events,
  * alternating the two input sets. 0 when a launch fails. */
@@ -304,7 +334,9 @@ static double peer_ms(peer_launch_fn launch, void *state) {
   void *start = NULL, *stop = NULL;
   if (g_cublas.event_create(&start, 0) != 0 || g_cublas.event_create(&stop, 0) != 0) return 0.0;
   int status = 0, set = 0;
-  for (double warmed = 0.0; status == 0 && warmed < WARM_MS;) {
+  const bool partner = g_partner.launch != NULL;
+  for (double warmed = 0.0; status == 0 && (warmed < WARM_MS || (partner && g_partner.warmed < WARM_MS));) {
+    if (partner) g_partner.warmed += 8 * partner_batch(8);
     g_cublas.event_record(start, NULL);
     for (int i = 0; i < 8 && status == 0; ++i, set ^= 1) status = launch(state, set);
     g_cublas.event_record(stop, NULL);
@@ -315,6 +347,7 @@ static double peer_ms(peer_launch_fn launch, void *state) {
   }
   double samples[TIMED_RUNS];
   for (int run = 0; run < TIMED_RUNS && status == 0; ++run) {
+    if (partner) g_partner.samples[run] = partner_batch(BATCH);
     g_cublas.event_record(start, NULL);
     for (int i = 0; i < BATCH && status == 0; ++i, set ^= 1) status = launch(state, set);
     g_cublas.event_record(stop, NULL);
@@ -518,7 +551,6 @@ static double openblas_gflops(const gemm_shape *s, char *library, size_t size) {
 }
 
 /* ---- timing kfuse ---- */
-typedef kf_status (*launch_fn)(kf_context *ctx, void *state, int set);
 
 static double time_ms(kf_context *ctx, launch_fn launch, void *state, bool gpu) {
   for (int i = 0; i < 3; ++i) CHECK(launch(ctx, state, i % 2));
@@ -685,10 +717,12 @@ static void bench_gemm(const kf_device_info *dev, bool quick) {
     kf_status st = launch_gemm(ctx, &g, 0);
     double ms = 0, tflops = 0, peer = 0;
     char peer_name[96] = "";
-    if (st == KF_OK) {
-      ms = time_ms(ctx, launch_gemm, &g, gpu);
-      tflops = 2.0 * (double)s->m * (double)s->n * (double)s->k / (ms * 1e-3) / 1e12;
-    }
+    /* --interleave on CUDA: kfuse's batches are timed inside the peer's timing loop, one before each of
+     * the peer's (a peer that fails leaves kfuse to be timed alone, below) */
+    const bool interleave = g_interleave && st == KF_OK && gpu && dev->backend == KF_BACKEND_CUDA;
+    const bool kfuse_first = !g_peer_first || dev->backend != KF_BACKEND_CUDA;
+    if (interleave) g_partner = (struct partner){.ctx = ctx, .launch = launch_gemm, .state = &g};
+    else if (st == KF_OK && kfuse_first) ms = time_ms(ctx, launch_gemm, &g, gpu);
     if (dev->backend == KF_BACKEND_CUDA && s->dtype == KF_F8_E4M3) {
       peer = cublaslt_fp8_tflops(s);
       snprintf(peer_name, sizeof peer_name, "%s",
@@ -705,6 +739,13 @@ static void bench_gemm(const kf_device_info *dev, bool quick) {
       peer = openblas_gflops(s, library, sizeof library) / 1e3;
       snprintf(peer_name, sizeof peer_name, "OpenBLAS %s", library[0] ? library : "(not found)");
     }
+    if (!interleave && !kfuse_first && st == KF_OK) ms = time_ms(ctx, launch_gemm, &g, gpu);
+    if (interleave) {
+      g_partner.launch = NULL;
+      ms = peer > 0 ? median(g_partner.samples, TIMED_RUNS) : time_ms(ctx, launch_gemm, &g, gpu);
+      if (peer > 0) snprintf(peer_name + strlen(peer_name), sizeof peer_name - strlen(peer_name), ", interleaved");
+    }
+    if (st == KF_OK) tflops = 2.0 * (double)s->m * (double)s->n * (double)s->k / (ms * 1e-3) / 1e12;
     if (st != KF_OK)
       printf("  gemm %-6s %-16s %-18s %s: %s\n", kf_dtype_name(s->dtype), shape, s->note, kf_status_name(st),
              kf_last_error());
@@ -800,12 +841,19 @@ int main(int argc, char **argv) {
     else if (strncmp(argv[i], "--shape=", 8) == 0) g_shapes = argv[i] + 8;
     else if (strcmp(argv[i], "--quick") == 0) quick = true;
     else if (strcmp(argv[i], "--software") == 0) software = true;
+    else if (strcmp(argv[i], "--interleave") == 0) g_interleave = true;
+    else if (strcmp(argv[i], "--peer-first") == 0) g_peer_first = true;
+    else if (strncmp(argv[i], "--warm-ms=", 10) == 0 && atof(argv[i] + 10) > 0) g_warm_ms = atof(argv[i] + 10);
     else {
       fprintf(stderr, "usage: %s [--backend=LIST] [--op=gemm,attention] [--shape=LIST] [--quick] [--software]"
-                      " [--json=FILE]\n"
+                      " [--interleave | --peer-first] [--warm-ms=MS] [--json=FILE]\n"
                       "  --shape     GEMM cases to run, comma-separated: MxNxK or DTYPE:MxNxK (f8e4m3:8192x8192x8192);\n"
                       "              a shape that is not built in is timed too (bf16 on GPUs, f32 on the host)\n"
-                      "  --software  also PoCL / lavapipe (tiny shapes are not used: slow)\n", argv[0]);
+                      "  --software  also PoCL / lavapipe (tiny shapes are not used: slow)\n"
+                      "  --interleave  CUDA GEMM: kfuse's timed batches alternate with cuBLAS's (same clock history)\n"
+                      "  --peer-first  CUDA GEMM: time cuBLAS before kfuse (the default is kfuse first)\n"
+                      "  --warm-ms     device time of each warm-up on GPUs (default 3000: the power cap's steady state)\n",
+              argv[0]);
       return 2;
     }
   }
