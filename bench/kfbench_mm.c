@@ -10,9 +10,11 @@
  * gets the same random inputs, warm-up and batches: the H200 is power-limited under sustained GEMMs,
  * so inputs and warm-up change the clock both are timed at).
  *
- *   kfbench_mm [--backend=LIST] [--op=gemm,attention] [--shape=MxNxK,...] [--quick] [--interleave] [--json=FILE]
- * (--shape picks built-in cases; a shape that is not built in is timed as well, after them.
- * --interleave: on CUDA, kfuse's GEMM batches alternate with the peer's instead of running first.)
+ *   kfbench_mm [--backend=LIST] [--op=gemm,attention] [--shape=MxNxK,...] [--quick]
+ *              [--interleave | --peer-first] [--warm-ms=MS] [--json=FILE]
+ * (--shape picks built-in cases; a shape that is not built in is timed as well, after them. On CUDA,
+ * kfuse's GEMM is timed before its peer; --peer-first reverses that, --interleave alternates their
+ * batches instead.)
  *
  * KF_CUDA_FORCE_GENERIC=1 in the environment times the generic (mma.sync) CUDA GEMM instead of the
  * Hopper one; run both to compare. The figures go to docs/BENCHMARKS.md. */
@@ -318,13 +320,18 @@ static struct partner {
   double warmed, samples[TIMED_RUNS];
 } g_partner;
 
-/* One batch of `count` kfuse launches; its device milliseconds a launch. */
-static double partner_batch(int count) {
+/* Device milliseconds a launch of one batch of `count` kfuse launches between the timer's two events,
+ * alternating the input sets from *set on. */
+static double batch_ms(kf_context *ctx, launch_fn launch, void *state, int *set, int count) {
   double ms = 0.0;
-  CHECK(kf_timer_begin(g_partner.ctx));
-  for (int i = 0; i < count; ++i, g_partner.set ^= 1) CHECK(g_partner.launch(g_partner.ctx, g_partner.state, g_partner.set));
-  CHECK(kf_timer_end(g_partner.ctx, &ms));
+  CHECK(kf_timer_begin(ctx));
+  for (int i = 0; i < count; ++i, *set ^= 1) CHECK(launch(ctx, state, *set));
+  CHECK(kf_timer_end(ctx, &ms));
   return ms / count;
+}
+
+static double partner_batch(int count) {
+  return batch_ms(g_partner.ctx, g_partner.launch, g_partner.state, &g_partner.set, count);
 }
 
 /* Median milliseconds of one peer launch, timed exactly as kfuse is (time_ms): >= WARM_MS of
@@ -558,22 +565,14 @@ static double time_ms(kf_context *ctx, launch_fn launch, void *state, bool gpu) 
   int set = 0;
   if (gpu) /* keep the clocks up before timing (GPUs drop them in idle gaps) */
     for (double warmed = 0.0; warmed < WARM_MS;) {
-      double ms = 0.0;
-      CHECK(kf_timer_begin(ctx));
-      for (int i = 0; i < 8; ++i, set ^= 1) CHECK(launch(ctx, state, set));
-      CHECK(kf_timer_end(ctx, &ms));
+      const double ms = 8 * batch_ms(ctx, launch, state, &set, 8);
       warmed += ms > 0.01 ? ms : 0.01;
     }
   /* GPUs: batches of BATCH launches between the timer's two events, so the host's time to queue one
    * launch (kf_gemm spends ~10 us on the host) overlaps the previous launch instead of being timed. */
   double samples[TIMED_RUNS];
   int runs = gpu ? TIMED_RUNS : 7, batch = gpu ? BATCH : 1;
-  for (int run = 0; run < runs; ++run) {
-    CHECK(kf_timer_begin(ctx));
-    for (int i = 0; i < batch; ++i, set ^= 1) CHECK(launch(ctx, state, set));
-    CHECK(kf_timer_end(ctx, &samples[run]));
-    samples[run] /= batch;
-  }
+  for (int run = 0; run < runs; ++run) samples[run] = batch_ms(ctx, launch, state, &set, batch);
   return median(samples, runs);
 }
 
