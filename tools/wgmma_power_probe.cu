@@ -16,6 +16,9 @@
  *   4, 5: forms 0 and 3 without the wait for the previous K block's products (one wait at the end)
  *   6, 7: form 0 with warpgroup 1 one / two stages ahead of warpgroup 0, so the two feed the tensor cores
  *         different B tiles at the same time (does keeping the consumers in step save energy?)
+ *   8 "ours, A from registers": form 0 with each warpgroup's A rows loaded by ldmatrix into registers (two
+ *         fragment sets, alternate K blocks) and wgmma's register-A form (does m64n256 from shared memory
+ *         read A more than once?)
  * The tiles hold random bf16 of magnitude [1, 2) with random signs, or, with the `uniform` argument, values
  * uniform in [-1, 1) like the benchmarks' inputs (varied exponents). Each form runs for a few seconds of
  * back-to-back launches, in alternating rounds, after a second of settling; a host thread samples NVML's SM
@@ -27,12 +30,14 @@
  * 4 as 0; all forms 4069-4140 flops a clock an SM (the tensor cores at their peak per clock); random
  * data draws 688-690 W (the cap), zeros 272-289 W. NVML's clock reads 9-12% above clock64's rate against
  * %globaltimer. Session 15 (2026-11-22): forms 6 and 7 882-887 against form 0's 886-888 (no effect);
- * uniform data: form 0 849-853, 1 841-842, 2 844-845 (ours still the cheapest, by 1.3%).
+ * uniform data: form 0 849-853, 1 841-842, 2 844-845 (ours still the cheapest, by 1.3%). Session 17
+ * (2026-11-22): form 8 872.1-872.4 against form 0's 872.9-873.6, uniform data 853.2-854.1 against
+ * 853.6-854.5 (no difference: A from shared memory costs no more than A from registers).
  *
  * Not part of the Bazel build (it needs nvcc and a GPU). Build here, run on the GPU host:
  *   nvcc -O3 -gencode=arch=compute_90a,code=sm_90a -o .gpu/wgmma_power_probe tools/wgmma_power_probe.cu \
  *       -ldl -lpthread
- *   .gpu/wgmma_power_probe [seconds a run, default 3] [rounds, default 3] [forms, e.g. 0,6,7; default all]
+ *   .gpu/wgmma_power_probe [seconds a run, default 3] [rounds, default 3] [forms, e.g. 0,6,8; default all]
  *       [uniform] */
 #include <dlfcn.h>
 #include <pthread.h>
@@ -48,12 +53,13 @@
 #define B_BYTES (256 * 128)     /* 256 rows x 64 bf16 */
 #define STAGE_BYTES (A_BYTES + B_BYTES)
 #define SMEM_BYTES (STAGES * STAGE_BYTES + 1024)
-#define FORMS 8
+#define FORMS 9
 
 static const char *const g_form_names[FORMS] = {"ours m64n256",           "swapped 2xm64n128",
                                                  "ours 2xm64n128",         "ours m64n256, zero data",
                                                  "ours m64n256, no waits", "ours, zero, no waits",
-                                                 "ours, WG1 1 stage ahead", "ours, WG1 2 stages ahead"};
+                                                 "ours, WG1 1 stage ahead", "ours, WG1 2 stages ahead",
+                                                 "ours, A from registers"};
 
 #define CHECK(x)                                                                              \
   do {                                                                                        \
@@ -98,6 +104,22 @@ __device__ __forceinline__ void mma_n128(float (&d)[64], uint64_t a, uint64_t b)
                : O64(d)
                : "l"(a), "l"(b));
 }
+/* m64n256k16 with A from registers (4 words a thread: rows g and g + 8 of the warp's 16, K pairs 2t and 2t + 8). */
+__device__ __forceinline__ void mma_n256_rs(float (&d)[128], const uint32_t (&a)[4], uint64_t b) {
+  asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, 1, 0;\n"
+               "wgmma.mma_async.sync.aligned.m64n256k16.f32.bf16.bf16 {" L128 "}, {%128, %129, %130, %131}, %132, p, "
+               "1, 1, 0;\n}\n"
+               : O128(d)
+               : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b));
+}
+/* The A fragment of K step s (16 columns) of this warp's 16 rows of a 128B-swizzled K-major box at `a`. */
+__device__ __forceinline__ void load_a_fragment(uint32_t (&f)[4], uint32_t a, int row0, int s) {
+  const int lane = threadIdx.x % 32, j = lane / 8, r = row0 + (j & 1) * 8 + lane % 8, chunk = 2 * s + (j >> 1);
+  const uint32_t address = a + r * 128 + ((chunk ^ (r & 7)) << 4);
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];"
+               : "=r"(f[0]), "=r"(f[1]), "=r"(f[2]), "=r"(f[3])
+               : "r"(address));
+}
 __device__ __forceinline__ void fence() { asm volatile("wgmma.fence.sync.aligned;" ::: "memory"); }
 __device__ __forceinline__ void commit() { asm volatile("wgmma.commit_group.sync.aligned;" ::: "memory"); }
 __device__ __forceinline__ void wait1() { asm volatile("wgmma.wait_group.sync.aligned 1;" ::: "memory"); }
@@ -129,7 +151,7 @@ __global__ void __launch_bounds__(256, 1)
   asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t0));
   const int wg = threadIdx.x / 128;
   const uint32_t base = (uint32_t)__cvta_generic_to_shared(smem);
-  /* forms 0, 3, 4 and 5 use acc, 1 and 2 acc0 and acc1 (the compiler drops the unused ones) */
+  /* forms 0 and 3-8 use acc, 1 and 2 acc0 and acc1 (the compiler drops the unused ones) */
   float acc[128], acc0[64], acc1[64];
 #pragma unroll
   for (int i = 0; i < 128; ++i) acc[i] = 0.f;
@@ -139,7 +161,27 @@ __global__ void __launch_bounds__(256, 1)
     const int ahead = FORM == 6 ? wg : FORM == 7 ? 2 * wg : 0; /* stages warpgroup wg runs ahead */
     const uint32_t stage = base + ((kb + ahead) % STAGES) * STAGE_BYTES, a = stage, b = stage + A_BYTES;
     fence();
-    if (FORM == 0 || FORM >= 3) {
+    if (FORM == 8) {
+      /* A fragments by ldmatrix, two sets so a K block's loads never overwrite the registers the previous
+         K block's products (still in flight) read: two K blocks an iteration */
+      uint32_t f0[4][4], f1[4][4];
+      const int row0 = wg * 64 + (threadIdx.x / 32) % 4 * 16;
+#pragma unroll
+      for (int s = 0; s < 4; ++s) load_a_fragment(f0[s], a, row0, s);
+      fence();
+#pragma unroll
+      for (int s = 0; s < 4; ++s) mma_n256_rs(acc, f0[s], desc(b + 32 * s));
+      commit();
+      wait1();
+      ++kb;
+      const uint32_t stage1 = base + (kb % STAGES) * STAGE_BYTES;
+#pragma unroll
+      for (int s = 0; s < 4; ++s) load_a_fragment(f1[s], stage1, row0, s);
+      fence();
+#pragma unroll
+      for (int s = 0; s < 4; ++s) mma_n256_rs(acc, f1[s], desc(stage1 + A_BYTES + 32 * s));
+      commit();
+    } else if (FORM == 0 || (FORM >= 3 && FORM < 8)) {
 #pragma unroll
       for (int s = 0; s < 4; ++s) mma_n256(acc, desc(a + wg * 64 * 128 + 32 * s), desc(b + 32 * s));
       commit();
@@ -206,7 +248,7 @@ static void *sampler(void *arg) {
 }
 
 static void (*const g_kernels[FORMS])(int, uint32_t, int, float *, long long *) = {
-    probe<0>, probe<1>, probe<2>, probe<3>, probe<4>, probe<5>, probe<6>, probe<7>};
+    probe<0>, probe<1>, probe<2>, probe<3>, probe<4>, probe<5>, probe<6>, probe<7>, probe<8>};
 static int g_uniform;
 
 static void launch(int form, int sms, int k_blocks, uint32_t seed, float *out, long long *times) {
