@@ -37,7 +37,6 @@
  * seconds: with 0.3 s warm-ups both sides ran ~5% above their sustained rates and whichever was timed
  * second lost up to 5% (FP8 8192^3: kfuse/cuBLASLt 0.99-1.00 timed first, 0.93-0.97 timed second;
  * 2026-11-22, docs/BENCHMARKS.md session 16). With 3 s the two orders agree within the run spread. */
-#define WARM_MS g_warm_ms
 static double g_warm_ms = 3000.0;
 /* GPU launches per timed sample (kfuse and cuBLAS alike). */
 #define BATCH 8
@@ -334,7 +333,7 @@ static double partner_batch(int count) {
   return batch_ms(g_partner.ctx, g_partner.launch, g_partner.state, &g_partner.set, count);
 }
 
-/* Median milliseconds of one peer launch, timed exactly as kfuse is (time_ms): >= WARM_MS of
+/* Median milliseconds of one peer launch, timed exactly as kfuse is (time_ms): g_warm_ms of
  * back-to-back launches in runs of 8, then TIMED_RUNS batches of BATCH launches between two events,
  * alternating the two input sets. 0 when a launch fails. */
 static double peer_ms(peer_launch_fn launch, void *state) {
@@ -342,7 +341,7 @@ static double peer_ms(peer_launch_fn launch, void *state) {
   if (g_cublas.event_create(&start, 0) != 0 || g_cublas.event_create(&stop, 0) != 0) return 0.0;
   int status = 0, set = 0;
   const bool partner = g_partner.launch != NULL;
-  for (double warmed = 0.0; status == 0 && (warmed < WARM_MS || (partner && g_partner.warmed < WARM_MS));) {
+  for (double warmed = 0.0; status == 0 && (warmed < g_warm_ms || (partner && g_partner.warmed < g_warm_ms));) {
     if (partner) g_partner.warmed += 8 * partner_batch(8);
     g_cublas.event_record(start, NULL);
     for (int i = 0; i < 8 && status == 0; ++i, set ^= 1) status = launch(state, set);
@@ -564,7 +563,7 @@ static double time_ms(kf_context *ctx, launch_fn launch, void *state, bool gpu) 
   CHECK(kf_synchronize(ctx));
   int set = 0;
   if (gpu) /* keep the clocks up before timing (GPUs drop them in idle gaps) */
-    for (double warmed = 0.0; warmed < WARM_MS;) {
+    for (double warmed = 0.0; warmed < g_warm_ms;) {
       const double ms = 8 * batch_ms(ctx, launch, state, &set, 8);
       warmed += ms > 0.01 ? ms : 0.01;
     }
