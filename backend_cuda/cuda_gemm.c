@@ -1,14 +1,16 @@
 /* cuda_gemm.c — the CUDA GEMM entry: hands sm_90 calls to the Hopper path (cuda_gemm_sm90.c) unless
  * KF_CUDA_FORCE_GENERIC=1, and plans and launches the generic kernels of kernels_src/cuda/gemm.cu
- * otherwise: the tensor-core kernel for f16/bf16/e4m3 (and f32 when TF32 is allowed), the exact f32
- * SIMT kernel, and split-K with kf_gemm_finish_splits when the output tiles alone cannot fill the GPU
- * (decode shapes). */
+ * otherwise: the tensor-core kernel for f16/bf16/e4m3 (and f32 when TF32 is allowed), the decode
+ * kernel for f16/bf16 with m <= 16 and nn.Linear-shaped operands, the exact f32 SIMT kernel, and
+ * split-K with kf_gemm_finish_splits when the output tiles alone cannot fill the GPU. */
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 
 #include "backend_cuda/cuda_internal.h"
 #include "kernels_src/common/kf_cuda_gemm_params.h"
 
-/* Tile shapes of gemm.cu (LARGE_*, SMALL_*, SIMT_*, FINISH_THREADS). */
+/* Tile shapes of gemm.cu (LARGE_*, SMALL_*, DECODE_*, SIMT_*, FINISH_THREADS). */
 #define LARGE_TILE_M 128
 #define SMALL_TILE_M 16
 #define TC_TILE_N 256
@@ -31,20 +33,32 @@
 /* cp.async modes address a tile with 32-bit offsets from its first row (gemm.cu operand_source):
  * operands whose rows are this far apart or more take the scalar mode. */
 #define TC_MAX_ROW_BYTES ((int64_t)8 << 20)
+/* The decode kernels (gemm_decode): 8 warps over 32 columns of C (16 with SwiGLU), B loaded straight into
+ * mma fragments, partial sums in static shared memory; the narrow shape takes 16 columns (8), for C too
+ * narrow to give every SM two blocks of the wide one. */
+#define DECODE_THREADS 256
+#define DECODE_TILE_N 32
+#define DECODE_NARROW_TILE_N 16
+#define DECODE_WIDE_BLOCKS_PER_SM 2
 #define SIMT_TILE 128
 #define SIMT_THREADS 256
 #define FINISH_THREADS 256
 /* Rows up to which the small (decode) tile is used: its blocks read B once per 16 rows. */
 #define SMALL_TILE_MAX_M 16
-/* Blocks resident per SM (registers and shared memory of each kernel): what split-K aims to fill. */
+/* Blocks resident per SM (registers and shared memory of each kernel): what split-K aims to fill. The
+ * decode kernel fits two, but one a SM keeps enough of B in flight (64 KiB), so it splits K only when
+ * its blocks do not cover the SMs: a split costs a second launch. */
 #define LARGE_BLOCKS_PER_SM 1
 #define SMALL_BLOCKS_PER_SM 3
+#define DECODE_BLOCKS_PER_SM 1
 #define SIMT_BLOCKS_PER_SM 1
 /* Split-K granule: a multiple of every kernel's k tile (large 128 e4m3, 64 f16/bf16, 32 tf32; small
  * 32 f16/bf16; 8 SIMT). */
 #define SPLIT_K_UNIT 128
-/* Each split covers at least this many granules, so its pipeline runs long past the prologue. */
+/* Each split covers at least this many granules, so its pipeline runs long past the prologue (the
+ * decode kernel: so each of its 8 warps has at least two 32-k chunks). */
 #define SPLIT_K_MIN_UNITS 2
+#define DECODE_SPLIT_K_MIN_UNITS 4
 #define SPLIT_K_MAX_WORKSPACE ((size_t)256 << 20)
 #define MAX_GRID_X 0x7fffffffu
 
@@ -52,8 +66,9 @@
 enum { TC_INPUTS = 4, TC_TILES = 2, TC_MODES = 5 };
 #define SLOT_SIMT (TC_INPUTS * TC_TILES * TC_MODES)
 #define SLOT_FINISH (SLOT_SIMT + 1)
+#define SLOT_DECODE (SLOT_FINISH + 1) /* + 0 f16, + 1 bf16, + 2 for the narrow shape */
 
-typedef enum gemm_kernel { KERNEL_LARGE, KERNEL_SMALL, KERNEL_SIMT } gemm_kernel;
+typedef enum gemm_kernel { KERNEL_LARGE, KERNEL_SMALL, KERNEL_DECODE, KERNEL_SIMT } gemm_kernel;
 /* Operand modes of gemm.cu, by name letter: cp.async k-contiguous, cp.async m/n-contiguous, scalar. */
 static const char *const mode_names[TC_MODES] = {"kk", "km", "mk", "mm", "ss"};
 
@@ -65,6 +80,8 @@ typedef struct gemm_plan {
   unsigned shared_bytes;
   int tiles_m, tiles_n;
   int splits, k_per_split;
+  int narrow;    /* the decode kernel's narrow shape */
+  int dependent; /* launched with programmatic dependent launch (the decode kernels on sm_90a) */
 } gemm_plan;
 
 /* Whether an operand can take a cp.async mode: 16-byte aligned rows and batch entries, rows close
@@ -79,6 +96,7 @@ static int ceil_div(int64_t a, int64_t b) { return (int)((a + b - 1) / b); }
 
 static void make_plan(const kf_backend_context *ctx, const kf_gemm_args *args, gemm_plan *plan) {
   const kf_dtype in = args->a.dtype;
+  plan->dependent = plan->narrow = 0;
   const int64_t element_bytes = kf_cuda_element_size(in);
   const int swiglu = args->activation == KF_GEMM_SWIGLU;
   int blocks_per_sm;
@@ -121,6 +139,29 @@ static void make_plan(const kf_backend_context *ctx, const kf_gemm_args *args, g
     if (stash_bytes > plan->shared_bytes) stash_bytes = TC_STASH_BYTES(plan->tile_m / LARGE_WARPS_M);
     if (stash_bytes > plan->shared_bytes) plan->shared_bytes = stash_bytes;
     blocks_per_sm = plan->kernel == KERNEL_SMALL ? SMALL_BLOCKS_PER_SM : LARGE_BLOCKS_PER_SM;
+    /* Decode shapes whose operands the small tile would take in its kk mode go to the decode kernel
+     * when k is a multiple of 8 (its 16-byte loads then never straddle the end of k or of a split).
+     * KF_CUDA_GEMM_DECODE=0 keeps them on the small tile, =wide / =narrow forces a shape (for comparison
+     * and tests). */
+    const char *decode = getenv("KF_CUDA_GEMM_DECODE");
+    if (small && plan->modes == 0 && args->k % 8 == 0 && (decode == NULL || strcmp(decode, "0") != 0)) {
+      plan->kernel = KERNEL_DECODE;
+      const int64_t wide_blocks = args->batch * ceil_div(args->n, swiglu ? DECODE_TILE_N / 2 : DECODE_TILE_N);
+      if (decode != NULL && strcmp(decode, "wide") == 0)
+        plan->narrow = 0;
+      else if (decode != NULL && strcmp(decode, "narrow") == 0)
+        plan->narrow = 1;
+      else
+        plan->narrow = wide_blocks < (int64_t)ctx->sm_count * DECODE_WIDE_BLOCKS_PER_SM;
+      const int tile_n = plan->narrow ? DECODE_NARROW_TILE_N : DECODE_TILE_N;
+      plan->tile_n_out = swiglu ? tile_n / 2 : tile_n;
+      plan->threads = DECODE_THREADS;
+      plan->shared_bytes = 0;
+      /* Only the sm_90a code has the kernel's griddepcontrol.wait: without it a programmatic launch
+         could read A before the previous kernel has written it. */
+      plan->dependent = sm90a;
+      blocks_per_sm = DECODE_BLOCKS_PER_SM;
+    }
   }
   plan->tiles_m = ceil_div(args->m, plan->tile_m);
   plan->tiles_n = ceil_div(args->n, plan->tile_n_out);
@@ -133,7 +174,8 @@ static void make_plan(const kf_backend_context *ctx, const kf_gemm_args *args, g
   const int64_t units = (args->k + SPLIT_K_UNIT - 1) / SPLIT_K_UNIT;
   const int64_t capacity = (int64_t)ctx->sm_count * blocks_per_sm;
   int64_t splits = blocks < capacity ? capacity / blocks : 1;
-  if (splits > units / SPLIT_K_MIN_UNITS) splits = units / SPLIT_K_MIN_UNITS;
+  const int64_t min_units = plan->kernel == KERNEL_DECODE ? DECODE_SPLIT_K_MIN_UNITS : SPLIT_K_MIN_UNITS;
+  if (splits > units / min_units) splits = units / min_units;
   const size_t sums_bytes = (size_t)args->batch * (size_t)args->m * (size_t)args->n * (swiglu ? 2u : 1u) * sizeof(float);
   while (splits > 1 && sums_bytes * (size_t)splits > SPLIT_K_MAX_WORKSPACE) --splits;
   if (splits > 1) {
@@ -149,10 +191,11 @@ static size_t plan_workspace(const kf_gemm_args *args, const gemm_plan *plan) {
          (args->activation == KF_GEMM_SWIGLU ? 2u : 1u) * sizeof(float);
 }
 
-/* Decode shapes (f16/bf16, m <= 16) stay on the generic small tile with split-K even on sm_90: the
- * Hopper kernel's 128-row tiles leave most of the GPU idle there. H200, bf16, same kfbench_mm run:
- * 1x4096x4096 1.55 TFLOP/s generic vs 0.47 Hopper (cuBLAS 1.6); 16x14336x4096 38.3 vs 17.6 (cuBLAS
- * 48.7); at 512x4096x4096 the Hopper kernel is ahead (350 vs 231). */
+/* Decode shapes (f16/bf16, m <= 16) stay on the generic kernels even on sm_90 (the decode kernel, or
+ * the small tile for operands it does not take): the Hopper kernel's 128-row tiles leave most of the
+ * GPU idle there. H200, bf16, one kfbench_mm run before the decode kernel: 1x4096x4096 1.55 TFLOP/s
+ * small tile vs 0.47 Hopper (cuBLAS 1.6); 16x14336x4096 38.3 vs 17.6 (cuBLAS 48.7); at 512x4096x4096
+ * the Hopper kernel is ahead (350 vs 231). */
 static int use_hopper_path(kf_backend_context *ctx, const kf_gemm_args *args) {
   const int sixteen_bit = args->a.dtype == KF_F16 || args->a.dtype == KF_BF16;
   if (sixteen_bit && args->m <= SMALL_TILE_MAX_M) return 0;
@@ -238,6 +281,9 @@ kf_status kf_cuda_gemm(kf_backend_context *ctx, const kf_gemm_args *args) {
   if (plan.kernel == KERNEL_SIMT) {
     snprintf(name, sizeof name, "kf_gemm_f32_simt");
     slot = SLOT_SIMT;
+  } else if (plan.kernel == KERNEL_DECODE) {
+    snprintf(name, sizeof name, "kf_gemm_%s_decode%s", plan.input == 0 ? "f16" : "bf16", plan.narrow ? "_narrow" : "");
+    slot = SLOT_DECODE + plan.input + 2 * plan.narrow;
   } else {
     static const char *const input_names[TC_INPUTS] = {"f16", "bf16", "e4m3", "tf32"};
     snprintf(name, sizeof name, "kf_gemm_%s_%s_%s", input_names[plan.input],
@@ -267,8 +313,12 @@ kf_status kf_cuda_gemm(kf_backend_context *ctx, const kf_gemm_args *args) {
     slice.c += (uint64_t)(first * args->c.batch_stride * c_bytes);
     if (has_residual)
       slice.residual += (uint64_t)(first * args->residual.batch_stride * kf_cuda_element_size(args->residual.dtype));
-    status = kf_cuda_launch(ctx, function, name, (unsigned)(entries * blocks_per_entry), (unsigned)plan.threads, 1,
-                            plan.shared_bytes, &slice);
+    if (plan.dependent)
+      status = kf_cuda_launch_dependent(ctx, function, name, (unsigned)(entries * blocks_per_entry),
+                                        (unsigned)plan.threads, plan.shared_bytes, &slice);
+    else
+      status = kf_cuda_launch(ctx, function, name, (unsigned)(entries * blocks_per_entry), (unsigned)plan.threads, 1,
+                              plan.shared_bytes, &slice);
     /* The workspace holds one launch's sums; the finishing kernel runs before the next launch reuses it
      * (same stream). */
     if (status == KF_OK && plan.splits > 1)

@@ -70,6 +70,11 @@ static const gemm_structure gemm_structures[] = {
     /* decode shapes (m <= 16, the skinny kernels) with the epilogues, a transposed A and batches */
     {3, 130, 1000, G_TRANS_A | G_TRANS_B | G_SWIGLU | G_BIAS | G_BATCH_AB},
     {8, 256, 512, G_ALIGNED | G_TRANS_B | G_SWIGLU | G_BETA | G_ALPHA},
+    /* the CUDA decode kernel: m < 8 with a partial last column block and k not a multiple of 32; SwiGLU
+       over batches with K split; few columns, so many splits, into C as the residual */
+    {5, 1000, 2056, G_ALIGNED | G_TRANS_B | G_BIAS},
+    {12, 300, 3000, G_ALIGNED | G_TRANS_B | G_SWIGLU | G_BIAS | G_BATCH_AB},
+    {1, 64, 8192, G_ALIGNED | G_TRANS_B | G_RESIDUAL_IS_C},
 };
 #define GEMM_STRUCTURE_COUNT (sizeof gemm_structures / sizeof gemm_structures[0])
 

@@ -2,6 +2,8 @@
  *   kf_gemm_<in>_<tile>_<modes>  tensor cores (mma.sync): in = f16, bf16, e4m3 (f8), tf32 (f32 inputs
  *                                when the context allows TF32); tile = large (128x256, decode-free
  *                                shapes) or small (16x256, m <= 16: decode); modes per operand below.
+ *   kf_gemm_<in>_decode          f16/bf16, m <= 16, A k-contiguous, B [n, k] (nn.Linear weights): B
+ *                                loaded straight into mma fragments (gemm_decode).
  *   kf_gemm_f32_simt             exact f32 (FFMA, register-tiled).
  *   kf_gemm_finish_splits        sums split-K partials and applies the epilogue.
  *
@@ -1254,6 +1256,165 @@ KF_TC_LARGE(e4m3, ELEM_E4M3, kk, MODE_K, MODE_K)
 KF_TC_LARGE(e4m3, ELEM_E4M3, ss, MODE_SCALAR, MODE_SCALAR)
 KF_TC_LARGE_WS(tf32, ELEM_TF32, kk, MODE_K, MODE_K)
 KF_TC_LARGE(tf32, ELEM_TF32, ss, MODE_SCALAR, MODE_SCALAR)
+
+/* ---- decode: B streamed from memory straight into mma fragments ------------------------------- */
+
+/* m <= 16, f16/bf16, A k-contiguous and B an nn.Linear weight [n, k], 16-byte aligned rows, k a
+ * multiple of 8. Such a GEMM reads each B element once for at most 16 products: it is a stream of B,
+ * and what decides its speed is how many bytes of B are in flight, not the tile. The small tile above
+ * stages B through shared memory in 64-byte row pieces and leaves the parallelism to split-K and a
+ * second (finishing) launch; this kernel loads B with 16-byte loads directly into the registers mma
+ * reads, UNROLL * N_BLOCKS * 512 bytes in flight a warp, with no shared memory and no barrier in the
+ * loop.
+ * The load order decides the k order. mma.m16n8k16 gives thread t the k slots {2q, 2q+1, 2q+8, 2q+9}
+ * (q = t % 4) of its A rows (t / 4, t / 4 + 8) and of its B column (t / 4). Here thread t loads the 8
+ * consecutive k at 8q.. of a 32-k chunk from each of them, and the first mma of the chunk takes
+ * elements 0-3 of those 8 as its slots 2q, 2q+1, 2q+8, 2q+9, the second mma elements 4-7. A and B
+ * use the same permutation, so every product pairs the right elements and each chunk's 32 k are
+ * summed exactly once (the same device as widen_e4m3's).
+ * Block: DECODE_WARPS warps over N_BLOCKS blocks of 8 B rows (8 N_BLOCKS columns of C; with SwiGLU the
+ * first half of the blocks are gate rows and the second half the matching up rows). Two shapes:
+ *   kf_gemm_<in>_decode         4 blocks, 4 chunks in flight a warp (8 KiB), for wide C: two blocks a
+ *                               SM (128 KiB in flight) and A's loads a quarter of B's;
+ *   kf_gemm_<in>_decode_narrow  2 blocks, 6 chunks (6 KiB), for C too narrow to give every SM two
+ *                               blocks of 32 columns: twice the blocks. H200, bf16, same call, each
+ *                               shape forced: 1x4096x4096 3.0 TFLOP/s narrow against 2.8 wide,
+ *                               16x4096x14336 54.9 against 50.8; 1x128256x4096 3.7 against 4.0.
+ * Warp w takes the 32-k chunks w, w + DECODE_WARPS, ..., so the warps of a block read one contiguous
+ * stretch of each row at a time; their partial sums meet in shared memory at the end.
+ * On sm_90 the host launches it with programmatic dependent launch: a block of the first wave asks the
+ * L2 for its first chunks of B, every block lets the stream's next kernel be scheduled and then waits
+ * for the previous kernel before its first load (a prefetch returns nothing, so it may run before that
+ * wait). */
+#define DECODE_WARPS 8
+#define DECODE_THREADS (DECODE_WARPS * 32)
+#define DECODE_CHUNK_K 32
+
+/* 16 bytes that no other thread of this kernel writes, read once: kept out of L1, and the L2 asked for
+ * the whole 256-byte stretch (the next chunks of the same row). */
+__device__ __forceinline__ uint4 load_streamed(const char *address) {
+  uint4 v;
+  asm("ld.global.nc.L1::no_allocate.L2::256B.v4.u32 {%0, %1, %2, %3}, [%4];"
+      : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
+      : "l"(address));
+  return v;
+}
+
+template <int ELEM, int N_BLOCKS, int UNROLL>
+__device__ __forceinline__ void gemm_decode(const kf_cuda_gemm_params &p) {
+  __shared__ float partial[DECODE_WARPS][N_BLOCKS * 4][32]; /* [warp][accumulator][lane] */
+  const block_place place = place_block(p);
+  const bool swiglu = (p.flags & KF_GEMM_SWIGLU_PAIRS) != 0;
+  const int out_blocks = swiglu ? N_BLOCKS / 2 : N_BLOCKS; /* blocks of 8 columns of C */
+  const int n0 = place.tile_n * 8 * out_blocks;
+  const k_range kr = split_k_range(p, place.split);
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, q = lane % 4, g = lane / 4;
+
+  /* This thread's rows, advanced to its 8 k of the split's first chunk (2 bytes an element). */
+  const char *a = reinterpret_cast<const char *>(p.a) + 2 * (place.batch_index * p.batch_stride_a + kr.begin + 8 * q);
+  const char *a_row0 = a + 2 * (int64_t)g * p.lda, *a_row1 = a + 2 * (int64_t)(g + 8) * p.lda;
+  const bool a_ok0 = g < p.m, a_ok1 = g + 8 < p.m;
+  const char *b_row[N_BLOCKS];
+  bool b_ok[N_BLOCKS];
+#pragma unroll
+  for (int j = 0; j < N_BLOCKS; ++j) {
+    const int col = n0 + 8 * (j % out_blocks) + g;
+    const uint64_t base = j >= out_blocks ? p.b_up : p.b;
+    b_ok[j] = col < p.n;
+    b_row[j] = reinterpret_cast<const char *>(base) +
+               2 * (place.batch_index * p.batch_stride_b + (int64_t)col * p.ldb + kr.begin + 8 * q);
+  }
+  /* k is a multiple of 8 and so is every split's start: a thread's 8 elements are all in range or
+     all out of it. */
+  const int span = kr.end - kr.begin;
+  const int chunks = (span + DECODE_CHUNK_K - 1) / DECODE_CHUNK_K;
+
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  /* Only the first wave of blocks can start while the previous kernel runs; for later ones the prefetch
+     would be one more request for lines their loads ask for anyway. */
+  uint32_t sms;
+  asm("mov.u32 %0, %%nsmid;" : "=r"(sms));
+  if (q == 0 && blockIdx.x < 2 * sms)
+#pragma unroll
+    for (int u = 0; u < UNROLL; ++u) {
+      const int c = warp + u * DECODE_WARPS;
+#pragma unroll
+      for (int j = 0; j < N_BLOCKS; ++j)
+        if (c < chunks && b_ok[j])
+          asm volatile("prefetch.global.L2 [%0];" ::"l"(b_row[j] + 2 * (int64_t)c * DECODE_CHUNK_K));
+    }
+  asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
+  asm volatile("griddepcontrol.wait;" ::: "memory");
+#endif
+
+  float acc[N_BLOCKS][4];
+#pragma unroll
+  for (int j = 0; j < N_BLOCKS; ++j) acc[j][0] = acc[j][1] = acc[j][2] = acc[j][3] = 0.0f;
+  const uint4 zero = make_uint4(0, 0, 0, 0);
+  for (int first = warp; first < chunks; first += DECODE_WARPS * UNROLL) {
+    uint4 av[UNROLL][2], bv[UNROLL][N_BLOCKS];
+#pragma unroll
+    for (int u = 0; u < UNROLL; ++u) {
+      const int c = first + u * DECODE_WARPS;
+      const int64_t offset = 2 * (int64_t)c * DECODE_CHUNK_K;
+      const bool in = c * DECODE_CHUNK_K + 8 * q < span;
+#pragma unroll
+      for (int j = 0; j < N_BLOCKS; ++j) bv[u][j] = in && b_ok[j] ? load_streamed(b_row[j] + offset) : zero;
+    }
+#pragma unroll
+    for (int u = 0; u < UNROLL; ++u) {
+      const int c = first + u * DECODE_WARPS;
+      const int64_t offset = 2 * (int64_t)c * DECODE_CHUNK_K;
+      const bool in = c * DECODE_CHUNK_K + 8 * q < span;
+      av[u][0] = in && a_ok0 ? __ldg(reinterpret_cast<const uint4 *>(a_row0 + offset)) : zero;
+      av[u][1] = in && a_ok1 ? __ldg(reinterpret_cast<const uint4 *>(a_row1 + offset)) : zero;
+    }
+#pragma unroll
+    for (int u = 0; u < UNROLL; ++u) {
+      const uint32_t a_first[4] = {av[u][0].x, av[u][1].x, av[u][0].y, av[u][1].y};
+      const uint32_t a_second[4] = {av[u][0].z, av[u][1].z, av[u][0].w, av[u][1].w};
+#pragma unroll
+      for (int j = 0; j < N_BLOCKS; ++j) {
+        const uint32_t b_first[2] = {bv[u][j].x, bv[u][j].y}, b_second[2] = {bv[u][j].z, bv[u][j].w};
+        mma_step<ELEM>(acc[j], a_first, b_first);
+        mma_step<ELEM>(acc[j], a_second, b_second);
+      }
+    }
+  }
+
+  /* Sum the warps' partial sums: thread (warp w, lane) then owns accumulator pair w % 2 of output
+     block w / 2 of that lane, i.e. row g + 8 (w % 2), columns 2q, 2q + 1 of the block (and with SwiGLU
+     the same pair of the matching up block). */
+#pragma unroll
+  for (int j = 0; j < N_BLOCKS; ++j)
+#pragma unroll
+    for (int e = 0; e < 4; ++e) partial[warp][4 * j + e][lane] = acc[j][e];
+  __syncthreads();
+  const int j = warp / 2, half = warp % 2;
+  if (j >= out_blocks) return;
+  float sum[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+#pragma unroll
+  for (int w = 0; w < DECODE_WARPS; ++w) {
+    sum[0] += partial[w][4 * j + 2 * half][lane];
+    sum[1] += partial[w][4 * j + 2 * half + 1][lane];
+    if (swiglu) {
+      sum[2] += partial[w][4 * (j + out_blocks) + 2 * half][lane];
+      sum[3] += partial[w][4 * (j + out_blocks) + 2 * half + 1][lane];
+    }
+  }
+  emit_pair(p, place.batch_index, place.split, g + 8 * half, n0 + 8 * j + 2 * q, sum[0], sum[1], sum[2], sum[3]);
+}
+
+#define KF_DECODE_KERNEL(ename, ELEM, suffix, N_BLOCKS, UNROLL)                                             \
+  extern "C" __global__ void __launch_bounds__(DECODE_THREADS, 2)                                        \
+      kf_gemm_##ename##_decode##suffix(const struct kf_cuda_gemm_params p) {                            \
+    gemm_decode<ELEM, N_BLOCKS, UNROLL>(p);                                                             \
+  }
+
+KF_DECODE_KERNEL(f16, ELEM_F16, , 4, 4)
+KF_DECODE_KERNEL(bf16, ELEM_BF16, , 4, 4)
+KF_DECODE_KERNEL(f16, ELEM_F16, _narrow, 2, 6)
+KF_DECODE_KERNEL(bf16, ELEM_BF16, _narrow, 2, 6)
 
 /* ---- exact f32 -------------------------------------------------------------------------------- */
 
