@@ -1,6 +1,7 @@
 /* cuda_gemm_sm90.c — the Hopper GEMM path (kernels_src/cuda/gemm_sm90.cu: TMA, wgmma, warp
- * specialization, persistent CTAs). Builds the TMA tensor maps of A and B on the host, fills the
- * parameter block and launches one CTA per SM (or per tile when there are fewer tiles).
+ * specialization, persistent CTAs). Picks the tile geometry (wide or narrow: make_plan), builds the
+ * TMA tensor maps of A and B on the host, fills the parameter block and launches one CTA per SM (or
+ * per tile when there are fewer tiles).
  *
  * What the path takes: sm_90 devices; A and B both bf16, both f16, or both e4m3 with A [m, k] and B
  * [n, k] stored (FP8 wgmma reads K-major operands only); k >= 1 (a tensor map needs non-empty
@@ -42,8 +43,12 @@ static int tma_describable(const kf_matrix_arg *arg, int64_t rows, int64_t batch
   return batch_bytes % TMA_ALIGN == 0 && batch_bytes < TMA_STRIDE_LIMIT && arg->batch_stride >= arg->ld * rows;
 }
 
-static int tile_columns(const kf_gemm_args *args) {
-  return args->activation == KF_GEMM_SWIGLU ? KF_SM90_TILE_N / 2 : KF_SM90_TILE_N;
+/* Accumulator columns of a tile in the wide or narrow geometry (gemm_sm90.cu). */
+static int tile_n_of(int narrow) { return narrow ? KF_SM90_NARROW_TILE_N : KF_SM90_TILE_N; }
+
+/* Columns of C a tile covers: half its accumulators with SwiGLU (gate and up). */
+static int tile_columns(const kf_gemm_args *args, int narrow) {
+  return args->activation == KF_GEMM_SWIGLU ? tile_n_of(narrow) / 2 : tile_n_of(narrow);
 }
 
 int kf_cuda_gemm_sm90_supports(kf_backend_context *ctx, const kf_gemm_args *args) {
@@ -57,7 +62,7 @@ int kf_cuda_gemm_sm90_supports(kf_backend_context *ctx, const kf_gemm_args *args
   if (in == KF_F8_E4M3 && (args->trans_a || !args->trans_b)) return 0;
   if (args->k < 1) return 0;
   const int64_t tiles_m = (args->m + KF_SM90_TILE_M - 1) / KF_SM90_TILE_M;
-  const int64_t tiles_n = (args->n + tile_columns(args) - 1) / tile_columns(args);
+  const int64_t tiles_n = (args->n + tile_columns(args, 1) - 1) / tile_columns(args, 1); /* narrow: the most */
   if (tiles_m * tiles_n * args->batch > INT32_MAX) return 0;
   const int64_t a_rows = args->trans_a ? args->k : args->m;
   const int64_t b_rows = args->trans_b ? (args->activation == KF_GEMM_SWIGLU ? 2 * args->n : args->n) : args->k;
@@ -85,27 +90,31 @@ int kf_cuda_gemm_sm90_supports(kf_backend_context *ctx, const kf_gemm_args *args
 
 /* How one call is laid out over the clusters of the grid. */
 typedef struct sm90_plan {
-  int64_t units;         /* work units: KF_SM90_CLUSTER_M row blocks of one column block */
+  int narrow;            /* the narrow geometry (128 x 128 tiles, no cluster) instead of the wide one */
+  int64_t cluster;       /* CTAs a cluster: KF_SM90_CLUSTER_M, or 1 (narrow) */
+  int64_t units;         /* work units: `cluster` row blocks of one column block */
   int64_t k_blocks;      /* K blocks of a tile */
   int64_t clusters;      /* clusters launched */
   int64_t sk_first_unit; /* units before it go whole to the clusters; the K blocks of the rest are shared */
   int64_t sk_clusters;   /* clusters sharing them (0: no stream-K) */
 } sm90_plan;
 
-static void make_plan(kf_backend_context *ctx, const kf_gemm_args *args, sm90_plan *plan) {
+static void plan_geometry(kf_backend_context *ctx, const kf_gemm_args *args, int narrow, sm90_plan *plan) {
   const int64_t k_block = KF_SM90_K_BLOCK_BYTES / kf_cuda_element_size(args->a.dtype);
   const int64_t tiles_m = (args->m + KF_SM90_TILE_M - 1) / KF_SM90_TILE_M;
-  const int64_t tiles_n = (args->n + tile_columns(args) - 1) / tile_columns(args);
-  const int64_t clusters = ctx->sm_count / KF_SM90_CLUSTER_M;
-  plan->units = (tiles_m + KF_SM90_CLUSTER_M - 1) / KF_SM90_CLUSTER_M * tiles_n * args->batch;
+  const int64_t tiles_n = (args->n + tile_columns(args, narrow) - 1) / tile_columns(args, narrow);
+  plan->narrow = narrow;
+  plan->cluster = narrow ? 1 : KF_SM90_CLUSTER_M;
+  const int64_t clusters = ctx->sm_count / plan->cluster;
+  plan->units = (tiles_m + plan->cluster - 1) / plan->cluster * tiles_n * args->batch;
   plan->k_blocks = (args->k + k_block - 1) / k_block;
   plan->clusters = plan->units < clusters ? plan->units : clusters;
   plan->sk_first_unit = plan->units;
   plan->sk_clusters = 0;
+  const int64_t waves = plan->units / clusters, rest = plan->units % clusters;
   const char *choice = getenv("KF_SM90_STREAM_K");
   const int by_default = choice == NULL || choice[0] == '\0';
   if (!by_default && strcmp(choice, "0") == 0) return;
-  const int64_t waves = plan->units / clusters, rest = plan->units % clusters;
   if (rest == 0 || (by_default && waves > 0 && waves < STREAM_K_MIN_WAVES)) return;
   const int64_t first = waves * clusters;
   const int64_t shared_blocks = rest * plan->k_blocks;
@@ -121,10 +130,37 @@ static void make_plan(kf_backend_context *ctx, const kf_gemm_args *args, sm90_pl
   plan->sk_clusters = sharing;
 }
 
+/* The geometry, by a rule measured on the H200 (bf16, N and K of 4096 and 14336, M from 24 to 3072
+ * against the wide geometry and cuBLAS; docs/HOPPER_GEMM_NOTES.md, session 19):
+ *  - narrow when A has one row block (m <= 128): a wide cluster's second CTA would have no rows, and
+ *    the narrow tiles keep every SM streaming B (m = 24..128: 0.45-0.66 of cuBLAS wide, 0.74-0.93
+ *    narrow);
+ *  - narrow when the wide plan is less than one wave split by stream-K and K is at most
+ *    NARROW_MAX_K_BLOCKS: the wide fixup (128 KiB a CTA) is then a large part of a short call (4096 x
+ *    4096, m = 192..768);
+ *  - wide otherwise. With longer K the narrow geometry's stream-K pieces of one column block run at
+ *    different K offsets and each reads B from DRAM again (4096 x 4096 x 14336 at m = 384: 0.61 narrow,
+ *    0.76 wide); with whole waves the wide geometry's B multicast wins (0.89-0.90 narrow against
+ *    0.97-1.00 wide from m = 1024 on).
+ * KF_SM90_TILE=wide or =narrow forces one (benchmarks, tests). */
+#define NARROW_MAX_K_BLOCKS 128
+
+static void make_plan(kf_backend_context *ctx, const kf_gemm_args *args, sm90_plan *plan) {
+  const char *tile = getenv("KF_SM90_TILE");
+  if (tile != NULL && (strcmp(tile, "wide") == 0 || strcmp(tile, "narrow") == 0)) {
+    plan_geometry(ctx, args, strcmp(tile, "narrow") == 0, plan);
+    return;
+  }
+  plan_geometry(ctx, args, 0, plan);
+  const int one_row_block = args->m <= KF_SM90_TILE_M;
+  const int short_split = plan->sk_clusters > 0 && plan->sk_first_unit == 0 && plan->k_blocks <= NARROW_MAX_K_BLOCKS;
+  if (one_row_block || short_split) plan_geometry(ctx, args, 1, plan);
+}
+
 size_t kf_cuda_gemm_sm90_workspace(kf_backend_context *ctx, const kf_gemm_args *args) {
   sm90_plan plan;
   make_plan(ctx, args, &plan);
-  return (size_t)plan.sk_clusters * KF_SM90_CLUSTER_M * KF_SM90_PARTIAL_SLOT_BYTES;
+  return (size_t)(plan.sk_clusters * plan.cluster) * KF_SM90_PARTIAL_SLOT_BYTES_OF(tile_n_of(plan.narrow));
 }
 
 /* The flags of this launch and its epoch: the context's flag words are allocated and zeroed on first
@@ -189,9 +225,9 @@ static kf_status encode_map(kf_tensor_map *out_map, const kf_matrix_arg *arg, in
 
 /* The tensor map of one B half (all of op(B) without SwiGLU): N-major [k][n] stored, or K-major [n][k]. */
 static kf_status encode_b(kf_tensor_map *out_map, const kf_matrix_arg *arg, const kf_gemm_args *args,
-                          unsigned k_block) {
+                          unsigned k_block, int narrow) {
   if (args->trans_b)
-    return encode_map(out_map, arg, args->k, args->n, args->batch, k_block, KF_SM90_TILE_N / 2);
+    return encode_map(out_map, arg, args->k, args->n, args->batch, k_block, (unsigned)tile_n_of(narrow) / 2);
   return encode_map(out_map, arg, args->n, args->k, args->batch, KF_SM90_MN_BOX, k_block);
 }
 
@@ -214,14 +250,17 @@ kf_status kf_cuda_gemm_sm90(kf_backend_context *ctx, const kf_gemm_args *args) {
   const int c_tma = c_through_tma(args);
   const unsigned k_block = KF_SM90_K_BLOCK_BYTES / (unsigned)kf_cuda_element_size(args->a.dtype);
   struct kf_gemm_sm90_params params = {0};
+  sm90_plan plan;
+  make_plan(ctx, args, &plan);
   kf_status status = kf_cuda_enter(ctx); /* cuTensorMapEncodeTiled needs the context current */
   if (status != KF_OK) return status;
   status = args->trans_a ? encode_map(&params.a, &args->a, args->m, args->k, args->batch, KF_SM90_MN_BOX, k_block)
-                         : encode_map(&params.a, &args->a, args->k, args->m, args->batch, k_block, KF_SM90_TILE_M);
-  if (status == KF_OK) status = encode_b(&params.b, &args->b, args, k_block);
+                         : encode_map(&params.a, &args->a, args->k, args->m, args->batch, k_block,
+                                      plan.narrow ? KF_SM90_TILE_M / 2 : KF_SM90_TILE_M); /* narrow: a box a consumer */
+  if (status == KF_OK) status = encode_b(&params.b, &args->b, args, k_block, plan.narrow);
   if (status == KF_OK) {
     if (swiglu)
-      status = encode_b(&params.b_up, &args->b_up, args, k_block);
+      status = encode_b(&params.b_up, &args->b_up, args, k_block, plan.narrow);
     else
       params.b_up = params.b; /* the tile's second half: the same map, b_up_column further right */
   }
@@ -251,8 +290,8 @@ kf_status kf_cuda_gemm_sm90(kf_backend_context *ctx, const kf_gemm_args *args) {
   params.k = (int32_t)args->k;
   params.batch = (int32_t)args->batch;
   params.tiles_m = (int32_t)((args->m + KF_SM90_TILE_M - 1) / KF_SM90_TILE_M);
-  params.tiles_n = (int32_t)((args->n + tile_columns(args) - 1) / tile_columns(args));
-  params.b_up_column = swiglu ? 0 : KF_SM90_TILE_N / 2;
+  params.tiles_n = (int32_t)((args->n + tile_columns(args, plan.narrow) - 1) / tile_columns(args, plan.narrow));
+  params.b_up_column = swiglu ? 0 : tile_n_of(plan.narrow) / 2;
   params.alpha = args->alpha;
   params.beta = args->beta;
   params.flags = (swiglu ? KF_SM90_SWIGLU : 0u) | (params.bias ? KF_SM90_HAS_BIAS : 0u) |
@@ -266,20 +305,20 @@ kf_status kf_cuda_gemm_sm90(kf_backend_context *ctx, const kf_gemm_args *args) {
 
   const int in = args->a.dtype == KF_BF16 ? 0 : args->a.dtype == KF_F16 ? 1 : 2;
   static const char *const in_names[3] = {"bf16", "f16", "e4m3"};
-  char name[48];
-  snprintf(name, sizeof name, "kf_gemm_sm90_%s_%c_%c", in_names[in], args->trans_a ? 'm' : 'k',
-           args->trans_b ? 'k' : 'n');
-  const int slot = in * 4 + args->trans_a * 2 + !args->trans_b;
-  /* One cluster of KF_SM90_CLUSTER_M CTAs a work unit (that many row blocks of one column block), as
-   * many clusters as fit on the SMs at once (clusters of 2 fill all 132 SMs of an H200: its GPCs hold
-   * whole pairs) or one a unit when there are fewer and no stream-K. */
-  sm90_plan plan;
-  make_plan(ctx, args, &plan);
-  const unsigned grid = (unsigned)(plan.clusters * KF_SM90_CLUSTER_M);
+  char name[56];
+  snprintf(name, sizeof name, "kf_gemm_sm90_%s_%c_%c%s", in_names[in], args->trans_a ? 'm' : 'k',
+           args->trans_b ? 'k' : 'n', plan.narrow ? "_narrow" : "");
+  const int slot = (in * 4 + args->trans_a * 2 + !args->trans_b) * 2 + plan.narrow;
+  const unsigned shared_bytes = plan.narrow ? KF_SM90_NARROW_SHARED_BYTES : KF_SM90_SHARED_BYTES;
+  /* One cluster (wide: KF_SM90_CLUSTER_M CTAs, narrow: one) a work unit (that many row blocks of one
+   * column block), as many clusters as fit on the SMs at once (clusters of 2 fill all 132 SMs of an
+   * H200: its GPCs hold whole pairs) or one a unit when there are fewer and no stream-K. */
+  const unsigned grid = (unsigned)(plan.clusters * plan.cluster);
   params.sk_first_unit = (int32_t)plan.sk_first_unit;
   params.sk_clusters = (int32_t)plan.sk_clusters;
   if (plan.sk_clusters > 0) {
-    const size_t partial_bytes = (size_t)plan.sk_clusters * KF_SM90_CLUSTER_M * KF_SM90_PARTIAL_SLOT_BYTES;
+    const size_t partial_bytes =
+        (size_t)(plan.sk_clusters * plan.cluster) * KF_SM90_PARTIAL_SLOT_BYTES_OF(tile_n_of(plan.narrow));
     if (args->workspace == NULL || args->workspace_bytes < partial_bytes)
       status = kf_fail(KF_ERROR_INTERNAL, "the Hopper GEMM needs a %zu-byte workspace", partial_bytes);
     else
@@ -296,19 +335,19 @@ kf_status kf_cuda_gemm_sm90(kf_backend_context *ctx, const kf_gemm_args *args) {
   status = kf_cuda_function(ctx, KF_CUDA_MODULE_GEMM_SM90, slot, name, &function);
   if (status == KF_OK && first_use) {
     CUresult result =
-        kf_cu.FuncSetAttribute(function, CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, KF_SM90_SHARED_BYTES);
+        kf_cu.FuncSetAttribute(function, CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, (int)shared_bytes);
     if (result != CUDA_SUCCESS)
-      status = kf_fail(KF_ERROR_DEVICE_FAILURE, "cuFuncSetAttribute(%s, %d bytes of shared memory) failed: %s", name,
-                       KF_SM90_SHARED_BYTES, kf_cuda_error_text(result));
+      status = kf_fail(KF_ERROR_DEVICE_FAILURE, "cuFuncSetAttribute(%s, %u bytes of shared memory) failed: %s", name,
+                       shared_bytes, kf_cuda_error_text(result));
   }
   if (status == KF_OK) {
     /* Programmatic dependent launch: the grid can be placed on SMs the previous kernel has left while
        that kernel finishes (the kernel waits for it before any memory access); KF_SM90_PDL=0 turns it off. */
     const char *pdl = getenv("KF_SM90_PDL");
     if (pdl != NULL && strcmp(pdl, "0") == 0)
-      status = kf_cuda_launch(ctx, function, name, grid, KF_SM90_THREADS, 1, KF_SM90_SHARED_BYTES, &params);
+      status = kf_cuda_launch(ctx, function, name, grid, KF_SM90_THREADS, 1, shared_bytes, &params);
     else
-      status = kf_cuda_launch_dependent(ctx, function, name, grid, KF_SM90_THREADS, KF_SM90_SHARED_BYTES, &params);
+      status = kf_cuda_launch_dependent(ctx, function, name, grid, KF_SM90_THREADS, shared_bytes, &params);
   }
   kf_cuda_leave(ctx);
   return status;

@@ -75,6 +75,10 @@ static const gemm_structure gemm_structures[] = {
     {5, 1000, 2056, G_ALIGNED | G_TRANS_B | G_BIAS},
     {12, 300, 3000, G_ALIGNED | G_TRANS_B | G_SWIGLU | G_BIAS | G_BATCH_AB},
     {1, 64, 8192, G_ALIGNED | G_TRANS_B | G_RESIDUAL_IS_C},
+    /* the Hopper narrow geometry: one 64-row A box a tile (the second consumer idle), SwiGLU with bias,
+       K shared among CTAs; and M = 192, whose second row tile has one consumer with rows */
+    {40, 1024, 1536, G_ALIGNED | G_TRANS_B | G_SWIGLU | G_BIAS},
+    {192, 512, 2048, G_ALIGNED | G_TRANS_B | G_BETA},
 };
 #define GEMM_STRUCTURE_COUNT (sizeof gemm_structures / sizeof gemm_structures[0])
 

@@ -28,17 +28,25 @@ typedef struct kf_tensor_map {
 #define KF_SM90_STAGES 4
 #define KF_SM90_THREADS 384
 #define KF_SM90_CLUSTER_M 2 /* CTAs of a cluster: row blocks 2i, 2i + 1 of one column block (B multicast) */
+/* The narrow geometry (small M, few tiles): 128 x 128 tiles, no clusters, more stages in flight. Each
+ * consumer warpgroup runs m64n128 (64 accumulators a thread). */
+#define KF_SM90_NARROW_TILE_N 128
+#define KF_SM90_NARROW_STAGES 6
 /* C staging of the TMA-store epilogue: per consumer warp two buffers of one C box each (16 rows x 128
  * bytes: 64 16-bit or 32 f32 columns), so one box is written while the previous one is stored. */
 #define KF_SM90_C_BOX_ROWS 16
 #define KF_SM90_C_BOX_BYTES (KF_SM90_C_BOX_ROWS * 128)
 #define KF_SM90_C_BUFFERS 2
-/* Stream-K: a contributing CTA leaves its 128 x 256 f32 accumulators in the workspace, one slot a CTA,
- * stored thread by thread in 16-byte pieces (each consumer thread reads back what it wrote). */
-#define KF_SM90_PARTIAL_SLOT_BYTES (KF_SM90_TILE_M * KF_SM90_TILE_N * 4)
-#define KF_SM90_SHARED_BYTES                                                                      \
-  (KF_SM90_STAGES * (KF_SM90_TILE_M + KF_SM90_TILE_N) * KF_SM90_K_BLOCK_BYTES +                   \
-   (KF_SM90_TILE_M / KF_SM90_C_BOX_ROWS) * KF_SM90_C_BUFFERS * KF_SM90_C_BOX_BYTES + 2 * KF_SM90_STAGES * 8 + 1024)
+/* Stream-K: a contributing CTA leaves its 128 x 256 (narrow: 128 x 128) f32 accumulators in the
+ * workspace, one slot a CTA, stored thread by thread in 16-byte pieces (each consumer thread reads back
+ * what it wrote). */
+#define KF_SM90_PARTIAL_SLOT_BYTES_OF(tile_n) (KF_SM90_TILE_M * (tile_n) * 4)
+#define KF_SM90_PARTIAL_SLOT_BYTES KF_SM90_PARTIAL_SLOT_BYTES_OF(KF_SM90_TILE_N)
+#define KF_SM90_SHARED_BYTES_OF(tile_n, stages)                                                  \
+  ((stages) * (KF_SM90_TILE_M + (tile_n)) * KF_SM90_K_BLOCK_BYTES +                               \
+   (KF_SM90_TILE_M / KF_SM90_C_BOX_ROWS) * KF_SM90_C_BUFFERS * KF_SM90_C_BOX_BYTES + 2 * (stages) * 8 + 1024)
+#define KF_SM90_SHARED_BYTES KF_SM90_SHARED_BYTES_OF(KF_SM90_TILE_N, KF_SM90_STAGES)
+#define KF_SM90_NARROW_SHARED_BYTES KF_SM90_SHARED_BYTES_OF(KF_SM90_NARROW_TILE_N, KF_SM90_NARROW_STAGES)
 
 /* flags */
 #define KF_SM90_SWIGLU 1u        /* b = gate half, b_up = up half: C = silu(gate) * up, 128 columns a tile */

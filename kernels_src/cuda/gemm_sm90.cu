@@ -1,6 +1,8 @@
 /* gemm_sm90.cu — the Hopper GEMM of the CUDA backend: C = epilogue(alpha op(A) op(B)) with TMA loads,
  * wgmma tensor-core products and warp specialization (sm_90a only).
  *
+ * Two geometries (struct geometry below): the wide one described here, and a narrow one (128 x 128
+ * tiles, m64n128, no cluster, 6 stages, A in 64-row boxes) for calls whose wide tiles leave SMs idle.
  * One persistent CTA per SM walks output tiles of TILE_M x TILE_N accumulators in a grouped order,
  * in clusters of CLUSTER_M CTAs that take row blocks 2i and 2i + 1 of the same column block: both
  * need the same B tile, and each CTA loads one half of it and multicasts it into both CTAs' shared
@@ -50,7 +52,8 @@
  * (accumulator groups i and i + 16) and the pairing needs no exchange.
  *
  * Entry points (extern "C", struct kf_gemm_sm90_params by value as a __grid_constant__):
- *   kf_gemm_sm90_<bf16|f16|e4m3>_<k|m>_<k|n>: the operand type, then A K- or M-major, B K- or N-major
+ *   kf_gemm_sm90_<bf16|f16|e4m3>_<k|m>_<k|n>[_narrow]: the operand type, then A K- or M-major, B K- or
+ *   N-major, then the geometry
  *   (FP8 wgmma reads K-major operands only: e4m3 exists as _k_k alone).
  * Only the sm_90a image holds the kernels' code; the sm_80 and PTX images of this fatbin (every module
  * is built for sm_80, sm_90a and compute_80, and loaded on every context) compile each entry point to
@@ -60,27 +63,39 @@
 #include "kernels_src/common/kf_gemm_sm90_params.h"
 
 #define TILE_M KF_SM90_TILE_M          /* two consumer warpgroups x 64 rows (wgmma's M) */
-#define TILE_N KF_SM90_TILE_N          /* wgmma's widest N: the most reuse of each A fragment; 128 f32 a thread */
 #define K_BLOCK_BYTES KF_SM90_K_BLOCK_BYTES   /* one 128-byte swizzle row: 64 16-bit or 128 FP8 elements of K a stage */
 #define MN_BOX KF_SM90_MN_BOX           /* MN-major boxes: 64 16-bit elements = one 128-byte swizzle row */
-#define STAGES KF_SM90_STAGES            /* 4 x 48 KiB of the 227 KiB (32 KiB more stage C): loads three K blocks
-                                           ahead of the MMAs */
 #define C_BOX_ROWS KF_SM90_C_BOX_ROWS    /* one consumer warp's rows */
 #define C_BOX_BYTES KF_SM90_C_BOX_BYTES  /* 16 rows x one 128-byte swizzle row */
 #define C_BUFFERS KF_SM90_C_BUFFERS      /* a box is written while the TMA still reads the previous one */
 #define A_STAGE_BYTES (TILE_M * K_BLOCK_BYTES)
-#define B_STAGE_BYTES (TILE_N * K_BLOCK_BYTES)
-#define B_HALF_BYTES (B_STAGE_BYTES / 2)
 #define MN_BOX_BYTES (MN_BOX * 64 * 2) /* 64 x 64 16-bit elements */
 #define SWIZZLE_ATOM_BYTES 1024        /* 8 rows of 128 bytes */
 #define GROUP_M 16          /* tiles walk 16 row blocks down before moving right: 132 concurrent tiles
                                cover ~16 x 8 blocks, the smallest A + B footprint for 128 x 256 tiles */
-#define CLUSTER_M KF_SM90_CLUSTER_M     /* CTAs a cluster, along M; 1 turns the multicast off */
 #define THREADS KF_SM90_THREADS         /* producer warpgroup + 2 consumer warpgroups */
 #define PRODUCER_REGS 40    /* setmaxnreg: 128 x 40 + 256 x 232 = 64512 of the 65536 registers */
 #define CONSUMER_REGS 232
 
 enum operand_type { IN_BF16, IN_F16, IN_E4M3 };
+
+/* The two tile geometries (the host picks one a call, cuda_gemm_sm90.c says how):
+ *  - wide: 128 x 256 tiles (wgmma's widest N, the most reuse of each A fragment; 128 f32 a thread),
+ *    clusters of 2 sharing B, 4 stages of 48 KiB (of the 227 KiB; 32 KiB more stage C): loads three K
+ *    blocks ahead of the MMAs. For the large shapes.
+ *  - narrow: 128 x 128 tiles (m64n128, 64 f32 a thread), no cluster, 6 stages of 32 KiB. Twice the
+ *    tiles of the wide geometry, for shapes whose wide tiles leave SMs idle (small M: batched decode,
+ *    short prefill), and more bytes in flight for the memory-bound ones. */
+template <int NARROW>
+struct geometry {
+  static constexpr int tile_n = NARROW ? KF_SM90_NARROW_TILE_N : KF_SM90_TILE_N;
+  static constexpr int cluster = NARROW ? 1 : KF_SM90_CLUSTER_M; /* CTAs a cluster, along M */
+  static constexpr int stages = NARROW ? KF_SM90_NARROW_STAGES : KF_SM90_STAGES;
+  static constexpr int acc = tile_n / 2; /* f32 accumulators a consumer thread (64 rows x tile_n) */
+  static constexpr uint32_t b_stage_bytes = tile_n * K_BLOCK_BYTES;
+  static constexpr uint32_t b_half_bytes = b_stage_bytes / 2;
+  static constexpr uint32_t partial_slot_bytes = KF_SM90_PARTIAL_SLOT_BYTES_OF(tile_n);
+};
 
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
 
@@ -240,17 +255,19 @@ __device__ __forceinline__ uint64_t matrix_descriptor(uint32_t address, uint32_t
          1ull << 62;
 }
 
-#define ACC_REGS \
+#define ACC_REGS_LO \
   "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, " \
   "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, " \
   "%32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, " \
-  "%48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63, " \
+  "%48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63"
+#define ACC_REGS \
+  ACC_REGS_LO ", " \
   "%64, %65, %66, %67, %68, %69, %70, %71, %72, %73, %74, %75, %76, %77, %78, %79, " \
   "%80, %81, %82, %83, %84, %85, %86, %87, %88, %89, %90, %91, %92, %93, %94, %95, " \
   "%96, %97, %98, %99, %100, %101, %102, %103, %104, %105, %106, %107, %108, %109, %110, %111, " \
   "%112, %113, %114, %115, %116, %117, %118, %119, %120, %121, %122, %123, %124, %125, %126, %127"
 
-#define ACC_OPERANDS(d) \
+#define ACC_OPERANDS_LO(d) \
   "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), \
   "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), \
   "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), \
@@ -258,7 +275,9 @@ __device__ __forceinline__ uint64_t matrix_descriptor(uint32_t address, uint32_t
   "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]), \
   "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]), \
   "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]), \
-  "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63]), \
+  "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63])
+#define ACC_OPERANDS(d) \
+  ACC_OPERANDS_LO(d), \
   "+f"(d[64]), "+f"(d[65]), "+f"(d[66]), "+f"(d[67]), "+f"(d[68]), "+f"(d[69]), "+f"(d[70]), "+f"(d[71]), \
   "+f"(d[72]), "+f"(d[73]), "+f"(d[74]), "+f"(d[75]), "+f"(d[76]), "+f"(d[77]), "+f"(d[78]), "+f"(d[79]), \
   "+f"(d[80]), "+f"(d[81]), "+f"(d[82]), "+f"(d[83]), "+f"(d[84]), "+f"(d[85]), "+f"(d[86]), "+f"(d[87]), \
@@ -292,32 +311,55 @@ __device__ __forceinline__ void wgmma_step(float (&d)[128], uint64_t desc_a, uin
                  : "l"(desc_a), "l"(desc_b), "r"(accumulate));
 }
 
+/* The same with m64n128 (the narrow geometry): 64 accumulators a thread. */
+template <int IN, int TRANS_A, int TRANS_B>
+__device__ __forceinline__ void wgmma_step(float (&d)[64], uint64_t desc_a, uint64_t desc_b, int accumulate) {
+  if (IN == IN_BF16)
+    asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %66, 0;\n"
+                 "wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 {" ACC_REGS_LO "}, %64, %65, p, 1, 1, "
+                 "%67, %68;\n}\n"
+                 : ACC_OPERANDS_LO(d)
+                 : "l"(desc_a), "l"(desc_b), "r"(accumulate), "n"(TRANS_A), "n"(TRANS_B));
+  else if (IN == IN_F16)
+    asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %66, 0;\n"
+                 "wgmma.mma_async.sync.aligned.m64n128k16.f32.f16.f16 {" ACC_REGS_LO "}, %64, %65, p, 1, 1, "
+                 "%67, %68;\n}\n"
+                 : ACC_OPERANDS_LO(d)
+                 : "l"(desc_a), "l"(desc_b), "r"(accumulate), "n"(TRANS_A), "n"(TRANS_B));
+  else
+    asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %66, 0;\n"
+                 "wgmma.mma_async.sync.aligned.m64n128k32.f32.e4m3.e4m3 {" ACC_REGS_LO "}, %64, %65, p, 1, 1;\n}\n"
+                 : ACC_OPERANDS_LO(d)
+                 : "l"(desc_a), "l"(desc_b), "r"(accumulate));
+}
+
 __device__ __forceinline__ void wgmma_fence() { asm volatile("wgmma.fence.sync.aligned;" ::: "memory"); }
 __device__ __forceinline__ void wgmma_commit() { asm volatile("wgmma.commit_group.sync.aligned;" ::: "memory"); }
-template <int PENDING>
-__device__ __forceinline__ void wgmma_wait(float (&d)[128]) {
+template <int PENDING, int ACC>
+__device__ __forceinline__ void wgmma_wait(float (&d)[ACC]) {
   asm volatile("wgmma.wait_group.sync.aligned %0;" ::"n"(PENDING) : "memory");
   /* the accumulators are final only after the wait: keep their reads below it */
 #pragma unroll
-  for (int i = 0; i < 128; ++i) asm volatile("" : "+f"(d[i])::"memory");
+  for (int i = 0; i < ACC; ++i) asm volatile("" : "+f"(d[i])::"memory");
 }
 
-/* Batch entry and tile row / column of this CTA in persistent work item `unit` of its cluster (CLUSTER_M
+/* Batch entry and tile row / column of this CTA in persistent work item `unit` of its cluster (CL
  * row blocks of one column block): GROUP_M row blocks at a time, column by column inside the group, so
  * the CTAs running together share A rows and B columns in L2. With an odd number of row blocks the
  * last unit's second CTA gets the row block past the end: its loads read zeros, its stores are clipped. */
+template <int CL>
 __device__ __forceinline__ void tile_position(const kf_gemm_sm90_params &p, int unit, int rank, int &batch,
                                               int &tile_m, int &tile_n) {
-  const int units_m = (p.tiles_m + CLUSTER_M - 1) / CLUSTER_M;
+  const int units_m = (p.tiles_m + CL - 1) / CL;
   const int per_batch = units_m * p.tiles_n;
   batch = unit / per_batch;
   const int t = unit - batch * per_batch;
-  const int group_units = GROUP_M / CLUSTER_M * p.tiles_n;
+  const int group_units = GROUP_M / CL * p.tiles_n;
   const int group = t / group_units;
-  const int first_m = group * (GROUP_M / CLUSTER_M);
-  const int group_rows = min(units_m - first_m, GROUP_M / CLUSTER_M);
+  const int first_m = group * (GROUP_M / CL);
+  const int group_rows = min(units_m - first_m, GROUP_M / CL);
   const int r = t - group * group_units;
-  tile_m = (first_m + r % group_rows) * CLUSTER_M + rank;
+  tile_m = (first_m + r % group_rows) * CL + rank;
   tile_n = r / group_rows;
 }
 
@@ -370,62 +412,77 @@ __device__ __forceinline__ bool work_list_next(const kf_gemm_sm90_params &p, int
   return true;
 }
 
-/* The flag of one consumer warpgroup of CTA `rank` of stream-K cluster `cluster`. */
+/* The flag of one consumer warpgroup of CTA `rank` of stream-K cluster `cluster` (of CL CTAs). */
+template <int CL>
 __device__ __forceinline__ uint32_t *stream_k_flag(const kf_gemm_sm90_params &p, int cluster, int rank,
                                                    int consumer) {
-  return reinterpret_cast<uint32_t *>(p.sk_flags) + (cluster * CLUSTER_M + rank) * 2 + consumer;
+  return reinterpret_cast<uint32_t *>(p.sk_flags) + (cluster * CL + rank) * 2 + consumer;
 }
 
-/* That warpgroup's 64 x 256 partial sums: 32 pieces of 16 bytes a thread, piece i of all 128
+/* That warpgroup's 64 x tile_n partial sums: ACC / 4 pieces of 16 bytes a thread, piece i of all 128
  * threads side by side (each warp store covers 512 contiguous bytes). */
+template <int NARROW>
 __device__ __forceinline__ float4 *stream_k_partials(const kf_gemm_sm90_params &p, int cluster, int rank,
                                                      int consumer) {
-  return reinterpret_cast<float4 *>(p.partials + (uint64_t)(cluster * CLUSTER_M + rank) * KF_SM90_PARTIAL_SLOT_BYTES +
-                                    (uint64_t)consumer * (KF_SM90_PARTIAL_SLOT_BYTES / 2)) +
+  typedef geometry<NARROW> g;
+  return reinterpret_cast<float4 *>(p.partials + (uint64_t)(cluster * g::cluster + rank) * g::partial_slot_bytes +
+                                    (uint64_t)consumer * (g::partial_slot_bytes / 2)) +
          threadIdx.x % 128;
 }
 
 /* A contributor warpgroup: its accumulators into its slot, then its flag set to this launch's epoch.
  * Every thread's stores reach the GPU scope before the barrier (fence), and the leader's release
- * store orders the flag after them. */
-__device__ __forceinline__ void stream_k_contribute(const kf_gemm_sm90_params &p, const float (&acc)[128],
-                                                    int cluster, int rank, int consumer) {
-  float4 *slot = stream_k_partials(p, cluster, rank, consumer);
+ * store orders the flag after them. A warpgroup without products (`data` false: rows past the end of
+ * A, narrow geometry) sets its flag only. */
+template <int NARROW>
+__device__ __forceinline__ void stream_k_contribute(const kf_gemm_sm90_params &p,
+                                                    const float (&acc)[geometry<NARROW>::acc], int cluster, int rank,
+                                                    int consumer, bool data) {
+  float4 *slot = stream_k_partials<NARROW>(p, cluster, rank, consumer);
+  if (data) {
 #pragma unroll
-  for (int i = 0; i < 32; ++i)
-    __stcg(slot + 128 * i, make_float4(acc[4 * i], acc[4 * i + 1], acc[4 * i + 2], acc[4 * i + 3]));
+    for (int i = 0; i < geometry<NARROW>::acc / 4; ++i)
+      __stcg(slot + 128 * i, make_float4(acc[4 * i], acc[4 * i + 1], acc[4 * i + 2], acc[4 * i + 3]));
+  }
   __threadfence();
   named_barrier(1 + consumer, 128);
   if (threadIdx.x % 128 == 0)
-    asm volatile("st.release.gpu.global.u32 [%0], %1;" ::"l"(stream_k_flag(p, cluster, rank, consumer)),
+    asm volatile("st.release.gpu.global.u32 [%0], %1;" ::"l"(
+                     stream_k_flag<geometry<NARROW>::cluster>(p, cluster, rank, consumer)),
                  "r"(p.sk_epoch)
                  : "memory");
 }
 
 /* A finisher warpgroup: the leader waits (acquire) for the flags of contributor clusters
  * [first, last], the barrier passes that on to the warpgroup, and every thread adds the partial
- * sums it finds at its own positions of their slots. Eight pieces (32 registers) in flight at a time. */
-__device__ __forceinline__ void stream_k_collect(const kf_gemm_sm90_params &p, float (&acc)[128], int first,
-                                                 int last, int rank, int consumer) {
+ * sums it finds at its own positions of their slots. Eight pieces (32 registers) in flight at a time in
+ * the wide geometry (its 128 accumulators leave no room for more), all 16 in the narrow one: the
+ * collect waits on the L2 once a contributor, not twice. Without `data` (no products) it waits for the
+ * flags only. */
+template <int NARROW>
+__device__ __forceinline__ void stream_k_collect(const kf_gemm_sm90_params &p, float (&acc)[geometry<NARROW>::acc],
+                                                 int first, int last, int rank, int consumer, bool data) {
+  constexpr int PIECES = NARROW ? 16 : 8;
   if (threadIdx.x % 128 == 0)
     for (int cluster = first; cluster <= last; ++cluster) {
-      const uint32_t *flag = stream_k_flag(p, cluster, rank, consumer);
+      const uint32_t *flag = stream_k_flag<geometry<NARROW>::cluster>(p, cluster, rank, consumer);
       uint32_t seen;
       do {
         asm volatile("ld.acquire.gpu.global.u32 %0, [%1];" : "=r"(seen) : "l"(flag) : "memory");
       } while (seen != p.sk_epoch);
     }
   named_barrier(1 + consumer, 128);
+  if (!data) return;
   for (int cluster = first; cluster <= last; ++cluster) {
-    const float4 *slot = stream_k_partials(p, cluster, rank, consumer);
+    const float4 *slot = stream_k_partials<NARROW>(p, cluster, rank, consumer);
 #pragma unroll
-    for (int group = 0; group < 4; ++group) {
-      float4 piece[8];
+    for (int group = 0; group < geometry<NARROW>::acc / 4 / PIECES; ++group) {
+      float4 piece[PIECES];
 #pragma unroll
-      for (int i = 0; i < 8; ++i) piece[i] = __ldcg(slot + 128 * (8 * group + i));
+      for (int i = 0; i < PIECES; ++i) piece[i] = __ldcg(slot + 128 * (PIECES * group + i));
 #pragma unroll
-      for (int i = 0; i < 8; ++i) {
-        const int r = 4 * (8 * group + i);
+      for (int i = 0; i < PIECES; ++i) {
+        const int r = 4 * (PIECES * group + i);
         acc[r] += piece[i].x;
         acc[r + 1] += piece[i].y;
         acc[r + 2] += piece[i].z;
@@ -510,18 +567,18 @@ __device__ __forceinline__ void finish_pair(const kf_gemm_sm90_params &p, int ba
   if (second) store_float(dt_c, p.c, c_index + 1, t1);
 }
 
-/* The common case, a whole 64 x 256 block of C written with no read and no bias: the dtype fixed at
+/* The common case, a whole 64 x TN block of C written with no read and no bias: the dtype fixed at
  * compile time and every address an immediate offset from one base, so the stores issue back to back.
  * (The general path below costs ~85 us a tile in flag tests, dtype branches and bounds checks: more
  * than the 4096-deep main loop itself.) */
-template <int DT_C>
-__device__ __forceinline__ void store_block(const float (&acc)[128], uint64_t c, int64_t ldc, int64_t first) {
+template <int DT_C, int TN>
+__device__ __forceinline__ void store_block(const float (&acc)[TN / 2], uint64_t c, int64_t ldc, int64_t first) {
   const int lane = threadIdx.x % 32, warp = (threadIdx.x % 128) / 32;
   const int64_t size = DT_C == KF_DT_F32 ? 4 : 2;
   char *row_lo = reinterpret_cast<char *>(c) + (first + (int64_t)(warp * 16 + lane / 4) * ldc + 2 * (lane % 4)) * size;
   char *row_hi = row_lo + 8 * ldc * size;
 #pragma unroll
-  for (int i = 0; i < 32; ++i) {
+  for (int i = 0; i < TN / 8; ++i) {
     if (DT_C == KF_DT_F32) {
       *reinterpret_cast<float2 *>(row_lo + 8 * i * size) = make_float2(acc[4 * i], acc[4 * i + 1]);
       *reinterpret_cast<float2 *>(row_hi + 8 * i * size) = make_float2(acc[4 * i + 2], acc[4 * i + 3]);
@@ -534,7 +591,7 @@ __device__ __forceinline__ void store_block(const float (&acc)[128], uint64_t c,
 
 __device__ __forceinline__ float silu(float x) { return x / (1.0f + __expf(-x)); }
 
-/* The epilogue of one consumer warp's 16 x 256 accumulators (16 x 128 outputs with SwiGLU) through
+/* The epilogue of one consumer warp's 16 x TN accumulators (16 x TN / 2 outputs with SwiGLU) through
  * shared memory and TMA stores: C without a read of C or a residual, described by c_map. alpha is
  * already applied. Each warp works alone, on its own rows and buffers, so no barrier wider than the
  * warp is needed. Box by box (16 rows x 128 bytes): lane 0 waits until the buffer's previous store
@@ -543,13 +600,14 @@ __device__ __forceinline__ float silu(float x) { return x / (1.0f + __expf(-x));
  * goes in with stmatrix (two column groups of both row halves a store: 16 stores a thread a tile
  * instead of 64), f32 C with 8-byte stores. The bias loads are the only loads; their column test is
  * the only bounds test (the TMA clips C). */
-template <int DT_C, int SWIGLU, int HAS_BIAS>
-__device__ __forceinline__ void epilogue_tma(const kf_gemm_sm90_params &p, const float (&acc)[128], int batch,
+template <int DT_C, int SWIGLU, int HAS_BIAS, int TN>
+__device__ __forceinline__ void epilogue_tma(const kf_gemm_sm90_params &p, const float (&acc)[TN / 2], int batch,
                                              int row0, int col0, uint32_t buffers) {
   constexpr int size = DT_C == KF_DT_F32 ? 4 : 2;
   constexpr int box_cols = 128 / size;
   constexpr int box_groups = box_cols / 8; /* accumulator column groups (8 columns) in a box */
-  constexpr int boxes = (SWIGLU ? TILE_N / 2 : TILE_N) / box_cols;
+  constexpr int boxes = (SWIGLU ? TN / 2 : TN) / box_cols;
+  constexpr int up = TN / 16; /* SwiGLU: the up column of gate group i is in group i + up */
   const int lane = threadIdx.x % 32;
   const bool leader = lane == 0;
   const uint32_t row_lo = (lane / 4) * 128, row_hi = row_lo + 8 * 128;
@@ -585,8 +643,8 @@ __device__ __forceinline__ void epilogue_tma(const kf_gemm_sm90_params &p, const
 #pragma unroll
         for (int j = 0; j < 2; ++j) {
           const float t = HAS_BIAS ? acc[4 * i + 2 * h + j] + bias[j] : acc[4 * i + 2 * h + j];
-          const float up = HAS_BIAS ? acc[4 * (i + 16) + 2 * h + j] + bias_up[j] : acc[4 * (i + 16) + 2 * h + j];
-          v[2 * h + j] = SWIGLU ? silu(t) * up : t;
+          const float u = HAS_BIAS ? acc[4 * (i + up) + 2 * h + j] + bias_up[j] : acc[4 * (i + up) + 2 * h + j];
+          v[2 * h + j] = SWIGLU ? silu(t) * u : t;
         }
       if (size == 2) {
         words[g % 2][0] = pack_word(DT_C, v[0], v[1]);
@@ -609,22 +667,23 @@ __device__ __forceinline__ void epilogue_tma(const kf_gemm_sm90_params &p, const
   }
 }
 
-/* The epilogue of one consumer warpgroup's 64 x 256 accumulators (alpha already applied), stored
+/* The epilogue of one consumer warpgroup's 64 x TN accumulators (alpha already applied), stored
  * from registers. Accumulator layout of wgmma
  * m64nN (f32): thread lane of warp w holds rows w * 16 + lane / 4 (+ 8 for the second pair) and
  * columns 8 i + 2 (lane % 4) (+ 1), register 4 i + 2 h + j for column group i, row half h, column j. */
-__device__ __forceinline__ void epilogue(const kf_gemm_sm90_params &p, const float (&acc)[128], int batch, int row0,
+template <int TN>
+__device__ __forceinline__ void epilogue(const kf_gemm_sm90_params &p, const float (&acc)[TN / 2], int batch, int row0,
                                          int col0) {
   const uint32_t plain = KF_SM90_SWIGLU | KF_SM90_HAS_BIAS | KF_SM90_HAS_RESIDUAL | KF_SM90_READ_C;
-  if (!(p.flags & plain) && (p.flags & KF_SM90_C_PAIRS) && row0 + 64 <= p.m && col0 + TILE_N <= p.n) {
+  if (!(p.flags & plain) && (p.flags & KF_SM90_C_PAIRS) && row0 + 64 <= p.m && col0 + TN <= p.n) {
     const int dt_c = (p.dtypes >> KF_SM90_DT_SHIFT_C) & 15;
     const int64_t first = (int64_t)batch * p.c_batch_stride + (int64_t)row0 * p.ldc + col0;
     if (dt_c == KF_DT_BF16)
-      store_block<KF_DT_BF16>(acc, p.c, p.ldc, first);
+      store_block<KF_DT_BF16, TN>(acc, p.c, p.ldc, first);
     else if (dt_c == KF_DT_F16)
-      store_block<KF_DT_F16>(acc, p.c, p.ldc, first);
+      store_block<KF_DT_F16, TN>(acc, p.c, p.ldc, first);
     else
-      store_block<KF_DT_F32>(acc, p.c, p.ldc, first);
+      store_block<KF_DT_F32, TN>(acc, p.c, p.ldc, first);
     return;
   }
   const int lane = threadIdx.x % 32, warp = (threadIdx.x % 128) / 32;
@@ -634,7 +693,7 @@ __device__ __forceinline__ void epilogue(const kf_gemm_sm90_params &p, const flo
   const int dt_bias = (p.dtypes >> KF_SM90_DT_SHIFT_BIAS) & 15;
   if (p.flags & KF_SM90_SWIGLU) {
 #pragma unroll
-    for (int i = 0; i < 16; ++i) {
+    for (int i = 0; i < TN / 16; ++i) {
       const int c = col + 8 * i;
       float bias_gate[2] = {0.0f, 0.0f}, bias_up[2] = {0.0f, 0.0f};
       if (has_bias) {
@@ -651,7 +710,7 @@ __device__ __forceinline__ void epilogue(const kf_gemm_sm90_params &p, const flo
 #pragma unroll
         for (int j = 0; j < 2; ++j) {
           const float gate = acc[4 * i + 2 * h + j] + bias_gate[j];
-          const float up = acc[4 * (i + 16) + 2 * h + j] + bias_up[j];
+          const float up = acc[4 * (i + TN / 16) + 2 * h + j] + bias_up[j];
           t[j] = silu(gate) * up;
         }
         finish_pair(p, batch, row + 8 * h, c, t[0], t[1]);
@@ -660,7 +719,7 @@ __device__ __forceinline__ void epilogue(const kf_gemm_sm90_params &p, const flo
     return;
   }
 #pragma unroll
-  for (int i = 0; i < 32; ++i) {
+  for (int i = 0; i < TN / 8; ++i) {
     const int c = col + 8 * i;
     float bias[2] = {0.0f, 0.0f};
     if (has_bias) {
@@ -676,17 +735,22 @@ __device__ __forceinline__ void epilogue(const kf_gemm_sm90_params &p, const flo
 
 /* A consumer warpgroup is done with the stage whose empty mbarrier is at offset bar: tell the producer
  * of every CTA of the cluster (each multicasts into this CTA's copy of the stage). */
+template <int CL>
 __device__ __forceinline__ void release_stage(uint32_t bar) {
-  if (CLUSTER_M == 1) {
+  if (CL == 1) {
     barrier_arrive(bar);
     return;
   }
 #pragma unroll
-  for (int cta = 0; cta < CLUSTER_M; ++cta) barrier_arrive_cluster(bar, cta);
+  for (int cta = 0; cta < CL; ++cta) barrier_arrive_cluster(bar, cta);
 }
 
-template <int IN, int A_MN, int B_MN>
+template <int IN, int A_MN, int B_MN, int NARROW>
 __device__ __forceinline__ void gemm_sm90(const kf_gemm_sm90_params &p) {
+  typedef geometry<NARROW> g;
+  constexpr int TILE_N = g::tile_n, CLUSTER_M = g::cluster, STAGES = g::stages;
+  constexpr uint32_t B_STAGE_BYTES = g::b_stage_bytes, B_HALF_BYTES = g::b_half_bytes;
+  constexpr int B_HALF_BOXES = TILE_N / 2 / MN_BOX; /* MN-major boxes a B half */
   extern __shared__ unsigned char shared_raw[];
   /* 128B-swizzled TMA boxes and wgmma atoms need 1024-byte aligned stages */
   const uint32_t base = (shared_address(shared_raw) + SWIZZLE_ATOM_BYTES - 1) & ~(uint32_t)(SWIZZLE_ATOM_BYTES - 1);
@@ -719,7 +783,7 @@ __device__ __forceinline__ void gemm_sm90(const kf_gemm_sm90_params &p) {
   work_item item = {0, 0, 0};
   bool have = work_list_next(p, k_blocks, clusters, list, item);
   int batch = 0, tile_m = 0, tile_n = 0;
-  if (have) tile_position(p, item.unit, rank, batch, tile_m, tile_n);
+  if (have) tile_position<CLUSTER_M>(p, item.unit, rank, batch, tile_m, tile_n);
   /* the peer's multicasts and arrivals must find initialized barriers: fence.mbarrier_init above
      releases the inits to the cluster, this barrier makes the peer wait for them */
   cluster_arrive_relaxed();
@@ -741,17 +805,17 @@ __device__ __forceinline__ void gemm_sm90(const kf_gemm_sm90_params &p) {
       const int k0 = kb * k_block;
       if (A_MN) {
         tma_prefetch_l2(&p.a, m0, k0, a_batch);
-        tma_prefetch_l2(&p.a, m0 + MN_BOX, k0, a_batch);
+        if (!NARROW || m0 + MN_BOX < p.m) tma_prefetch_l2(&p.a, m0 + MN_BOX, k0, a_batch);
       } else {
         tma_prefetch_l2(&p.a, k0, m0, a_batch);
+        if (NARROW && m0 + 64 < p.m) tma_prefetch_l2(&p.a, k0, m0 + 64, a_batch);
       }
       for (int half = 0; half < 2; ++half) { /* with a peer, only this CTA's half */
         if (CLUSTER_M > 1 && half != rank) continue;
         const kf_tensor_map *map = half ? &p.b_up : &p.b;
         const int n = half ? n0 + p.b_up_column : n0;
         if (B_MN) {
-          tma_prefetch_l2(map, n, k0, b_batch);
-          tma_prefetch_l2(map, n + MN_BOX, k0, b_batch);
+          for (int box = 0; box < B_HALF_BOXES; ++box) tma_prefetch_l2(map, n + box * MN_BOX, k0, b_batch);
         } else {
           tma_prefetch_l2(map, k0, n, b_batch);
         }
@@ -775,25 +839,34 @@ __device__ __forceinline__ void gemm_sm90(const kf_gemm_sm90_params &p) {
       const int n0 = tile_n * out_cols, n1 = n0 + p.b_up_column;
       const int a_batch = (p.flags & KF_SM90_A_BATCHED) ? batch : 0;
       const int b_batch = (p.flags & KF_SM90_B_BATCHED) ? batch : 0;
+      /* narrow: A in boxes of 64 rows (one a consumer), and none for a consumer whose rows are all past
+         the last row of A (that consumer issues no products: see below). Boxes wholly out of bounds
+         cost as much as loads: at M = 192 they made a call ~25% slower than at M = 256. */
+      const bool a_second = !NARROW || m0 + 64 < p.m;
+      const uint32_t stage_bytes = (a_second ? A_STAGE_BYTES : A_STAGE_BYTES / 2) + B_STAGE_BYTES;
       for (int kb = item.kb_begin; kb < item.kb_end; ++kb, ++it) {
         const uint32_t s = it % STAGES, phase = (it / STAGES) & 1;
         const uint32_t full = full_bars + 8 * s;
         barrier_wait(empty_bars + 8 * s, phase ^ 1); /* a fresh barrier counts as a completed odd phase */
-        barrier_expect_bytes(full, A_STAGE_BYTES + B_STAGE_BYTES); /* zero-filled boxes count in full */
+        barrier_expect_bytes(full, stage_bytes); /* partly out-of-bounds boxes count in full */
         const int k0 = kb * k_block;
         const uint32_t a = a_stages + s * A_STAGE_BYTES, b = b_stages + s * B_STAGE_BYTES;
         if (A_MN) {
           tma_load(a, &p.a, m0, k0, a_batch, full);
-          tma_load(a + MN_BOX_BYTES, &p.a, m0 + MN_BOX, k0, a_batch, full);
+          if (a_second) tma_load(a + MN_BOX_BYTES, &p.a, m0 + MN_BOX, k0, a_batch, full);
+        } else if (NARROW) {
+          tma_load(a, &p.a, k0, m0, a_batch, full);
+          if (a_second) tma_load(a + A_STAGE_BYTES / 2, &p.a, k0, m0 + 64, a_batch, full);
         } else {
           tma_load(a, &p.a, k0, m0, a_batch, full);
         }
         if (CLUSTER_M == 1) {
           if (B_MN) {
-            tma_load(b, &p.b, n0, k0, b_batch, full);
-            tma_load(b + MN_BOX_BYTES, &p.b, n0 + MN_BOX, k0, b_batch, full);
-            tma_load(b + B_HALF_BYTES, &p.b_up, n1, k0, b_batch, full);
-            tma_load(b + B_HALF_BYTES + MN_BOX_BYTES, &p.b_up, n1 + MN_BOX, k0, b_batch, full);
+#pragma unroll
+            for (int box = 0; box < B_HALF_BOXES; ++box) {
+              tma_load(b + box * MN_BOX_BYTES, &p.b, n0 + box * MN_BOX, k0, b_batch, full);
+              tma_load(b + B_HALF_BYTES + box * MN_BOX_BYTES, &p.b_up, n1 + box * MN_BOX, k0, b_batch, full);
+            }
           } else {
             tma_load(b, &p.b, k0, n0, b_batch, full);
             tma_load(b + B_HALF_BYTES, &p.b_up, k0, n1, b_batch, full);
@@ -805,15 +878,17 @@ __device__ __forceinline__ void gemm_sm90(const kf_gemm_sm90_params &p) {
           const uint32_t half = b + rank * B_HALF_BYTES;
           const uint16_t everyone = (1u << CLUSTER_M) - 1;
           if (B_MN) {
-            tma_load_multicast(half, half_map, half_n, k0, b_batch, full, everyone);
-            tma_load_multicast(half + MN_BOX_BYTES, half_map, half_n + MN_BOX, k0, b_batch, full, everyone);
+#pragma unroll
+            for (int box = 0; box < B_HALF_BOXES; ++box)
+              tma_load_multicast(half + box * MN_BOX_BYTES, half_map, half_n + box * MN_BOX, k0, b_batch, full,
+                                 everyone);
           } else {
             tma_load_multicast(half, half_map, k0, half_n, b_batch, full, everyone);
           }
         }
       }
       have = work_list_next(p, k_blocks, clusters, list, item);
-      if (have) tile_position(p, item.unit, rank, batch, tile_m, tile_n);
+      if (have) tile_position<CLUSTER_M>(p, item.unit, rank, batch, tile_m, tile_n);
     }
     launch_dependents();
     /* Producer tail: the peer's consumers arrive on this CTA's empty barriers, so the CTA must not
@@ -838,44 +913,49 @@ __device__ __forceinline__ void gemm_sm90(const kf_gemm_sm90_params &p) {
     const uint64_t desc_a0 = matrix_descriptor(a_stages + a_rows, a_leading, SWIZZLE_ATOM_BYTES);
     const uint64_t desc_b0 = matrix_descriptor(b_stages, b_leading, SWIZZLE_ATOM_BYTES);
     uint32_t it = 0;
-    float acc[128]; /* no clearing: each item's first wgmma overwrites them */
+    float acc[g::acc]; /* no clearing: each item's first wgmma overwrites them */
     work_item next = {0, 0, 0};
     while (have) {
+      /* narrow: a consumer whose 64 rows are all past the last row of A has no A rows loaded and issues
+         no products; its accumulators are never stored (the epilogue clips rows >= m) */
+      const bool products = !NARROW || tile_m * TILE_M + consumer * 64 < p.m;
       for (int kb = item.kb_begin; kb < item.kb_end; ++kb, ++it) {
         const uint32_t s = it % STAGES, phase = (it / STAGES) & 1;
         barrier_wait(full_bars + 8 * s, phase);
         const uint64_t desc_a = desc_a0 + s * (A_STAGE_BYTES >> 4), desc_b = desc_b0 + s * (B_STAGE_BYTES >> 4);
-        wgmma_fence();
+        if (products) {
+          wgmma_fence();
 #pragma unroll
-        for (int step = 0; step < 4; ++step)
-          wgmma_step<IN, A_MN, B_MN>(acc, desc_a + step * (a_step >> 4), desc_b + step * (b_step >> 4),
-                                     step > 0 || kb > item.kb_begin);
-        wgmma_commit();
+          for (int step = 0; step < 4; ++step)
+            wgmma_step<IN, A_MN, B_MN>(acc, desc_a + step * (a_step >> 4), desc_b + step * (b_step >> 4),
+                                       step > 0 || kb > item.kb_begin);
+          wgmma_commit();
+        }
         /* the previous K block's products are done: its stage can be refilled */
         wgmma_wait<1>(acc);
-        if (kb > item.kb_begin && releaser) release_stage(empty_bars + 8 * ((it - 1) % STAGES));
+        if (kb > item.kb_begin && releaser) release_stage<CLUSTER_M>(empty_bars + 8 * ((it - 1) % STAGES));
       }
       /* the next item's tile, decoded while the last products run: decoded after the epilogue (four
          dependent integer divisions), it kept ~810 clocks between an epilogue and the next tile's first
          products, ~190 this way */
       int next_batch = 0, next_m = 0, next_n = 0;
       const bool have_next = work_list_next(p, k_blocks, clusters, list, next);
-      if (have_next) tile_position(p, next.unit, rank, next_batch, next_m, next_n);
+      if (have_next) tile_position<CLUSTER_M>(p, next.unit, rank, next_batch, next_m, next_n);
       wgmma_wait<0>(acc);
       if (!have_next) launch_dependents();
-      if (releaser) release_stage(empty_bars + 8 * ((it - 1) % STAGES)); /* an item has >= 1 K block */
+      if (releaser) release_stage<CLUSTER_M>(empty_bars + 8 * ((it - 1) % STAGES)); /* an item has >= 1 K block */
       if (item.kb_begin > 0) { /* a stream-K contributor: the finisher of this unit runs the epilogue */
-        stream_k_contribute(p, acc, cluster, rank, consumer);
+        stream_k_contribute<NARROW>(p, acc, cluster, rank, consumer, products);
       } else {
         if (item.kb_end < k_blocks) { /* a stream-K finisher: the clusters after this one hold the rest */
           const int64_t unit_end = (int64_t)(item.unit - p.sk_first_unit + 1) * k_blocks;
           int last = cluster + 1;
           while (last + 1 < p.sk_clusters && stream_k_begin(p, units, k_blocks, last + 1) < unit_end) ++last;
-          stream_k_collect(p, acc, cluster + 1, last, rank, consumer);
+          stream_k_collect<NARROW>(p, acc, cluster + 1, last, rank, consumer, products);
         }
         if (p.alpha != 1.0f) {
 #pragma unroll
-          for (int i = 0; i < 128; ++i) acc[i] *= p.alpha;
+          for (int i = 0; i < g::acc; ++i) acc[i] *= p.alpha;
         }
         const int row0 = tile_m * TILE_M + consumer * 64, col0 = tile_n * out_cols;
         if (p.flags & KF_SM90_C_TMA) {
@@ -885,10 +965,10 @@ __device__ __forceinline__ void gemm_sm90(const kf_gemm_sm90_params &p) {
           const int dt_c = (p.dtypes >> KF_SM90_DT_SHIFT_C) & 15;
           const bool swiglu = (p.flags & KF_SM90_SWIGLU) != 0, has_bias = (p.flags & KF_SM90_HAS_BIAS) != 0;
 #define EPILOGUE_TMA(DT_C)                                                                      \
-  (swiglu ? (has_bias ? epilogue_tma<DT_C, 1, 1>(p, acc, batch, warp_row0, col0, buffers)  \
-                      : epilogue_tma<DT_C, 1, 0>(p, acc, batch, warp_row0, col0, buffers)) \
-          : (has_bias ? epilogue_tma<DT_C, 0, 1>(p, acc, batch, warp_row0, col0, buffers)  \
-                      : epilogue_tma<DT_C, 0, 0>(p, acc, batch, warp_row0, col0, buffers)))
+  (swiglu ? (has_bias ? epilogue_tma<DT_C, 1, 1, TILE_N>(p, acc, batch, warp_row0, col0, buffers)  \
+                      : epilogue_tma<DT_C, 1, 0, TILE_N>(p, acc, batch, warp_row0, col0, buffers)) \
+          : (has_bias ? epilogue_tma<DT_C, 0, 1, TILE_N>(p, acc, batch, warp_row0, col0, buffers)  \
+                      : epilogue_tma<DT_C, 0, 0, TILE_N>(p, acc, batch, warp_row0, col0, buffers)))
           if (dt_c == KF_DT_BF16)
             EPILOGUE_TMA(KF_DT_BF16);
           else if (dt_c == KF_DT_F16)
@@ -897,7 +977,7 @@ __device__ __forceinline__ void gemm_sm90(const kf_gemm_sm90_params &p) {
             EPILOGUE_TMA(KF_DT_F32);
 #undef EPILOGUE_TMA
         } else {
-          epilogue(p, acc, batch, row0, col0);
+          epilogue<TILE_N>(p, acc, batch, row0, col0);
         }
       }
       item = next, batch = next_batch, tile_m = next_m, tile_n = next_n, have = have_next;
@@ -908,16 +988,26 @@ __device__ __forceinline__ void gemm_sm90(const kf_gemm_sm90_params &p) {
   }
 }
 
+/* wide: clusters of 2 (__cluster_dims__); narrow: no cluster attribute, one CTA a cluster */
 #define GEMM_SM90_ENTRY(name, IN, A_MN, B_MN)                                                            \
-  extern "C" __global__ void __cluster_dims__(CLUSTER_M, 1, 1) __launch_bounds__(THREADS, 1)               \
+  extern "C" __global__ void __cluster_dims__(KF_SM90_CLUSTER_M, 1, 1) __launch_bounds__(THREADS, 1)       \
       name(const __grid_constant__ kf_gemm_sm90_params p) {                                              \
-    gemm_sm90<IN, A_MN, B_MN>(p);                                                                        \
+    gemm_sm90<IN, A_MN, B_MN, 0>(p);                                                                     \
+  }                                                                                                      \
+  extern "C" __global__ void __launch_bounds__(THREADS, 1) name##_narrow(                                 \
+      const __grid_constant__ kf_gemm_sm90_params p) {                                                   \
+    gemm_sm90<IN, A_MN, B_MN, 1>(p);                                                                     \
   }
 
 #else /* not the sm_90a image: entry points that trap (never launched there) */
 
 #define GEMM_SM90_ENTRY(name, IN, A_MN, B_MN)                                                            \
   extern "C" __global__ void __launch_bounds__(THREADS, 1) name(const __grid_constant__ kf_gemm_sm90_params p) { \
+    (void)p;                                                                                             \
+    __trap();                                                                                            \
+  }                                                                                                      \
+  extern "C" __global__ void __launch_bounds__(THREADS, 1) name##_narrow(                                 \
+      const __grid_constant__ kf_gemm_sm90_params p) {                                                   \
     (void)p;                                                                                             \
     __trap();                                                                                            \
   }
