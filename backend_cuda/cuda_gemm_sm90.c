@@ -157,10 +157,15 @@ static void make_plan(kf_backend_context *ctx, const kf_gemm_args *args, sm90_pl
   if (one_row_block || short_split) plan_geometry(ctx, args, 1, plan);
 }
 
+/* Bytes of stream-K partial sums a plan needs: one slot a CTA of the sharing clusters. */
+static size_t partial_bytes(const sm90_plan *plan) {
+  return (size_t)(plan->sk_clusters * plan->cluster) * KF_SM90_PARTIAL_SLOT_BYTES_OF(tile_n_of(plan->narrow));
+}
+
 size_t kf_cuda_gemm_sm90_workspace(kf_backend_context *ctx, const kf_gemm_args *args) {
   sm90_plan plan;
   make_plan(ctx, args, &plan);
-  return (size_t)(plan.sk_clusters * plan.cluster) * KF_SM90_PARTIAL_SLOT_BYTES_OF(tile_n_of(plan.narrow));
+  return partial_bytes(&plan);
 }
 
 /* The flags of this launch and its epoch: the context's flag words are allocated and zeroed on first
@@ -317,10 +322,9 @@ kf_status kf_cuda_gemm_sm90(kf_backend_context *ctx, const kf_gemm_args *args) {
   params.sk_first_unit = (int32_t)plan.sk_first_unit;
   params.sk_clusters = (int32_t)plan.sk_clusters;
   if (plan.sk_clusters > 0) {
-    const size_t partial_bytes =
-        (size_t)(plan.sk_clusters * plan.cluster) * KF_SM90_PARTIAL_SLOT_BYTES_OF(tile_n_of(plan.narrow));
-    if (args->workspace == NULL || args->workspace_bytes < partial_bytes)
-      status = kf_fail(KF_ERROR_INTERNAL, "the Hopper GEMM needs a %zu-byte workspace", partial_bytes);
+    const size_t needed = partial_bytes(&plan);
+    if (args->workspace == NULL || args->workspace_bytes < needed)
+      status = kf_fail(KF_ERROR_INTERNAL, "the Hopper GEMM needs a %zu-byte workspace", needed);
     else
       status = stream_k_flags(ctx, &params.sk_flags, &params.sk_epoch);
     if (status != KF_OK) {

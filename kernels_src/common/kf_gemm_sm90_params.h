@@ -41,7 +41,6 @@ typedef struct kf_tensor_map {
  * workspace, one slot a CTA, stored thread by thread in 16-byte pieces (each consumer thread reads back
  * what it wrote). */
 #define KF_SM90_PARTIAL_SLOT_BYTES_OF(tile_n) (KF_SM90_TILE_M * (tile_n) * 4)
-#define KF_SM90_PARTIAL_SLOT_BYTES KF_SM90_PARTIAL_SLOT_BYTES_OF(KF_SM90_TILE_N)
 #define KF_SM90_SHARED_BYTES_OF(tile_n, stages)                                                  \
   ((stages) * (KF_SM90_TILE_M + (tile_n)) * KF_SM90_K_BLOCK_BYTES +                               \
    (KF_SM90_TILE_M / KF_SM90_C_BOX_ROWS) * KF_SM90_C_BUFFERS * KF_SM90_C_BOX_BYTES + 2 * (stages) * 8 + 1024)
@@ -73,7 +72,7 @@ struct kf_gemm_sm90_params {
   uint64_t residual;
   uint64_t bias;
   uint64_t bias_up;
-  uint64_t partials;   /* stream-K: KF_SM90_PARTIAL_SLOT_BYTES a CTA of clusters [0, sk_clusters) (workspace) */
+  uint64_t partials;   /* stream-K: KF_SM90_PARTIAL_SLOT_BYTES_OF(tile N) a CTA of clusters [0, sk_clusters) */
   uint64_t sk_flags;   /* stream-K: one uint32 a consumer warpgroup of each CTA; a contributor stores sk_epoch
                           there once its partial sums are in `partials` (the context's, never reset) */
   int64_t ldc, c_batch_stride;                 /* elements */
