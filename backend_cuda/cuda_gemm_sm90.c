@@ -313,7 +313,8 @@ kf_status kf_cuda_gemm_sm90(kf_backend_context *ctx, const kf_gemm_args *args) {
   char name[56];
   snprintf(name, sizeof name, "kf_gemm_sm90_%s_%c_%c%s", in_names[in], args->trans_a ? 'm' : 'k',
            args->trans_b ? 'k' : 'n', plan.narrow ? "_narrow" : "");
-  const int slot = (in * 4 + args->trans_a * 2 + !args->trans_b) * 2 + plan.narrow;
+  const int slot = in * 4 + args->trans_a * 2 + !args->trans_b;
+  const kf_cuda_module module = plan.narrow ? KF_CUDA_MODULE_GEMM_SM90_NARROW : KF_CUDA_MODULE_GEMM_SM90;
   const unsigned shared_bytes = plan.narrow ? KF_SM90_NARROW_SHARED_BYTES : KF_SM90_SHARED_BYTES;
   /* One cluster (wide: KF_SM90_CLUSTER_M CTAs, narrow: one) a work unit (that many row blocks of one
    * column block), as many clusters as fit on the SMs at once (clusters of 2 fill all 132 SMs of an
@@ -334,9 +335,9 @@ kf_status kf_cuda_gemm_sm90(kf_backend_context *ctx, const kf_gemm_args *args) {
     params.partials = args->workspace->address;
   }
 
-  const int first_use = ctx->functions[KF_CUDA_MODULE_GEMM_SM90][slot] == NULL;
+  const int first_use = ctx->functions[module][slot] == NULL;
   CUfunction function;
-  status = kf_cuda_function(ctx, KF_CUDA_MODULE_GEMM_SM90, slot, name, &function);
+  status = kf_cuda_function(ctx, module, slot, name, &function);
   if (status == KF_OK && first_use) {
     CUresult result =
         kf_cu.FuncSetAttribute(function, CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, (int)shared_bytes);

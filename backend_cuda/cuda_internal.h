@@ -24,7 +24,8 @@ typedef enum kf_cuda_module {
   KF_CUDA_MODULE_GLU,     /* glu.fatbin */
   KF_CUDA_MODULE_SOFTMAX, /* softmax.fatbin */
   KF_CUDA_MODULE_GEMM,    /* gemm.fatbin: the generic (sm_80+) GEMM */
-  KF_CUDA_MODULE_GEMM_SM90, /* gemm_sm90.fatbin: the Hopper GEMM (TMA, wgmma) */
+  KF_CUDA_MODULE_GEMM_SM90, /* gemm_sm90.fatbin: the Hopper GEMM (TMA, wgmma), wide geometry */
+  KF_CUDA_MODULE_GEMM_SM90_NARROW, /* gemm_sm90_narrow.fatbin: the same source, narrow geometry */
   KF_CUDA_MODULE_ATTENTION, /* attention.fatbin */
   KF_CUDA_MODULE_COUNT
 } kf_cuda_module;

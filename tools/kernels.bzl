@@ -23,8 +23,10 @@ CUDA_GENCODE = " ".join([
     "-gencode=arch=compute_80,code=compute_80",
 ])
 
-def kf_cuda_fatbin(name, src, hdrs = []):
-    """nvcc -fatbin of one .cu into name.fatbin (empty when nvcc is not installed)."""
+def kf_cuda_fatbin(name, src, hdrs = [], defines = []):
+    """nvcc -fatbin of one .cu into name.fatbin (empty when nvcc is not installed).
+
+    defines (-D) let one source make several modules, which Bazel then compiles in parallel."""
     native.genrule(
         name = name,
         srcs = [src] + hdrs,
@@ -32,7 +34,7 @@ def kf_cuda_fatbin(name, src, hdrs = []):
         cmd = " ".join([
             "NVCC=$$(command -v nvcc || echo /usr/local/cuda/bin/nvcc);",
             "if [ -x \"$$NVCC\" ]; then",
-            "  \"$$NVCC\" -fatbin -O3 -std=c++17 -I. -I$(GENDIR) %s -Xptxas -warn-spills -Xptxas -warn-lmem-usage -Xfatbin=-compress-all" % CUDA_GENCODE,
+            "  \"$$NVCC\" -fatbin -O3 -std=c++17 -I. -I$(GENDIR) %s -Xptxas -warn-spills -Xptxas -warn-lmem-usage -Xfatbin=-compress-all %s" % (CUDA_GENCODE, " ".join(["-D" + d for d in defines])),
             "  -o $@ $(location %s) || exit 1;" % src,
             "else echo 'kfuse: nvcc not found, building without CUDA kernels' >&2; : > $@; fi",
         ]),

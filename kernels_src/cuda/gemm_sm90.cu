@@ -97,6 +97,10 @@ struct geometry {
   static constexpr uint32_t partial_slot_bytes = KF_SM90_PARTIAL_SLOT_BYTES_OF(tile_n);
 };
 
+#ifndef KF_SM90_MODULE_NARROW
+#define KF_SM90_MODULE_NARROW 0
+#endif
+
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
 
 __device__ __forceinline__ uint32_t shared_address(const void *p) {
@@ -988,29 +992,39 @@ __device__ __forceinline__ void gemm_sm90(const kf_gemm_sm90_params &p) {
   }
 }
 
-/* wide: clusters of 2 (__cluster_dims__); narrow: no cluster attribute, one CTA a cluster */
+/* One module a geometry: KF_SM90_MODULE_NARROW (set by the build) picks which entry points this
+   compile makes, so the two geometries' ptxas runs are two build actions. wide: clusters of 2
+   (__cluster_dims__), named kf_gemm_sm90_*; narrow: no cluster attribute, named kf_gemm_sm90_*_narrow. */
+#if KF_SM90_MODULE_NARROW
 #define GEMM_SM90_ENTRY(name, IN, A_MN, B_MN)                                                            \
-  extern "C" __global__ void __cluster_dims__(KF_SM90_CLUSTER_M, 1, 1) __launch_bounds__(THREADS, 1)       \
-      name(const __grid_constant__ kf_gemm_sm90_params p) {                                              \
-    gemm_sm90<IN, A_MN, B_MN, 0>(p);                                                                     \
-  }                                                                                                      \
   extern "C" __global__ void __launch_bounds__(THREADS, 1) name##_narrow(                                 \
       const __grid_constant__ kf_gemm_sm90_params p) {                                                   \
     gemm_sm90<IN, A_MN, B_MN, 1>(p);                                                                     \
   }
+#else
+#define GEMM_SM90_ENTRY(name, IN, A_MN, B_MN)                                                            \
+  extern "C" __global__ void __cluster_dims__(KF_SM90_CLUSTER_M, 1, 1) __launch_bounds__(THREADS, 1)       \
+      name(const __grid_constant__ kf_gemm_sm90_params p) {                                              \
+    gemm_sm90<IN, A_MN, B_MN, 0>(p);                                                                     \
+  }
+#endif
 
 #else /* not the sm_90a image: entry points that trap (never launched there) */
 
+#if KF_SM90_MODULE_NARROW
 #define GEMM_SM90_ENTRY(name, IN, A_MN, B_MN)                                                            \
-  extern "C" __global__ void __launch_bounds__(THREADS, 1) name(const __grid_constant__ kf_gemm_sm90_params p) { \
-    (void)p;                                                                                             \
-    __trap();                                                                                            \
-  }                                                                                                      \
   extern "C" __global__ void __launch_bounds__(THREADS, 1) name##_narrow(                                 \
       const __grid_constant__ kf_gemm_sm90_params p) {                                                   \
     (void)p;                                                                                             \
     __trap();                                                                                            \
   }
+#else
+#define GEMM_SM90_ENTRY(name, IN, A_MN, B_MN)                                                            \
+  extern "C" __global__ void __launch_bounds__(THREADS, 1) name(const __grid_constant__ kf_gemm_sm90_params p) { \
+    (void)p;                                                                                             \
+    __trap();                                                                                            \
+  }
+#endif
 
 #endif
 
