@@ -378,21 +378,37 @@ kf_status kf_cuda_launch(kf_backend_context *ctx, CUfunction function, const cha
   return kf_cuda_launch_2d(ctx, function, name, grid_x, 1, block_x, block_y, shared_bytes, params);
 }
 
-kf_status kf_cuda_launch_dependent(kf_backend_context *ctx, CUfunction function, const char *name, unsigned grid_x,
-                                   unsigned block_x, unsigned shared_bytes, void *params) {
-  CUlaunchAttribute attribute;
-  memset(&attribute, 0, sizeof attribute);
-  attribute.id = CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION;
-  attribute.value.programmatic_stream_serialization_allowed = 1;
+kf_status kf_cuda_launch_clusters(kf_backend_context *ctx, CUfunction function, const char *name, unsigned grid_x,
+                                  unsigned block_x, unsigned shared_bytes, unsigned cluster_x, int dependent,
+                                  void *params) {
+  CUlaunchAttribute attributes[2];
+  unsigned count = 0;
+  memset(attributes, 0, sizeof attributes);
+  if (dependent) {
+    attributes[count].id = CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION;
+    attributes[count++].value.programmatic_stream_serialization_allowed = 1;
+  }
+  if (cluster_x > 1) {
+    attributes[count].id = CU_LAUNCH_ATTRIBUTE_CLUSTER_DIMENSION;
+    attributes[count].value.cluster_dim.x = cluster_x;
+    attributes[count].value.cluster_dim.y = 1;
+    attributes[count++].value.cluster_dim.z = 1;
+  }
   const CUlaunchConfig config = {.grid_x = grid_x, .grid_y = 1, .grid_z = 1, .block_x = block_x, .block_y = 1,
                                  .block_z = 1, .shared_bytes = shared_bytes, .stream = ctx->stream,
-                                 .attributes = &attribute, .attribute_count = 1};
+                                 .attributes = attributes, .attribute_count = count};
   void *arguments[] = {params};
   CUresult result = kf_cu.LaunchKernelEx(&config, function, arguments, NULL);
   if (result != CUDA_SUCCESS)
-    return kf_fail(KF_ERROR_DEVICE_FAILURE, "cuLaunchKernelEx(%s, grid %u, block %u, programmatic) failed: %s", name,
-                   grid_x, block_x, kf_cuda_error_text(result));
+    return kf_fail(KF_ERROR_DEVICE_FAILURE, "cuLaunchKernelEx(%s, grid %u, block %u, clusters of %u%s) failed: %s",
+                   name, grid_x, block_x, cluster_x > 1 ? cluster_x : 1, dependent ? ", programmatic" : "",
+                   kf_cuda_error_text(result));
   return KF_OK;
+}
+
+kf_status kf_cuda_launch_dependent(kf_backend_context *ctx, CUfunction function, const char *name, unsigned grid_x,
+                                   unsigned block_x, unsigned shared_bytes, void *params) {
+  return kf_cuda_launch_clusters(ctx, function, name, grid_x, block_x, shared_bytes, 1, 1, params);
 }
 
 const kf_backend_iface kf_cuda_backend = {

@@ -56,12 +56,16 @@ typedef struct CUtensorMap_st {
 
 /* cuLaunchKernelEx: a launch configuration with attributes (cuda.h's CUlaunchConfig, CUlaunchAttribute:
  * an id, padding to 8 bytes, then a 64-byte value union). */
+#define CU_LAUNCH_ATTRIBUTE_CLUSTER_DIMENSION 4                 /* value: CTAs a cluster along x, y, z */
 #define CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION 6 /* value: int, nonzero allows PDL */
 typedef struct CUlaunchAttribute_st {
   int id;
   char pad[4];
   union {
     char bytes[64];
+    struct {
+      unsigned int x, y, z;
+    } cluster_dim;
     int programmatic_stream_serialization_allowed;
   } value;
 } CUlaunchAttribute;
@@ -120,6 +124,8 @@ typedef struct CUlaunchConfig_st {
   X(CUresult (*)(CUfunction, unsigned int, unsigned int, unsigned int, unsigned int, unsigned int,        \
                  unsigned int, unsigned int, CUstream, void **, void **),                                  \
     LaunchKernel, "cuLaunchKernel")                                                                      \
-  X(CUresult (*)(const CUlaunchConfig *, CUfunction, void **, void **), LaunchKernelEx, "cuLaunchKernelEx")
+  X(CUresult (*)(const CUlaunchConfig *, CUfunction, void **, void **), LaunchKernelEx, "cuLaunchKernelEx")  \
+  X(CUresult (*)(int *, CUfunction, const CUlaunchConfig *), OccupancyMaxActiveClusters,                     \
+    "cuOccupancyMaxActiveClusters")
 
 #endif /* KF_BACKEND_CUDA_DRIVER_H_ */

@@ -91,13 +91,80 @@ int kf_cuda_gemm_sm90_supports(kf_backend_context *ctx, const kf_gemm_args *args
 /* How one call is laid out over the clusters of the grid. */
 typedef struct sm90_plan {
   int narrow;            /* the narrow geometry (128 x 128 tiles, no cluster) instead of the wide one */
-  int64_t cluster;       /* CTAs a cluster: KF_SM90_CLUSTER_M, or 1 (narrow) */
+  int64_t cluster;       /* CTAs a cluster: KF_SM90_CLUSTER_M; narrow: 1, or k_split */
+  int64_t k_split;       /* narrow: CTAs that split each tile's K blocks (a cluster each tile), or 1 */
   int64_t units;         /* work units: `cluster` row blocks of one column block */
   int64_t k_blocks;      /* K blocks of a tile */
   int64_t clusters;      /* clusters launched */
   int64_t sk_first_unit; /* units before it go whole to the clusters; the K blocks of the rest are shared */
   int64_t sk_clusters;   /* clusters sharing them (0: no stream-K) */
 } sm90_plan;
+
+/* The function of `slot` in `module`, its dynamic shared-memory limit raised on first lookup. */
+static kf_status sm90_function(kf_backend_context *ctx, kf_cuda_module module, int slot, const char *name,
+                               unsigned shared_bytes, CUfunction *out_function) {
+  const int first_use = ctx->functions[module][slot] == NULL;
+  kf_status status = kf_cuda_function(ctx, module, slot, name, out_function);
+  if (status == KF_OK && first_use) {
+    CUresult result =
+        kf_cu.FuncSetAttribute(*out_function, CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, (int)shared_bytes);
+    if (result != CUDA_SUCCESS) {
+      ctx->functions[module][slot] = NULL;
+      status = kf_fail(KF_ERROR_DEVICE_FAILURE, "cuFuncSetAttribute(%s, %u bytes of shared memory) failed: %s", name,
+                       shared_bytes, kf_cuda_error_text(result));
+    }
+  }
+  return status;
+}
+
+/* Clusters of `size` narrow CTAs the device holds at once (asked once a context; every narrow entry
+ * point has the same resources, so bf16's stands for all). 0 when the driver cannot say. */
+static int64_t cluster_capacity(kf_backend_context *ctx, int size) {
+  int *cached = &ctx->gemm_sm90_cluster_capacity[size];
+  if (*cached == 0) {
+    *cached = -1;
+    CUfunction function;
+    if (kf_cuda_enter(ctx) != KF_OK) return 0;
+    if (sm90_function(ctx, KF_CUDA_MODULE_GEMM_SM90_NARROW, 0, "kf_gemm_sm90_bf16_k_k_narrow",
+                      KF_SM90_NARROW_SHARED_BYTES, &function) == KF_OK) {
+      CUlaunchAttribute attribute;
+      memset(&attribute, 0, sizeof attribute);
+      attribute.id = CU_LAUNCH_ATTRIBUTE_CLUSTER_DIMENSION;
+      attribute.value.cluster_dim.x = (unsigned)size;
+      attribute.value.cluster_dim.y = attribute.value.cluster_dim.z = 1;
+      const CUlaunchConfig config = {.grid_x = (unsigned)size, .grid_y = 1, .grid_z = 1, .block_x = KF_SM90_THREADS,
+                                     .block_y = 1, .block_z = 1, .shared_bytes = KF_SM90_NARROW_SHARED_BYTES,
+                                     .stream = ctx->stream, .attributes = &attribute, .attribute_count = 1};
+      int clusters = 0;
+      if (kf_cu.OccupancyMaxActiveClusters(&clusters, function, &config) == CUDA_SUCCESS && clusters > 0)
+        *cached = clusters;
+    }
+    kf_cuda_leave(ctx);
+  }
+  return *cached > 0 ? *cached : 0;
+}
+
+/* The narrow geometry's K split in a cluster (gemm_sm90.cu, k_split_exchange): when the tiles are few,
+ * S CTAs (a cluster) share each tile's K blocks evenly and add their partial sums through distributed
+ * shared memory, instead of stream-K's trip through the L2 (at m = 64 and 32 tiles, stream-K's fixup
+ * kept ~4 us of a ~15 us call after the last products). The largest S of 2..8 (the most CTAs at work)
+ * with every tile's cluster on the device at once, each CTA with at least KSPLIT_MIN_BLOCKS K blocks. (An H200 holds 66 clusters of 2 but only 30 of 4: its GPCs are not all
+ * multiples of 4 SMs.) KF_SM90_KSPLIT=0 turns it off; =S forces S wherever each CTA gets a K block,
+ * whatever fits at once (tests, benchmarks). */
+#define KSPLIT_MIN_BLOCKS 4
+#define KSPLIT_MAX 8 /* the largest portable cluster */
+
+static int64_t k_split_of(kf_backend_context *ctx, int64_t tiles, int64_t k_blocks) {
+  const char *choice = getenv("KF_SM90_KSPLIT");
+  if (choice != NULL && choice[0] != '\0') {
+    const int64_t forced = choice[0] >= '2' && choice[0] <= '0' + KSPLIT_MAX && choice[1] == '\0' ? choice[0] - '0' : 1;
+    return k_blocks >= forced ? forced : 1;
+  }
+  int64_t best = 1; /* the largest S that fits: the most CTAs */
+  for (int size = 2; size <= KSPLIT_MAX; ++size)
+    if (k_blocks >= size * KSPLIT_MIN_BLOCKS && tiles <= cluster_capacity(ctx, size)) best = size;
+  return best;
+}
 
 static void plan_geometry(kf_backend_context *ctx, const kf_gemm_args *args, int narrow, sm90_plan *plan) {
   const int64_t k_block = KF_SM90_K_BLOCK_BYTES / kf_cuda_element_size(args->a.dtype);
@@ -111,6 +178,13 @@ static void plan_geometry(kf_backend_context *ctx, const kf_gemm_args *args, int
   plan->clusters = plan->units < clusters ? plan->units : clusters;
   plan->sk_first_unit = plan->units;
   plan->sk_clusters = 0;
+  plan->k_split = narrow ? k_split_of(ctx, plan->units, plan->k_blocks) : 1;
+  if (plan->k_split > 1) { /* a cluster a tile, no stream-K; the kernel's work lists start at unit 0 */
+    plan->cluster = plan->k_split;
+    plan->clusters = plan->units;
+    plan->sk_first_unit = 0;
+    return;
+  }
   const int64_t waves = plan->units / clusters, rest = plan->units % clusters;
   const char *choice = getenv("KF_SM90_STREAM_K");
   const int by_default = choice == NULL || choice[0] == '\0';
@@ -335,24 +409,21 @@ kf_status kf_cuda_gemm_sm90(kf_backend_context *ctx, const kf_gemm_args *args) {
     params.partials = args->workspace->address;
   }
 
-  const int first_use = ctx->functions[module][slot] == NULL;
+  params.k_split = (int32_t)plan.k_split;
   CUfunction function;
-  status = kf_cuda_function(ctx, module, slot, name, &function);
-  if (status == KF_OK && first_use) {
-    CUresult result =
-        kf_cu.FuncSetAttribute(function, CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, (int)shared_bytes);
-    if (result != CUDA_SUCCESS)
-      status = kf_fail(KF_ERROR_DEVICE_FAILURE, "cuFuncSetAttribute(%s, %u bytes of shared memory) failed: %s", name,
-                       shared_bytes, kf_cuda_error_text(result));
-  }
+  status = sm90_function(ctx, module, slot, name, shared_bytes, &function);
   if (status == KF_OK) {
     /* Programmatic dependent launch: the grid can be placed on SMs the previous kernel has left while
        that kernel finishes (the kernel waits for it before any memory access); KF_SM90_PDL=0 turns it off. */
     const char *pdl = getenv("KF_SM90_PDL");
-    if (pdl != NULL && strcmp(pdl, "0") == 0)
-      status = kf_cuda_launch(ctx, function, name, grid, KF_SM90_THREADS, 1, shared_bytes, &params);
-    else
+    const int dependent = pdl == NULL || strcmp(pdl, "0") != 0;
+    if (plan.k_split > 1)
+      status = kf_cuda_launch_clusters(ctx, function, name, grid, KF_SM90_THREADS, shared_bytes,
+                                       (unsigned)plan.k_split, dependent, &params);
+    else if (dependent)
       status = kf_cuda_launch_dependent(ctx, function, name, grid, KF_SM90_THREADS, shared_bytes, &params);
+    else
+      status = kf_cuda_launch(ctx, function, name, grid, KF_SM90_THREADS, 1, shared_bytes, &params);
   }
   kf_cuda_leave(ctx);
   return status;

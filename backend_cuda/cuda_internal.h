@@ -47,6 +47,9 @@ struct kf_backend_context {
    * set a context: launches on one stream never overlap, and other contexts have their own. */
   CUdeviceptr gemm_sm90_flags;
   uint32_t gemm_sm90_epoch;
+  /* Clusters of s = 2..8 narrow Hopper GEMM CTAs that fit on the device at once, at index s
+   * (cuOccupancyMaxActiveClusters, asked on first use): 0 not asked yet, -1 none or the query failed. */
+  int gemm_sm90_cluster_capacity[9];
 };
 
 struct kf_buffer {
@@ -80,6 +83,11 @@ kf_status kf_cuda_launch_2d(kf_backend_context *ctx, CUfunction function, const 
  * such launch start before they end. */
 kf_status kf_cuda_launch_dependent(kf_backend_context *ctx, CUfunction function, const char *name, unsigned grid_x,
                                    unsigned block_x, unsigned shared_bytes, void *params);
+/* The same with thread-block clusters of cluster_x CTAs (grid_x a multiple of it) set at launch, for a
+ * kernel compiled without __cluster_dims__; `dependent` 0 launches without PDL. */
+kf_status kf_cuda_launch_clusters(kf_backend_context *ctx, CUfunction function, const char *name, unsigned grid_x,
+                                  unsigned block_x, unsigned shared_bytes, unsigned cluster_x, int dependent,
+                                  void *params);
 
 /* Operand helpers shared by the op files. */
 #define KF_CUDA_PACK_ELEMENTS 8 /* elements per pack, as in kernels_src/cuda/kf_pack.cuh */

@@ -79,6 +79,9 @@ static const gemm_structure gemm_structures[] = {
        K shared among CTAs; and M = 192, whose second row tile has one consumer with rows */
     {40, 1024, 1536, G_ALIGNED | G_TRANS_B | G_SWIGLU | G_BIAS},
     {192, 512, 2048, G_ALIGNED | G_TRANS_B | G_BETA},
+    /* the Hopper narrow geometry's K split in a cluster (few tiles): batches, an M-major A, 8 rows for the
+       second consumer, and a residual (the epilogue from registers, run by the owner of each warp's rows) */
+    {72, 256, 1024, G_ALIGNED | G_TRANS_A | G_BATCH_AB | G_RESIDUAL},
 };
 #define GEMM_STRUCTURE_COUNT (sizeof gemm_structures / sizeof gemm_structures[0])
 

@@ -45,7 +45,12 @@ typedef struct kf_tensor_map {
   ((stages) * (KF_SM90_TILE_M + (tile_n)) * KF_SM90_K_BLOCK_BYTES +                               \
    (KF_SM90_TILE_M / KF_SM90_C_BOX_ROWS) * KF_SM90_C_BUFFERS * KF_SM90_C_BOX_BYTES + 2 * (stages) * 8 + 1024)
 #define KF_SM90_SHARED_BYTES KF_SM90_SHARED_BYTES_OF(KF_SM90_TILE_N, KF_SM90_STAGES)
-#define KF_SM90_NARROW_SHARED_BYTES KF_SM90_SHARED_BYTES_OF(KF_SM90_NARROW_TILE_N, KF_SM90_NARROW_STAGES)
+/* The narrow geometry's K split in a cluster (k_split below) adds nine mbarriers: one that says every
+ * other CTA of the cluster is done with its products, and one a consumer warp for the partial sums it
+ * receives. The sums themselves land in the idle stage ring. */
+#define KF_SM90_KSPLIT_BARRIER_BYTES (9 * 8)
+#define KF_SM90_NARROW_SHARED_BYTES \
+  (KF_SM90_SHARED_BYTES_OF(KF_SM90_NARROW_TILE_N, KF_SM90_NARROW_STAGES) + KF_SM90_KSPLIT_BARRIER_BYTES)
 
 /* flags */
 #define KF_SM90_SWIGLU 1u        /* b = gate half, b_up = up half: C = silu(gate) * up, 128 columns a tile */
@@ -93,6 +98,10 @@ struct kf_gemm_sm90_params {
   int32_t sk_clusters;
   uint32_t sk_epoch;   /* this launch's flag value: nonzero, different from every earlier launch's on
                           this context (flags left by earlier launches never match) */
+  /* Narrow geometry only: 1, or the CTAs of a cluster (2 to 8, set at launch) that split one tile's K
+   * blocks evenly and add their partial sums through distributed shared memory. Then the grid is one
+   * cluster a tile, and there is no stream-K (sk_first_unit 0, sk_clusters 0). */
+  int32_t k_split;
 };
 
 #endif /* KF_GEMM_SM90_PARAMS_H_ */

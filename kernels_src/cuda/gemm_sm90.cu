@@ -3,6 +3,8 @@
  *
  * Two geometries (struct geometry below): the wide one described here, and a narrow one (128 x 128
  * tiles, m64n128, no cluster, 6 stages, A in 64-row boxes) for calls whose wide tiles leave SMs idle.
+ * When its tiles are few, the narrow geometry can also split each tile's K blocks among the 2-8 CTAs
+ * of a cluster set at launch, which add their sums through distributed shared memory (k_split_exchange).
  * One persistent CTA per SM walks output tiles of TILE_M x TILE_N accumulators in a grouped order,
  * in clusters of CLUSTER_M CTAs that take row blocks 2i and 2i + 1 of the same column block: both
  * need the same B tile, and each CTA loads one half of it and multicasts it into both CTAs' shared
@@ -496,6 +498,89 @@ __device__ __forceinline__ void stream_k_collect(const kf_gemm_sm90_params &p, f
   }
 }
 
+/* K split in a cluster (narrow geometry, p.k_split = S CTAs a cluster, 2 <= S <= 8, one tile a
+ * cluster): rank r of the cluster ran K blocks [r kb / S, (r + 1) kb / S) of the tile, so every rank
+ * holds partial sums of the whole tile. The tile's eight consumer warps (pair = consumer * 4 + warp,
+ * rows 16 warp .. 16 warp + 15 of the consumer's 64) are dealt out to the ranks: rank pair % S owns a
+ * pair. The other ranks send the owner their sums of those rows through distributed shared memory
+ * (st.async, 16 bytes a store, completing on the owner's mbarrier of the pair); the owner adds them in
+ * rank order (the result does not depend on timing) and runs the epilogue of its rows. The sums land
+ * in the owner's stage ring, idle by then: nobody sends before every other rank's consumers have
+ * arrived on its `go` mbarrier, which they do once their products are done. (With stream-K the same
+ * reduction went through the L2, with stores, a fence, a flag and loads: ~4 us of a ~15 us call at
+ * m = 64, 32 tiles, after the last products.) */
+constexpr uint32_t KSPLIT_WARP_BYTES = 32 * 64 * 4; /* one consumer warp's 16 x 128 f32 sums */
+
+__device__ __forceinline__ void barrier_wait_cluster_acquire(uint32_t bar, uint32_t parity) {
+  uint32_t done;
+  do {
+    asm volatile(
+        "{\n.reg .pred p;\nmbarrier.try_wait.parity.acquire.cluster.shared::cta.b64 p, [%1], %2, %3;\n"
+        "selp.u32 %0, 1, 0, p;\n}"
+        : "=r"(done)
+        : "r"(bar), "r"(parity), "r"(10000000u)
+        : "memory");
+  } while (!done);
+}
+
+__device__ __forceinline__ uint32_t map_shared_rank(uint32_t address, uint32_t rank) {
+  uint32_t remote;
+  asm volatile("mapa.shared::cluster.u32 %0, %1, %2;" : "=r"(remote) : "r"(address), "r"(rank));
+  return remote;
+}
+
+/* One consumer warp's part of the exchange, after its products (wgmma_wait<0>). Returns whether this
+ * warp owns its rows (then acc holds the tile's full sums for them and the caller runs the epilogue).
+ * `ring`: the stage ring; `bars`: the go mbarrier, then one a pair. The owner keeps S - 1 slots a pair
+ * it owns: at most ceil(8 / S) (S - 1) x 8 KiB = 56 KiB of the 192 KiB ring. */
+__device__ __forceinline__ bool k_split_exchange(const kf_gemm_sm90_params &p, float (&acc)[64], uint32_t ring,
+                                                 uint32_t bars, int consumer, bool products) {
+  const int S = p.k_split;
+  const int rank = (int)cluster_rank();
+  const int lane = threadIdx.x % 32, pair = consumer * 4 + (threadIdx.x % 128) / 32;
+  const int owner = pair % S;
+  /* this consumer is done with the ring: tell every other rank of the cluster. CTA-scope release, as
+     for a stage: it orders only the ring's reads, which wgmma.wait_group completed (a cluster-scope
+     release waits for the SM's outstanding memory traffic, ~1 us while the other SMs stream). */
+  if (threadIdx.x % 128 == 0)
+    for (int q = 0; q < S; ++q)
+      if (q != rank) barrier_arrive_cluster(bars, (uint32_t)q);
+  if (!products) return false; /* rows past the end of A in every rank: nothing to add, nothing stored */
+  /* slot of sender j (the ranks other than the owner, in order) for this pair, in the owner's ring */
+  const uint32_t first_slot = ring + (uint32_t)(pair / S * (S - 1)) * KSPLIT_WARP_BYTES;
+  const uint32_t bar = bars + 8 + 8 * pair;
+  if (owner == rank) {
+    if (lane == 0) barrier_expect_bytes(bar, (S - 1) * KSPLIT_WARP_BYTES);
+    barrier_wait_cluster_acquire(bar, 0);
+    for (int j = 0; j < S - 1; ++j) {
+      const float4 *slot =
+          reinterpret_cast<const float4 *>(__cvta_shared_to_generic(first_slot + j * KSPLIT_WARP_BYTES)) + lane;
+      float4 piece[16];
+#pragma unroll
+      for (int i = 0; i < 16; ++i) piece[i] = slot[32 * i];
+#pragma unroll
+      for (int i = 0; i < 16; ++i) {
+        acc[4 * i] += piece[i].x;
+        acc[4 * i + 1] += piece[i].y;
+        acc[4 * i + 2] += piece[i].z;
+        acc[4 * i + 3] += piece[i].w;
+      }
+    }
+    return true;
+  }
+  barrier_wait(bars, 0); /* every other rank is done with its ring */
+  const int j = rank < owner ? rank : rank - 1;
+  const uint32_t dst = map_shared_rank(first_slot + j * KSPLIT_WARP_BYTES + lane * 16, (uint32_t)owner);
+  const uint32_t dst_bar = map_shared_rank(bar, (uint32_t)owner);
+#pragma unroll
+  for (int i = 0; i < 16; ++i)
+    asm volatile(
+        "st.async.shared::cluster.mbarrier::complete_tx::bytes.v4.f32 [%0], {%1, %2, %3, %4}, [%5];" ::"r"(dst + i * 512),
+        "f"(acc[4 * i]), "f"(acc[4 * i + 1]), "f"(acc[4 * i + 2]), "f"(acc[4 * i + 3]), "r"(dst_bar)
+        : "memory");
+  return false;
+}
+
 __device__ __forceinline__ float load_float(int dt, uint64_t base, int64_t index) {
   const uint32_t bits = load_element_bits<LOAD_COHERENT>(dt, reinterpret_cast<const char *>(base), index);
   if (dt == KF_DT_F32) return __uint_as_float(bits);
@@ -763,11 +848,16 @@ __device__ __forceinline__ void gemm_sm90(const kf_gemm_sm90_params &p) {
   const uint32_t c_buffers = b_stages + STAGES * B_STAGE_BYTES; /* C_BUFFERS boxes a consumer */
   const uint32_t full_bars = c_buffers + (TILE_M / C_BOX_ROWS) * C_BUFFERS * C_BOX_BYTES; /* TMA bytes landed */
   const uint32_t empty_bars = full_bars + STAGES * 8;           /* both consumers done reading */
+  const uint32_t k_split_bars = empty_bars + STAGES * 8;        /* narrow, k_split > 1: go, then one a warp */
   const int k_block = K_BLOCK_BYTES / (IN == IN_E4M3 ? 1 : 2);  /* elements of K a stage */
   if (threadIdx.x == 0) {
     for (int s = 0; s < STAGES; ++s) {
       barrier_init(full_bars + 8 * s, 1);
       barrier_init(empty_bars + 8 * s, 2 * CLUSTER_M); /* both consumers of every CTA of the cluster */
+    }
+    if (NARROW && p.k_split > 1) {
+      barrier_init(k_split_bars, 2 * (p.k_split - 1)); /* both consumers of every other rank */
+      for (int pair = 0; pair < 8; ++pair) barrier_init(k_split_bars + 8 + 8 * pair, 1); /* the owner's expect */
     }
     asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
   }
@@ -784,6 +874,11 @@ __device__ __forceinline__ void gemm_sm90(const kf_gemm_sm90_params &p) {
   const int out_cols = (p.flags & KF_SM90_SWIGLU) ? TILE_N / 2 : TILE_N;
   const int warpgroup = threadIdx.x / 128;
   work_list list = work_list_begin(p, units, k_blocks, cluster); /* the producer's and consumers' alike */
+  if (NARROW && p.k_split > 1) { /* one tile a cluster, its K blocks split evenly among the ranks */
+    const int s_rank = (int)cluster_rank(), tile = blockIdx.x / p.k_split;
+    list.sk_next = (int64_t)tile * k_blocks + (int64_t)k_blocks * s_rank / p.k_split;
+    list.sk_end = (int64_t)tile * k_blocks + (int64_t)k_blocks * (s_rank + 1) / p.k_split;
+  }
   work_item item = {0, 0, 0};
   bool have = work_list_next(p, k_blocks, clusters, list, item);
   int batch = 0, tile_m = 0, tile_n = 0;
@@ -948,15 +1043,25 @@ __device__ __forceinline__ void gemm_sm90(const kf_gemm_sm90_params &p) {
       wgmma_wait<0>(acc);
       if (!have_next) launch_dependents();
       if (releaser) release_stage<CLUSTER_M>(empty_bars + 8 * ((it - 1) % STAGES)); /* an item has >= 1 K block */
-      if (item.kb_begin > 0) { /* a stream-K contributor: the finisher of this unit runs the epilogue */
-        stream_k_contribute<NARROW>(p, acc, cluster, rank, consumer, products);
-      } else {
-        if (item.kb_end < k_blocks) { /* a stream-K finisher: the clusters after this one hold the rest */
-          const int64_t unit_end = (int64_t)(item.unit - p.sk_first_unit + 1) * k_blocks;
-          int last = cluster + 1;
-          while (last + 1 < p.sk_clusters && stream_k_begin(p, units, k_blocks, last + 1) < unit_end) ++last;
-          stream_k_collect<NARROW>(p, acc, cluster + 1, last, rank, consumer, products);
+      bool finish = true; /* this warp runs the epilogue of its rows */
+      bool k_split = false;
+      if constexpr (NARROW) {
+        if (p.k_split > 1) { /* the K split in a cluster: the owner of a warp's rows finishes them */
+          k_split = true;
+          finish = k_split_exchange(p, acc, a_stages, k_split_bars, consumer, products);
         }
+      }
+      if (k_split) {
+      } else if (item.kb_begin > 0) { /* a stream-K contributor: the finisher of this unit runs the epilogue */
+        stream_k_contribute<NARROW>(p, acc, cluster, rank, consumer, products);
+        finish = false;
+      } else if (item.kb_end < k_blocks) { /* a stream-K finisher: the clusters after this one hold the rest */
+        const int64_t unit_end = (int64_t)(item.unit - p.sk_first_unit + 1) * k_blocks;
+        int last = cluster + 1;
+        while (last + 1 < p.sk_clusters && stream_k_begin(p, units, k_blocks, last + 1) < unit_end) ++last;
+        stream_k_collect<NARROW>(p, acc, cluster + 1, last, rank, consumer, products);
+      }
+      if (finish) {
         if (p.alpha != 1.0f) {
 #pragma unroll
           for (int i = 0; i < g::acc; ++i) acc[i] *= p.alpha;
