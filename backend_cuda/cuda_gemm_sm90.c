@@ -190,6 +190,13 @@ static void plan_geometry(kf_backend_context *ctx, const kf_gemm_args *args, int
   const int by_default = choice == NULL || choice[0] == '\0';
   if (!by_default && strcmp(choice, "0") == 0) return;
   if (rest == 0 || (by_default && waves > 0 && waves < STREAM_K_MIN_WAVES)) return;
+  /* Narrow tiles, less than a wave, with rows for both consumers: whole tiles. There a stream-K piece
+     moves 64 KiB of partial sums, and row blocks that share B columns stop sharing them in L2 once
+     their pieces run at different K offsets. H200, 4096-deep, narrow whole against stream-K: m = 320
+     and 384 (96 tiles) 27-29 us against 33-35; m = 128 (96-112 tiles) 2-6% faster. With one
+     consumer (m <= 64) stream-K stays: whole tiles were 1-9% slower at 80-112 tiles, except at
+     64 x 14336 x 4096 (2% faster). */
+  if (by_default && narrow && waves == 0 && args->m > KF_SM90_TILE_M / 2) return;
   const int64_t first = waves * clusters;
   const int64_t shared_blocks = rest * plan->k_blocks;
   int64_t sharing = shared_blocks / STREAM_K_MIN_BLOCKS;
