@@ -239,6 +239,12 @@ static void describe_error(char *buf, size_t size, const char *output, const kf_
            e->worst_out, e->worst_ref);
 }
 
+/* The smallest normal value of an output dtype. Below it the absolute rounding step is fixed (f16:
+ * 6e-8 under 6.1e-5), so a subnormal result is measured against this, not against itself. */
+static double smallest_normal(kf_dtype dtype) {
+  return dtype == KF_F16 ? 0x1p-14 : dtype == KF_F8_E4M3 ? 0x1p-6 : 0x1p-126;
+}
+
 bool within(const kf_test_error *e, double tolerance) {
   return e->max_err <= tolerance && e->nmse <= tolerance * tolerance;
 }
@@ -447,7 +453,9 @@ static void norm_inputs_make(const norm_case *nc, kf_test_rng *rng, norm_inputs 
       if (condition > in->condition) in->condition = condition;
     }
   for (size_t i = 0; i < count; ++i)
-    in->y_magnitude[i] = fabs(in->y_magnitude[i]) + ((f & NORM_BIAS) ? fabs(in->bias.values[i % (size_t)row_len]) : 0.0);
+    in->y_magnitude[i] =
+        fmax(fabs(in->y_magnitude[i]) + ((f & NORM_BIAS) ? fabs(in->bias.values[i % (size_t)row_len]) : 0.0),
+             smallest_normal(nc->dt.y)); /* rows of one element with eps > 0 can land in f16's subnormals */
   if (f & NORM_RESIDUAL) {
     in->h_magnitude = xmalloc(count * sizeof(double));
     for (size_t i = 0; i < count; ++i) in->h_magnitude[i] = fabs(in->x.values[i]) + fabs(in->residual.values[i]);
@@ -1459,9 +1467,7 @@ static void glu_make(const void *cv, kf_test_rng *rng, void **inputs_out, case_s
   os->magnitude = xmalloc(count * sizeof(double));
   double max_gate = 0.0;
   for (size_t i = 0; i < count; ++i) {
-    /* Below the output dtype's normal range its absolute step is fixed (f16: 6e-8 under 6.1e-5), so a
-     * subnormal result is measured against the smallest normal, not against itself. */
-    os->magnitude[i] = fmax(fabs(g[i] * u[i]), gc->out == KF_F16 ? 0x1p-14 : 0x1p-126);
+    os->magnitude[i] = fmax(fabs(g[i] * u[i]), smallest_normal(gc->out));
     max_gate = fmax(max_gate, fabs(g[i]));
   }
   os->tol = kf_test_tolerance_conditioned(KF_TEST_OP_GLU, gc->out, inner, max_gate);
