@@ -219,12 +219,17 @@ static void plan_geometry(kf_backend_context *ctx, const kf_gemm_args *args, int
  *  - narrow when the wide plan is less than one wave split by stream-K and K is at most
  *    NARROW_MAX_K_BLOCKS: the wide fixup (128 KiB a CTA) is then a large part of a short call (4096 x
  *    4096, m = 192..768);
- *  - wide otherwise. With longer K the narrow geometry's stream-K pieces of one column block run at
- *    different K offsets and each reads B from DRAM again (4096 x 4096 x 14336 at m = 384: 0.61 narrow,
- *    0.76 wide); with whole waves the wide geometry's B multicast wins (0.89-0.90 narrow against
- *    0.97-1.00 wide from m = 1024 on).
+ *  - narrow when m is at most two wide clusters of rows (512) and a quarter or more of the wide rows would
+ *    be past m (session 20, with the narrow K split and whole narrow tiles below a wave: m = 320 and 384
+ *    at 14336 x 4096, and 192, 320 and 384 at 4096 x 14336, ran 2-5% faster narrow; m = 256 and 640,
+ *    with fewer idle rows, 2-12% slower);
+ *  - wide otherwise. With whole waves the wide geometry's B multicast wins (0.89-0.90 narrow against
+ *    0.97-1.00 wide from m = 1024 on). (Session 19's narrow stream-K read B from DRAM again for each
+ *    piece at K = 14336: 0.61 at 4096 x 4096 x 14336 and m = 384 against 0.76 wide; since session 20
+ *    those tiles run whole.)
  * KF_SM90_TILE=wide or =narrow forces one (benchmarks, tests). */
 #define NARROW_MAX_K_BLOCKS 128
+#define WIDE_ROWS (KF_SM90_TILE_M * KF_SM90_CLUSTER_M) /* rows of a wide cluster */
 
 static void make_plan(kf_backend_context *ctx, const kf_gemm_args *args, sm90_plan *plan) {
   const char *tile = getenv("KF_SM90_TILE");
@@ -235,7 +240,11 @@ static void make_plan(kf_backend_context *ctx, const kf_gemm_args *args, sm90_pl
   plan_geometry(ctx, args, 0, plan);
   const int one_row_block = args->m <= KF_SM90_TILE_M;
   const int short_split = plan->sk_clusters > 0 && plan->sk_first_unit == 0 && plan->k_blocks <= NARROW_MAX_K_BLOCKS;
-  if (one_row_block || short_split) plan_geometry(ctx, args, 1, plan);
+  /* at most two clusters of rows, a quarter or more of them past m (m = 192, 320, 384: a consumer or a
+     whole CTA of the last cluster multiplies zeros) */
+  const int64_t wide_rows = (args->m + WIDE_ROWS - 1) / WIDE_ROWS * WIDE_ROWS;
+  const int idle_rows = args->m <= 2 * WIDE_ROWS && 4 * (wide_rows - args->m) >= wide_rows;
+  if (one_row_block || short_split || idle_rows) plan_geometry(ctx, args, 1, plan);
 }
 
 /* Bytes of stream-K partial sums a plan needs: one slot a CTA of the sharing clusters. */
