@@ -148,9 +148,11 @@ static int64_t cluster_capacity(kf_backend_context *ctx, int size) {
  * S CTAs (a cluster) share each tile's K blocks evenly and add their partial sums through distributed
  * shared memory, instead of stream-K's trip through the L2 (at m = 64 and 32 tiles, stream-K's fixup
  * kept ~4 us of a ~15 us call after the last products). The largest S of 2..8 (the most CTAs at work)
- * with every tile's cluster on the device at once, each CTA with at least KSPLIT_MIN_BLOCKS K blocks. (An H200 holds 66 clusters of 2 but only 30 of 4: its GPCs are not all
- * multiples of 4 SMs.) KF_SM90_KSPLIT=0 turns it off; =S forces S wherever each CTA gets a K block,
- * whatever fits at once (tests, benchmarks). */
+ * with every tile's cluster on the device at once, each CTA with at least KSPLIT_MIN_BLOCKS K blocks.
+ * (An H200 holds 66 clusters of 2 but only 30 of 4: its GPCs are not all multiples of 4 SMs.)
+ * KF_SM90_KSPLIT=0 turns it off; =S forces S wherever each CTA gets a K block, whatever fits at once
+ * (tests, benchmarks). It comes before stream-K: KF_SM90_STREAM_K=1 reaches narrow stream-K on small
+ * grids only with KF_SM90_KSPLIT=0. */
 #define KSPLIT_MIN_BLOCKS 4
 #define KSPLIT_MAX 8 /* the largest portable cluster */
 

@@ -1052,6 +1052,7 @@ __device__ __forceinline__ void gemm_sm90(const kf_gemm_sm90_params &p) {
         }
       }
       if (k_split) {
+        /* exchanged above: `finish` says whether this warp owns its rows */
       } else if (item.kb_begin > 0) { /* a stream-K contributor: the finisher of this unit runs the epilogue */
         stream_k_contribute<NARROW>(p, acc, cluster, rank, consumer, products);
         finish = false;
