@@ -199,6 +199,11 @@ static void plan_geometry(kf_backend_context *ctx, const kf_gemm_args *args, int
      consumer (m <= 64) stream-K stays: whole tiles were 1-9% slower at 80-112 tiles, except at
      64 x 14336 x 4096 (2% faster). */
   if (by_default && narrow && waves == 0 && args->m > KF_SM90_TILE_M / 2) return;
+  /* Wide units, less than a wave but at least two thirds of one: whole units too. H200, wide whole
+     against stream-K: 48 units (m = 640-768 at 4096 x 4096, 4096 x 8192, 4096 x 14336) 6-19% faster,
+     64 units (896 x 4096 x 14336) 8% faster; at 32 units (m = 448-512) stream-K stays 1.2-1.3x
+     faster, as v6 found at 512 x 4096 x 4096. */
+  if (by_default && !narrow && waves == 0 && 3 * plan->units >= 2 * clusters) return;
   const int64_t first = waves * clusters;
   const int64_t shared_blocks = rest * plan->k_blocks;
   int64_t sharing = shared_blocks / STREAM_K_MIN_BLOCKS;
