@@ -204,15 +204,8 @@ kf_status kf_cuda_attention(kf_backend_context *ctx, const kf_attention_args *ar
   kf_status status = kf_cuda_enter(ctx);
   if (status != KF_OK) return status;
   CUfunction function;
-  status = kf_cuda_function(ctx, KF_CUDA_MODULE_ATTENTION, slot, name, &function);
-  if (status == KF_OK && plan.shared_bytes > 0) {
-    /* Above 48 KiB of dynamic shared memory a kernel must opt in. */
-    CUresult result =
-        kf_cu.FuncSetAttribute(function, CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, (int)plan.shared_bytes);
-    if (result != CUDA_SUCCESS)
-      status = kf_fail(KF_ERROR_DEVICE_FAILURE, "cuFuncSetAttribute(%s, %u bytes of shared memory) failed: %s", name,
-                       plan.shared_bytes, kf_cuda_error_text(result));
-  }
+  /* the slot fixes the kernel and so its shared memory (head dim, prefill or decode) */
+  status = kf_cuda_function_shared(ctx, KF_CUDA_MODULE_ATTENTION, slot, name, plan.shared_bytes, &function);
   if (status == KF_OK)
     status = kf_cuda_launch(ctx, function, name, (unsigned)grid, (unsigned)plan.threads, 1, plan.shared_bytes, &params);
   if (status == KF_OK && plan.splits > 1) {

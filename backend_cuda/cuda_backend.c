@@ -362,6 +362,21 @@ kf_status kf_cuda_function(kf_backend_context *ctx, kf_cuda_module module, int s
   return KF_OK;
 }
 
+kf_status kf_cuda_function_shared(kf_backend_context *ctx, kf_cuda_module module, int slot, const char *name,
+                                  unsigned shared_bytes, CUfunction *out_function) {
+  const int first_use = slot >= 0 && slot < KF_CUDA_FUNCTION_SLOTS && ctx->functions[module][slot] == NULL;
+  kf_status status = kf_cuda_function(ctx, module, slot, name, out_function);
+  if (status != KF_OK || !first_use || shared_bytes <= 48u * 1024u) return status;
+  CUresult result =
+      kf_cu.FuncSetAttribute(*out_function, CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, (int)shared_bytes);
+  if (result != CUDA_SUCCESS) {
+    ctx->functions[module][slot] = NULL; /* retried (and reported) on the next call */
+    return kf_fail(KF_ERROR_DEVICE_FAILURE, "cuFuncSetAttribute(%s, %u bytes of shared memory) failed: %s", name,
+                   shared_bytes, kf_cuda_error_text(result));
+  }
+  return KF_OK;
+}
+
 kf_status kf_cuda_launch_2d(kf_backend_context *ctx, CUfunction function, const char *name, unsigned grid_x,
                             unsigned grid_y, unsigned block_x, unsigned block_y, unsigned shared_bytes, void *params) {
   void *arguments[] = {params};

@@ -209,22 +209,6 @@ size_t kf_cuda_gemm_workspace(kf_backend_context *ctx, const kf_gemm_args *args)
   return plan_workspace(args, &plan);
 }
 
-/* The function for `slot`, with its dynamic shared-memory limit raised on first lookup. */
-static kf_status gemm_function(kf_backend_context *ctx, int slot, const char *name, unsigned shared_bytes,
-                               CUfunction *out_function) {
-  const int first_use = ctx->functions[KF_CUDA_MODULE_GEMM][slot] == NULL;
-  kf_status status = kf_cuda_function(ctx, KF_CUDA_MODULE_GEMM, slot, name, out_function);
-  if (status != KF_OK || !first_use || shared_bytes <= 48u * 1024u) return status;
-  CUresult result =
-      kf_cu.FuncSetAttribute(*out_function, CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, (int)shared_bytes);
-  if (result != CUDA_SUCCESS) {
-    ctx->functions[KF_CUDA_MODULE_GEMM][slot] = NULL; /* retried (and reported) on the next call */
-    return kf_fail(KF_ERROR_DEVICE_FAILURE, "cuFuncSetAttribute(%s, %u bytes of shared memory) failed: %s", name,
-                   shared_bytes, kf_cuda_error_text(result));
-  }
-  return KF_OK;
-}
-
 static uint64_t matrix_address(const kf_matrix_arg *arg) {
   return arg->buffer ? arg->buffer->address + (uint64_t)(arg->offset * kf_cuda_element_size(arg->dtype)) : 0;
 }
@@ -293,9 +277,9 @@ kf_status kf_cuda_gemm(kf_backend_context *ctx, const kf_gemm_args *args) {
   kf_status status = kf_cuda_enter(ctx);
   if (status != KF_OK) return status;
   CUfunction function, finish = NULL;
-  status = gemm_function(ctx, slot, name, plan.shared_bytes, &function);
+  status = kf_cuda_function_shared(ctx, KF_CUDA_MODULE_GEMM, slot, name, plan.shared_bytes, &function);
   if (status == KF_OK && plan.splits > 1)
-    status = gemm_function(ctx, SLOT_FINISH, "kf_gemm_finish_splits", 0, &finish);
+    status = kf_cuda_function_shared(ctx, KF_CUDA_MODULE_GEMM, SLOT_FINISH, "kf_gemm_finish_splits", 0, &finish);
 
   /* Batch entries per launch so the 1-D grid stays below 2^31 blocks. */
   const int64_t blocks_per_entry = (int64_t)plan.splits * plan.tiles_m * plan.tiles_n;

@@ -91,31 +91,14 @@ int kf_cuda_gemm_sm90_supports(kf_backend_context *ctx, const kf_gemm_args *args
 /* How one call is laid out over the clusters of the grid. */
 typedef struct sm90_plan {
   int narrow;            /* the narrow geometry (128 x 128 tiles, no cluster) instead of the wide one */
-  int64_t cluster;       /* CTAs a cluster: KF_SM90_CLUSTER_M; narrow: 1, or k_split */
-  int64_t k_split;       /* narrow: CTAs that split each tile's K blocks (a cluster each tile), or 1 */
+  int64_t cluster;       /* CTAs a cluster: KF_SM90_CLUSTER_M; narrow: 1, or the K split's S (a cluster
+                            a tile, set at launch) */
   int64_t units;         /* work units: `cluster` row blocks of one column block */
   int64_t k_blocks;      /* K blocks of a tile */
   int64_t clusters;      /* clusters launched */
   int64_t sk_first_unit; /* units before it go whole to the clusters; the K blocks of the rest are shared */
   int64_t sk_clusters;   /* clusters sharing them (0: no stream-K) */
 } sm90_plan;
-
-/* The function of `slot` in `module`, its dynamic shared-memory limit raised on first lookup. */
-static kf_status sm90_function(kf_backend_context *ctx, kf_cuda_module module, int slot, const char *name,
-                               unsigned shared_bytes, CUfunction *out_function) {
-  const int first_use = ctx->functions[module][slot] == NULL;
-  kf_status status = kf_cuda_function(ctx, module, slot, name, out_function);
-  if (status == KF_OK && first_use) {
-    CUresult result =
-        kf_cu.FuncSetAttribute(*out_function, CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, (int)shared_bytes);
-    if (result != CUDA_SUCCESS) {
-      ctx->functions[module][slot] = NULL;
-      status = kf_fail(KF_ERROR_DEVICE_FAILURE, "cuFuncSetAttribute(%s, %u bytes of shared memory) failed: %s", name,
-                       shared_bytes, kf_cuda_error_text(result));
-    }
-  }
-  return status;
-}
 
 /* Clusters of `size` narrow CTAs the device holds at once (asked once a context; every narrow entry
  * point has the same resources, so bf16's stands for all). 0 when the driver cannot say. */
@@ -125,8 +108,8 @@ static int64_t cluster_capacity(kf_backend_context *ctx, int size) {
     *cached = -1;
     CUfunction function;
     if (kf_cuda_enter(ctx) != KF_OK) return 0;
-    if (sm90_function(ctx, KF_CUDA_MODULE_GEMM_SM90_NARROW, 0, "kf_gemm_sm90_bf16_k_k_narrow",
-                      KF_SM90_NARROW_SHARED_BYTES, &function) == KF_OK) {
+    if (kf_cuda_function_shared(ctx, KF_CUDA_MODULE_GEMM_SM90_NARROW, 0, "kf_gemm_sm90_bf16_k_k_narrow",
+                                KF_SM90_NARROW_SHARED_BYTES, &function) == KF_OK) {
       CUlaunchAttribute attribute;
       memset(&attribute, 0, sizeof attribute);
       attribute.id = CU_LAUNCH_ATTRIBUTE_CLUSTER_DIMENSION;
@@ -180,9 +163,9 @@ static void plan_geometry(kf_backend_context *ctx, const kf_gemm_args *args, int
   plan->clusters = plan->units < clusters ? plan->units : clusters;
   plan->sk_first_unit = plan->units;
   plan->sk_clusters = 0;
-  plan->k_split = narrow ? k_split_of(ctx, plan->units, plan->k_blocks) : 1;
-  if (plan->k_split > 1) { /* a cluster a tile, no stream-K; the kernel's work lists start at unit 0 */
-    plan->cluster = plan->k_split;
+  const int64_t k_split = narrow ? k_split_of(ctx, plan->units, plan->k_blocks) : 1;
+  if (k_split > 1) { /* a cluster a tile, no stream-K; the kernel's work lists start at unit 0 */
+    plan->cluster = k_split;
     plan->clusters = plan->units;
     plan->sk_first_unit = 0;
     return;
@@ -432,17 +415,18 @@ kf_status kf_cuda_gemm_sm90(kf_backend_context *ctx, const kf_gemm_args *args) {
     params.partials = args->workspace->address;
   }
 
-  params.k_split = (int32_t)plan.k_split;
+  const int64_t k_split = plan.narrow ? plan.cluster : 1;
+  params.k_split = (int32_t)k_split;
   CUfunction function;
-  status = sm90_function(ctx, module, slot, name, shared_bytes, &function);
+  status = kf_cuda_function_shared(ctx, module, slot, name, shared_bytes, &function);
   if (status == KF_OK) {
     /* Programmatic dependent launch: the grid can be placed on SMs the previous kernel has left while
        that kernel finishes (the kernel waits for it before any memory access); KF_SM90_PDL=0 turns it off. */
     const char *pdl = getenv("KF_SM90_PDL");
     const int dependent = pdl == NULL || strcmp(pdl, "0") != 0;
-    if (plan.k_split > 1)
+    if (k_split > 1)
       status = kf_cuda_launch_clusters(ctx, function, name, grid, KF_SM90_THREADS, shared_bytes,
-                                       (unsigned)plan.k_split, dependent, &params);
+                                       (unsigned)k_split, dependent, &params);
     else if (dependent)
       status = kf_cuda_launch_dependent(ctx, function, name, grid, KF_SM90_THREADS, shared_bytes, &params);
     else

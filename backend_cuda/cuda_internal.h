@@ -67,6 +67,10 @@ void kf_cuda_leave(kf_backend_context *ctx);
 /* The function `name` of `module`, cached in functions[module][slot]. */
 kf_status kf_cuda_function(kf_backend_context *ctx, kf_cuda_module module, int slot, const char *name,
                            CUfunction *out_function);
+/* The same for a kernel launched with `shared_bytes` of dynamic shared memory: above 48 KiB the limit is
+ * raised on first lookup (a slot's kernel always asks for the same amount). */
+kf_status kf_cuda_function_shared(kf_backend_context *ctx, kf_cuda_module module, int slot, const char *name,
+                                  unsigned shared_bytes, CUfunction *out_function);
 
 /* Queues one kernel on the context's stream with `shared_bytes` of dynamic shared memory; reports
  * failures with the kernel's name. The caller has entered the context. */
