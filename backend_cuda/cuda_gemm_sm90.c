@@ -90,9 +90,10 @@ int kf_cuda_gemm_sm90_supports(kf_backend_context *ctx, const kf_gemm_args *args
 
 /* How one call is laid out over the clusters of the grid. */
 typedef struct sm90_plan {
-  int narrow;            /* the narrow geometry (128 x 128 tiles, no cluster) instead of the wide one */
-  int64_t cluster;       /* CTAs a cluster: KF_SM90_CLUSTER_M; narrow: 1, or the K split's S (a cluster
-                            a tile, set at launch) */
+  int geometry;          /* KF_SM90_WIDE, KF_SM90_NARROW (128 x 128 tiles) or KF_SM90_WIDE_SPLIT */
+  int narrow;            /* geometry == KF_SM90_NARROW */
+  int64_t cluster;       /* CTAs a cluster: wide KF_SM90_CLUSTER_M; narrow and wide split: 1, or the K
+                            split's S (a cluster a tile, set at launch) */
   int64_t units;         /* work units: `cluster` row blocks of one column block */
   int64_t k_blocks;      /* K blocks of a tile */
   int64_t clusters;      /* clusters launched */
@@ -101,7 +102,8 @@ typedef struct sm90_plan {
 } sm90_plan;
 
 /* Clusters of `size` narrow CTAs the device holds at once (asked once a context; every narrow entry
- * point has the same resources, so bf16's stands for all). 0 when the driver cannot say. */
+ * point has the same resources, so bf16's stands for all, and the wide split's CTAs, one an SM as well,
+ * fit the same clusters). 0 when the driver cannot say. */
 static int64_t cluster_capacity(kf_backend_context *ctx, int size) {
   int *cached = &ctx->gemm_sm90_cluster_capacity[size];
   if (*cached == 0) {
@@ -151,19 +153,25 @@ static int64_t k_split_of(kf_backend_context *ctx, int64_t tiles, int64_t k_bloc
   return best;
 }
 
-static void plan_geometry(kf_backend_context *ctx, const kf_gemm_args *args, int narrow, sm90_plan *plan) {
+static void plan_geometry(kf_backend_context *ctx, const kf_gemm_args *args, int geometry, sm90_plan *plan) {
+  const int narrow = geometry == KF_SM90_NARROW;
   const int64_t k_block = KF_SM90_K_BLOCK_BYTES / kf_cuda_element_size(args->a.dtype);
   const int64_t tiles_m = (args->m + KF_SM90_TILE_M - 1) / KF_SM90_TILE_M;
   const int64_t tiles_n = (args->n + tile_columns(args, narrow) - 1) / tile_columns(args, narrow);
+  plan->geometry = geometry;
   plan->narrow = narrow;
-  plan->cluster = narrow ? 1 : KF_SM90_CLUSTER_M;
+  plan->cluster = geometry == KF_SM90_WIDE ? KF_SM90_CLUSTER_M : 1;
   const int64_t clusters = ctx->sm_count / plan->cluster;
   plan->units = (tiles_m + plan->cluster - 1) / plan->cluster * tiles_n * args->batch;
   plan->k_blocks = (args->k + k_block - 1) / k_block;
   plan->clusters = plan->units < clusters ? plan->units : clusters;
   plan->sk_first_unit = plan->units;
   plan->sk_clusters = 0;
-  const int64_t k_split = narrow ? k_split_of(ctx, plan->units, plan->k_blocks) : 1;
+  const int64_t k_split = geometry != KF_SM90_WIDE ? k_split_of(ctx, plan->units, plan->k_blocks) : 1;
+  if (geometry == KF_SM90_WIDE_SPLIT && k_split < 2) { /* the wide split always splits (gemm_sm90.cu) */
+    plan_geometry(ctx, args, KF_SM90_WIDE, plan);
+    return;
+  }
   if (k_split > 1) { /* a cluster a tile, no stream-K; the kernel's work lists start at unit 0 */
     plan->cluster = k_split;
     plan->clusters = plan->units;
@@ -213,28 +221,47 @@ static void plan_geometry(kf_backend_context *ctx, const kf_gemm_args *args, int
  *    be past m (session 20, with the narrow K split and whole narrow tiles below a wave: m = 320 and 384
  *    at 14336 x 4096, and 192, 320 and 384 at 4096 x 14336, ran 2-5% faster narrow; m = 256 and 640,
  *    with fewer idle rows, 2-12% slower);
+ *  - wide split (session 21) when M has more than one row block, K at least SPLIT_MIN_K_BLOCKS, and
+ *    the K split of the unpaired wide tiles would use S = 2: 33-66 tiles on an H200, e.g. m = 320-512 at
+ *    N = 4096. Each tile's two halves of K run on two SMs, so 48 tiles (m = 384) keep 96 SMs at work
+ *    with the wide tile's operand reuse (narrow tiles read a third more bytes a product, and wide pairs
+ *    leave SMs idle or pay stream-K's fixup). H200, bf16, against the plan before it:
+ *    384 x 4096 x 4096 28.5 us against 29.9 (narrow), 512 x 4096 x 4096 32.2-32.6 against 33.7-33.8
+ *    (wide, stream-K), 384 x 4096 x 14336 86.4 against 95.9-96.2, 512 x 4096 x 14336 98.4-98.9 against
+ *    104.4-105.2; 320 x 4096 x 4096 28.8-29.2 against 28.2 (narrow, the one loss measured). With 32
+ *    tiles (S = 3: m = 192-256) or 80 and more (no split fits) it lost 1-20%;
  *  - wide otherwise. With whole waves the wide geometry's B multicast wins (0.89-0.90 narrow against
  *    0.97-1.00 wide from m = 1024 on). (Session 19's narrow stream-K read B from DRAM again for each
  *    piece at K = 14336: 0.61 at 4096 x 4096 x 14336 and m = 384 against 0.76 wide; since session 20
  *    those tiles run whole.)
- * KF_SM90_TILE=wide or =narrow forces one (benchmarks, tests). */
+ * KF_SM90_TILE=wide, =narrow or =split forces one (benchmarks, tests; split falls back to wide where
+ * no K split applies). */
 #define NARROW_MAX_K_BLOCKS 128
+#define SPLIT_MIN_K_BLOCKS 64 /* measured at K = 4096 and 14336 only */
 #define WIDE_ROWS (KF_SM90_TILE_M * KF_SM90_CLUSTER_M) /* rows of a wide cluster */
 
 static void make_plan(kf_backend_context *ctx, const kf_gemm_args *args, sm90_plan *plan) {
   const char *tile = getenv("KF_SM90_TILE");
-  if (tile != NULL && (strcmp(tile, "wide") == 0 || strcmp(tile, "narrow") == 0)) {
-    plan_geometry(ctx, args, strcmp(tile, "narrow") == 0, plan);
+  if (tile != NULL && (strcmp(tile, "wide") == 0 || strcmp(tile, "narrow") == 0 || strcmp(tile, "split") == 0)) {
+    plan_geometry(ctx, args,
+                  strcmp(tile, "narrow") == 0  ? KF_SM90_NARROW
+                  : strcmp(tile, "split") == 0 ? KF_SM90_WIDE_SPLIT
+                                               : KF_SM90_WIDE,
+                  plan);
     return;
   }
-  plan_geometry(ctx, args, 0, plan);
   const int one_row_block = args->m <= KF_SM90_TILE_M;
+  if (!one_row_block) {
+    plan_geometry(ctx, args, KF_SM90_WIDE_SPLIT, plan);
+    if (plan->geometry == KF_SM90_WIDE_SPLIT && plan->cluster == 2 && plan->k_blocks >= SPLIT_MIN_K_BLOCKS) return;
+  }
+  plan_geometry(ctx, args, KF_SM90_WIDE, plan);
   const int short_split = plan->sk_clusters > 0 && plan->sk_first_unit == 0 && plan->k_blocks <= NARROW_MAX_K_BLOCKS;
   /* at most two clusters of rows, a quarter or more of them past m (m = 192, 320, 384: a consumer or a
      whole CTA of the last cluster multiplies zeros) */
   const int64_t wide_rows = (args->m + WIDE_ROWS - 1) / WIDE_ROWS * WIDE_ROWS;
   const int idle_rows = args->m <= 2 * WIDE_ROWS && 4 * (wide_rows - args->m) >= wide_rows;
-  if (one_row_block || short_split || idle_rows) plan_geometry(ctx, args, 1, plan);
+  if (one_row_block || short_split || idle_rows) plan_geometry(ctx, args, KF_SM90_NARROW, plan);
 }
 
 /* Bytes of stream-K partial sums a plan needs: one slot a CTA of the sharing clusters. */
@@ -392,10 +419,15 @@ kf_status kf_cuda_gemm_sm90(kf_backend_context *ctx, const kf_gemm_args *args) {
   static const char *const in_names[3] = {"bf16", "f16", "e4m3"};
   char name[56];
   snprintf(name, sizeof name, "kf_gemm_sm90_%s_%c_%c%s", in_names[in], args->trans_a ? 'm' : 'k',
-           args->trans_b ? 'k' : 'n', plan.narrow ? "_narrow" : "");
+           args->trans_b ? 'k' : 'n',
+           plan.geometry == KF_SM90_NARROW ? "_narrow" : plan.geometry == KF_SM90_WIDE_SPLIT ? "_split" : "");
   const int slot = in * 4 + args->trans_a * 2 + !args->trans_b;
-  const kf_cuda_module module = plan.narrow ? KF_CUDA_MODULE_GEMM_SM90_NARROW : KF_CUDA_MODULE_GEMM_SM90;
-  const unsigned shared_bytes = plan.narrow ? KF_SM90_NARROW_SHARED_BYTES : KF_SM90_SHARED_BYTES;
+  const kf_cuda_module module = plan.geometry == KF_SM90_NARROW       ? KF_CUDA_MODULE_GEMM_SM90_NARROW
+                                : plan.geometry == KF_SM90_WIDE_SPLIT ? KF_CUDA_MODULE_GEMM_SM90_SPLIT
+                                                                      : KF_CUDA_MODULE_GEMM_SM90;
+  const unsigned shared_bytes = plan.geometry == KF_SM90_NARROW       ? KF_SM90_NARROW_SHARED_BYTES
+                                : plan.geometry == KF_SM90_WIDE_SPLIT ? KF_SM90_SPLIT_SHARED_BYTES
+                                                                      : KF_SM90_SHARED_BYTES;
   /* One cluster (wide: KF_SM90_CLUSTER_M CTAs, narrow: one) a work unit (that many row blocks of one
    * column block), as many clusters as fit on the SMs at once (clusters of 2 fill all 132 SMs of an
    * H200: its GPCs hold whole pairs) or one a unit when there are fewer and no stream-K. */
@@ -415,7 +447,7 @@ kf_status kf_cuda_gemm_sm90(kf_backend_context *ctx, const kf_gemm_args *args) {
     params.partials = args->workspace->address;
   }
 
-  const int64_t k_split = plan.narrow ? plan.cluster : 1;
+  const int64_t k_split = plan.geometry != KF_SM90_WIDE ? plan.cluster : 1;
   params.k_split = (int32_t)k_split;
   CUfunction function;
   status = kf_cuda_function_shared(ctx, module, slot, name, shared_bytes, &function);

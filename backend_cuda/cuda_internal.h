@@ -26,6 +26,7 @@ typedef enum kf_cuda_module {
   KF_CUDA_MODULE_GEMM,    /* gemm.fatbin: the generic (sm_80+) GEMM */
   KF_CUDA_MODULE_GEMM_SM90, /* gemm_sm90.fatbin: the Hopper GEMM (TMA, wgmma), wide geometry */
   KF_CUDA_MODULE_GEMM_SM90_NARROW, /* gemm_sm90_narrow.fatbin: the same source, narrow geometry */
+  KF_CUDA_MODULE_GEMM_SM90_SPLIT, /* gemm_sm90_split.fatbin: the same, wide tiles with the K split */
   KF_CUDA_MODULE_ATTENTION, /* attention.fatbin */
   KF_CUDA_MODULE_COUNT
 } kf_cuda_module;

@@ -32,6 +32,12 @@ typedef struct kf_tensor_map {
  * consumer warpgroup runs m64n128 (64 accumulators a thread). */
 #define KF_SM90_NARROW_TILE_N 128
 #define KF_SM90_NARROW_STAGES 6
+/* The geometries (the kernel's template argument, the build's KF_SM90_MODULE_GEOMETRY): wide, narrow,
+ * and wide split: the wide tiles without the B-sharing pairs, each tile's K split among the CTAs of a
+ * cluster set at launch (as the narrow geometry can). */
+#define KF_SM90_WIDE 0
+#define KF_SM90_NARROW 1
+#define KF_SM90_WIDE_SPLIT 2
 /* C staging of the TMA-store epilogue: per consumer warp two buffers of one C box each (16 rows x 128
  * bytes: 64 16-bit or 32 f32 columns), so one box is written while the previous one is stored. */
 #define KF_SM90_C_BOX_ROWS 16
@@ -51,6 +57,7 @@ typedef struct kf_tensor_map {
 #define KF_SM90_KSPLIT_BARRIER_BYTES (9 * 8)
 #define KF_SM90_NARROW_SHARED_BYTES \
   (KF_SM90_SHARED_BYTES_OF(KF_SM90_NARROW_TILE_N, KF_SM90_NARROW_STAGES) + KF_SM90_KSPLIT_BARRIER_BYTES)
+#define KF_SM90_SPLIT_SHARED_BYTES (KF_SM90_SHARED_BYTES + KF_SM90_KSPLIT_BARRIER_BYTES)
 
 /* flags */
 #define KF_SM90_SWIGLU 1u        /* b = gate half, b_up = up half: C = silu(gate) * up, 128 columns a tile */
@@ -98,7 +105,7 @@ struct kf_gemm_sm90_params {
   int32_t sk_clusters;
   uint32_t sk_epoch;   /* this launch's flag value: nonzero, different from every earlier launch's on
                           this context (flags left by earlier launches never match) */
-  /* Narrow geometry only: 1, or the CTAs of a cluster (2 to 8, set at launch) that split one tile's K
+  /* Narrow and wide split geometries: 1, or the CTAs of a cluster (2 to 8, set at launch) that split one tile's K
    * blocks evenly and add their partial sums through distributed shared memory. Then the grid is one
    * cluster a tile, and there is no stream-K (sk_first_unit 0, sk_clusters 0). */
   int32_t k_split;

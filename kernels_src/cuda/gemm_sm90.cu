@@ -88,19 +88,22 @@ enum operand_type { IN_BF16, IN_F16, IN_E4M3 };
  *  - narrow: 128 x 128 tiles (m64n128, 64 f32 a thread), no cluster, 6 stages of 32 KiB. Twice the
  *    tiles of the wide geometry, for shapes whose wide tiles leave SMs idle (small M: batched decode,
  *    short prefill), and more bytes in flight for the memory-bound ones. */
-template <int NARROW>
+template <int GEOMETRY>
 struct geometry {
-  static constexpr int tile_n = NARROW ? KF_SM90_NARROW_TILE_N : KF_SM90_TILE_N;
-  static constexpr int cluster = NARROW ? 1 : KF_SM90_CLUSTER_M; /* CTAs a cluster, along M */
-  static constexpr int stages = NARROW ? KF_SM90_NARROW_STAGES : KF_SM90_STAGES;
+  static constexpr bool narrow = GEOMETRY == KF_SM90_NARROW;
+  static constexpr bool k_split = GEOMETRY != KF_SM90_WIDE; /* may split K in a cluster set at launch */
+  static constexpr int tile_n = narrow ? KF_SM90_NARROW_TILE_N : KF_SM90_TILE_N;
+  /* CTAs of a static cluster sharing B, along M (the K split's clusters are set at launch) */
+  static constexpr int cluster = GEOMETRY == KF_SM90_WIDE ? KF_SM90_CLUSTER_M : 1;
+  static constexpr int stages = narrow ? KF_SM90_NARROW_STAGES : KF_SM90_STAGES;
   static constexpr int acc = tile_n / 2; /* f32 accumulators a consumer thread (64 rows x tile_n) */
   static constexpr uint32_t b_stage_bytes = tile_n * K_BLOCK_BYTES;
   static constexpr uint32_t b_half_bytes = b_stage_bytes / 2;
   static constexpr uint32_t partial_slot_bytes = KF_SM90_PARTIAL_SLOT_BYTES_OF(tile_n);
 };
 
-#ifndef KF_SM90_MODULE_NARROW
-#define KF_SM90_MODULE_NARROW 0
+#ifndef KF_SM90_MODULE_GEOMETRY
+#define KF_SM90_MODULE_GEOMETRY KF_SM90_WIDE
 #endif
 
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
@@ -427,10 +430,10 @@ __device__ __forceinline__ uint32_t *stream_k_flag(const kf_gemm_sm90_params &p,
 
 /* That warpgroup's 64 x tile_n partial sums: ACC / 4 pieces of 16 bytes a thread, piece i of all 128
  * threads side by side (each warp store covers 512 contiguous bytes). */
-template <int NARROW>
+template <int GEOMETRY>
 __device__ __forceinline__ float4 *stream_k_partials(const kf_gemm_sm90_params &p, int cluster, int rank,
                                                      int consumer) {
-  typedef geometry<NARROW> g;
+  typedef geometry<GEOMETRY> g;
   return reinterpret_cast<float4 *>(p.partials + (uint64_t)(cluster * g::cluster + rank) * g::partial_slot_bytes +
                                     (uint64_t)consumer * (g::partial_slot_bytes / 2)) +
          threadIdx.x % 128;
@@ -440,21 +443,21 @@ __device__ __forceinline__ float4 *stream_k_partials(const kf_gemm_sm90_params &
  * Every thread's stores reach the GPU scope before the barrier (fence), and the leader's release
  * store orders the flag after them. A warpgroup without products (`data` false: rows past the end of
  * A, narrow geometry) sets its flag only. */
-template <int NARROW>
+template <int GEOMETRY>
 __device__ __forceinline__ void stream_k_contribute(const kf_gemm_sm90_params &p,
-                                                    const float (&acc)[geometry<NARROW>::acc], int cluster, int rank,
+                                                    const float (&acc)[geometry<GEOMETRY>::acc], int cluster, int rank,
                                                     int consumer, bool data) {
-  float4 *slot = stream_k_partials<NARROW>(p, cluster, rank, consumer);
+  float4 *slot = stream_k_partials<GEOMETRY>(p, cluster, rank, consumer);
   if (data) {
 #pragma unroll
-    for (int i = 0; i < geometry<NARROW>::acc / 4; ++i)
+    for (int i = 0; i < geometry<GEOMETRY>::acc / 4; ++i)
       __stcg(slot + 128 * i, make_float4(acc[4 * i], acc[4 * i + 1], acc[4 * i + 2], acc[4 * i + 3]));
   }
   __threadfence();
   named_barrier(1 + consumer, 128);
   if (threadIdx.x % 128 == 0)
     asm volatile("st.release.gpu.global.u32 [%0], %1;" ::"l"(
-                     stream_k_flag<geometry<NARROW>::cluster>(p, cluster, rank, consumer)),
+                     stream_k_flag<geometry<GEOMETRY>::cluster>(p, cluster, rank, consumer)),
                  "r"(p.sk_epoch)
                  : "memory");
 }
@@ -465,13 +468,13 @@ __device__ __forceinline__ void stream_k_contribute(const kf_gemm_sm90_params &p
  * the wide geometry (its 128 accumulators leave no room for more), all 16 in the narrow one: the
  * collect waits on the L2 once a contributor, not twice. Without `data` (no products) it waits for the
  * flags only. */
-template <int NARROW>
-__device__ __forceinline__ void stream_k_collect(const kf_gemm_sm90_params &p, float (&acc)[geometry<NARROW>::acc],
+template <int GEOMETRY>
+__device__ __forceinline__ void stream_k_collect(const kf_gemm_sm90_params &p, float (&acc)[geometry<GEOMETRY>::acc],
                                                  int first, int last, int rank, int consumer, bool data) {
-  constexpr int PIECES = NARROW ? 16 : 8;
+  constexpr int PIECES = geometry<GEOMETRY>::narrow ? 16 : 8;
   if (threadIdx.x % 128 == 0)
     for (int cluster = first; cluster <= last; ++cluster) {
-      const uint32_t *flag = stream_k_flag<geometry<NARROW>::cluster>(p, cluster, rank, consumer);
+      const uint32_t *flag = stream_k_flag<geometry<GEOMETRY>::cluster>(p, cluster, rank, consumer);
       uint32_t seen;
       do {
         asm volatile("ld.acquire.gpu.global.u32 %0, [%1];" : "=r"(seen) : "l"(flag) : "memory");
@@ -480,9 +483,9 @@ __device__ __forceinline__ void stream_k_collect(const kf_gemm_sm90_params &p, f
   named_barrier(1 + consumer, 128);
   if (!data) return;
   for (int cluster = first; cluster <= last; ++cluster) {
-    const float4 *slot = stream_k_partials<NARROW>(p, cluster, rank, consumer);
+    const float4 *slot = stream_k_partials<GEOMETRY>(p, cluster, rank, consumer);
 #pragma unroll
-    for (int group = 0; group < geometry<NARROW>::acc / 4 / PIECES; ++group) {
+    for (int group = 0; group < geometry<GEOMETRY>::acc / 4 / PIECES; ++group) {
       float4 piece[PIECES];
 #pragma unroll
       for (int i = 0; i < PIECES; ++i) piece[i] = __ldcg(slot + 128 * (PIECES * group + i));
@@ -509,7 +512,6 @@ __device__ __forceinline__ void stream_k_collect(const kf_gemm_sm90_params &p, f
  * arrived on its `go` mbarrier, which they do once their products are done. (With stream-K the same
  * reduction went through the L2, with stores, a fence, a flag and loads: ~4 us of a ~15 us call at
  * m = 64, 32 tiles, after the last products.) */
-constexpr uint32_t KSPLIT_WARP_BYTES = 32 * 64 * 4; /* one consumer warp's 16 x 128 f32 sums */
 
 __device__ __forceinline__ void barrier_wait_cluster_acquire(uint32_t bar, uint32_t parity) {
   uint32_t done;
@@ -531,10 +533,14 @@ __device__ __forceinline__ uint32_t map_shared_rank(uint32_t address, uint32_t r
 
 /* One consumer warp's part of the exchange, after its products (wgmma_wait<0>). Returns whether this
  * warp owns its rows (then acc holds the tile's full sums for them and the caller runs the epilogue).
- * `ring`: the stage ring; `bars`: the go mbarrier, then one a pair. The owner keeps S - 1 slots a pair
- * it owns: at most ceil(8 / S) (S - 1) x 8 KiB = 56 KiB of the 192 KiB ring. */
-__device__ __forceinline__ bool k_split_exchange(const kf_gemm_sm90_params &p, float (&acc)[64], uint32_t ring,
+ * `ring`: the stage ring; `bars`: the go mbarrier, then one a pair. A warp's sums are 16 rows x ACC / 2
+ * f32: 8 KiB narrow, 16 KiB wide. The owner keeps S - 1 slots a pair it owns: at most ceil(8 / S) (S - 1)
+ * slots, 56 KiB of the narrow ring's 192 KiB, 112 KiB of the wide ring's 192 KiB. */
+template <int ACC>
+__device__ __forceinline__ bool k_split_exchange(const kf_gemm_sm90_params &p, float (&acc)[ACC], uint32_t ring,
                                                  uint32_t bars, int consumer, bool products) {
+  constexpr uint32_t KSPLIT_WARP_BYTES = 32 * ACC * 4;
+  constexpr int PIECES = ACC / 4, BATCH = ACC == 64 ? 16 : 8; /* float4 a lane, added BATCH at a time */
   const int S = p.k_split;
   const int rank = (int)cluster_rank();
   const int lane = threadIdx.x % 32, pair = consumer * 4 + (threadIdx.x % 128) / 32;
@@ -555,15 +561,18 @@ __device__ __forceinline__ bool k_split_exchange(const kf_gemm_sm90_params &p, f
     for (int j = 0; j < S - 1; ++j) {
       const float4 *slot =
           reinterpret_cast<const float4 *>(__cvta_shared_to_generic(first_slot + j * KSPLIT_WARP_BYTES)) + lane;
-      float4 piece[16];
 #pragma unroll
-      for (int i = 0; i < 16; ++i) piece[i] = slot[32 * i];
+      for (int b = 0; b < PIECES; b += BATCH) {
+        float4 piece[BATCH];
 #pragma unroll
-      for (int i = 0; i < 16; ++i) {
-        acc[4 * i] += piece[i].x;
-        acc[4 * i + 1] += piece[i].y;
-        acc[4 * i + 2] += piece[i].z;
-        acc[4 * i + 3] += piece[i].w;
+        for (int i = 0; i < BATCH; ++i) piece[i] = slot[32 * (b + i)];
+#pragma unroll
+        for (int i = 0; i < BATCH; ++i) {
+          acc[4 * (b + i)] += piece[i].x;
+          acc[4 * (b + i) + 1] += piece[i].y;
+          acc[4 * (b + i) + 2] += piece[i].z;
+          acc[4 * (b + i) + 3] += piece[i].w;
+        }
       }
     }
     return true;
@@ -573,7 +582,7 @@ __device__ __forceinline__ bool k_split_exchange(const kf_gemm_sm90_params &p, f
   const uint32_t dst = map_shared_rank(first_slot + j * KSPLIT_WARP_BYTES + lane * 16, (uint32_t)owner);
   const uint32_t dst_bar = map_shared_rank(bar, (uint32_t)owner);
 #pragma unroll
-  for (int i = 0; i < 16; ++i)
+  for (int i = 0; i < PIECES; ++i)
     asm volatile(
         "st.async.shared::cluster.mbarrier::complete_tx::bytes.v4.f32 [%0], {%1, %2, %3, %4}, [%5];" ::"r"(dst + i * 512),
         "f"(acc[4 * i]), "f"(acc[4 * i + 1]), "f"(acc[4 * i + 2]), "f"(acc[4 * i + 3]), "r"(dst_bar)
@@ -834,9 +843,14 @@ __device__ __forceinline__ void release_stage(uint32_t bar) {
   for (int cta = 0; cta < CL; ++cta) barrier_arrive_cluster(bar, cta);
 }
 
-template <int IN, int A_MN, int B_MN, int NARROW>
+template <int IN, int A_MN, int B_MN, int GEOMETRY>
 __device__ __forceinline__ void gemm_sm90(const kf_gemm_sm90_params &p) {
-  typedef geometry<NARROW> g;
+  typedef geometry<GEOMETRY> g;
+  constexpr bool NARROW = g::narrow, K_SPLIT = g::k_split;
+  /* the wide split always splits (the host sees to it): one item a CTA, its share of one tile's K blocks.
+     Known at compile time, the next item's state is not kept live through the exchange, which kept
+     ptxas from fitting 128 accumulators without spills. */
+  constexpr bool ALWAYS_SPLIT = GEOMETRY == KF_SM90_WIDE_SPLIT;
   constexpr int TILE_N = g::tile_n, CLUSTER_M = g::cluster, STAGES = g::stages;
   constexpr uint32_t B_STAGE_BYTES = g::b_stage_bytes, B_HALF_BYTES = g::b_half_bytes;
   constexpr int B_HALF_BOXES = TILE_N / 2 / MN_BOX; /* MN-major boxes a B half */
@@ -855,7 +869,7 @@ __device__ __forceinline__ void gemm_sm90(const kf_gemm_sm90_params &p) {
       barrier_init(full_bars + 8 * s, 1);
       barrier_init(empty_bars + 8 * s, 2 * CLUSTER_M); /* both consumers of every CTA of the cluster */
     }
-    if (NARROW && p.k_split > 1) {
+    if (K_SPLIT && p.k_split > 1) {
       barrier_init(k_split_bars, 2 * (p.k_split - 1)); /* both consumers of every other rank */
       for (int pair = 0; pair < 8; ++pair) barrier_init(k_split_bars + 8 + 8 * pair, 1); /* the owner's expect */
     }
@@ -874,7 +888,7 @@ __device__ __forceinline__ void gemm_sm90(const kf_gemm_sm90_params &p) {
   const int out_cols = (p.flags & KF_SM90_SWIGLU) ? TILE_N / 2 : TILE_N;
   const int warpgroup = threadIdx.x / 128;
   work_list list = work_list_begin(p, units, k_blocks, cluster); /* the producer's and consumers' alike */
-  if (NARROW && p.k_split > 1) { /* one tile a cluster, its K blocks split evenly among the ranks */
+  if (K_SPLIT && p.k_split > 1) { /* one tile a cluster, its K blocks split evenly among the ranks */
     const int s_rank = (int)cluster_rank(), tile = blockIdx.x / p.k_split;
     list.sk_next = (int64_t)tile * k_blocks + (int64_t)k_blocks * s_rank / p.k_split;
     list.sk_end = (int64_t)tile * k_blocks + (int64_t)k_blocks * (s_rank + 1) / p.k_split;
@@ -1038,15 +1052,15 @@ __device__ __forceinline__ void gemm_sm90(const kf_gemm_sm90_params &p) {
          dependent integer divisions), it kept ~810 clocks between an epilogue and the next tile's first
          products, ~190 this way */
       int next_batch = 0, next_m = 0, next_n = 0;
-      const bool have_next = work_list_next(p, k_blocks, clusters, list, next);
+      const bool have_next = !ALWAYS_SPLIT && work_list_next(p, k_blocks, clusters, list, next);
       if (have_next) tile_position<CLUSTER_M>(p, next.unit, rank, next_batch, next_m, next_n);
       wgmma_wait<0>(acc);
       if (!have_next) launch_dependents();
       if (releaser) release_stage<CLUSTER_M>(empty_bars + 8 * ((it - 1) % STAGES)); /* an item has >= 1 K block */
       bool finish = true; /* this warp runs the epilogue of its rows */
       bool k_split = false;
-      if constexpr (NARROW) {
-        if (p.k_split > 1) { /* the K split in a cluster: the owner of a warp's rows finishes them */
+      if constexpr (K_SPLIT) {
+        if (ALWAYS_SPLIT || p.k_split > 1) { /* the K split in a cluster: the owner of a warp's rows finishes them */
           k_split = true;
           finish = k_split_exchange(p, acc, a_stages, k_split_bars, consumer, products);
         }
@@ -1054,13 +1068,13 @@ __device__ __forceinline__ void gemm_sm90(const kf_gemm_sm90_params &p) {
       if (k_split) {
         /* exchanged above: `finish` says whether this warp owns its rows */
       } else if (item.kb_begin > 0) { /* a stream-K contributor: the finisher of this unit runs the epilogue */
-        stream_k_contribute<NARROW>(p, acc, cluster, rank, consumer, products);
+        stream_k_contribute<GEOMETRY>(p, acc, cluster, rank, consumer, products);
         finish = false;
       } else if (item.kb_end < k_blocks) { /* a stream-K finisher: the clusters after this one hold the rest */
         const int64_t unit_end = (int64_t)(item.unit - p.sk_first_unit + 1) * k_blocks;
         int last = cluster + 1;
         while (last + 1 < p.sk_clusters && stream_k_begin(p, units, k_blocks, last + 1) < unit_end) ++last;
-        stream_k_collect<NARROW>(p, acc, cluster + 1, last, rank, consumer, products);
+        stream_k_collect<GEOMETRY>(p, acc, cluster + 1, last, rank, consumer, products);
       }
       if (finish) {
         if (p.alpha != 1.0f) {
@@ -1098,39 +1112,46 @@ __device__ __forceinline__ void gemm_sm90(const kf_gemm_sm90_params &p) {
   }
 }
 
-/* One module a geometry: KF_SM90_MODULE_NARROW (set by the build) picks which entry points this
-   compile makes, so the two geometries' ptxas runs are two build actions. wide: clusters of 2
-   (__cluster_dims__), named kf_gemm_sm90_*; narrow: no cluster attribute, named kf_gemm_sm90_*_narrow. */
-#if KF_SM90_MODULE_NARROW
-#define GEMM_SM90_ENTRY(name, IN, A_MN, B_MN)                                                            \
-  extern "C" __global__ void __launch_bounds__(THREADS, 1) name##_narrow(                                 \
-      const __grid_constant__ kf_gemm_sm90_params p) {                                                   \
-    gemm_sm90<IN, A_MN, B_MN, 1>(p);                                                                     \
-  }
+/* One module a geometry: KF_SM90_MODULE_GEOMETRY (set by the build) picks which entry points this
+   compile makes, so the geometries' ptxas runs are separate build actions. Wide: clusters of 2 along M
+   (__cluster_dims__), named kf_gemm_sm90_*; narrow and wide split: no cluster attribute (the K split sets
+   one at launch), named kf_gemm_sm90_*_narrow and kf_gemm_sm90_*_split. */
+#if KF_SM90_MODULE_GEOMETRY == KF_SM90_NARROW
+#define GEMM_SM90_SUFFIXED(name) name##_narrow
+#elif KF_SM90_MODULE_GEOMETRY == KF_SM90_WIDE_SPLIT
+#define GEMM_SM90_SUFFIXED(name) name##_split
 #else
+#define GEMM_SM90_SUFFIXED(name) name
+#endif
+#if KF_SM90_MODULE_GEOMETRY == KF_SM90_WIDE
 #define GEMM_SM90_ENTRY(name, IN, A_MN, B_MN)                                                            \
   extern "C" __global__ void __cluster_dims__(KF_SM90_CLUSTER_M, 1, 1) __launch_bounds__(THREADS, 1)       \
       name(const __grid_constant__ kf_gemm_sm90_params p) {                                              \
-    gemm_sm90<IN, A_MN, B_MN, 0>(p);                                                                     \
+    gemm_sm90<IN, A_MN, B_MN, KF_SM90_WIDE>(p);                                                          \
+  }
+#else
+#define GEMM_SM90_ENTRY(name, IN, A_MN, B_MN)                                                            \
+  extern "C" __global__ void __launch_bounds__(THREADS, 1) GEMM_SM90_SUFFIXED(name)(                      \
+      const __grid_constant__ kf_gemm_sm90_params p) {                                                   \
+    gemm_sm90<IN, A_MN, B_MN, KF_SM90_MODULE_GEOMETRY>(p);                                               \
   }
 #endif
 
 #else /* not the sm_90a image: entry points that trap (never launched there) */
 
-#if KF_SM90_MODULE_NARROW
+#if KF_SM90_MODULE_GEOMETRY == KF_SM90_NARROW
+#define GEMM_SM90_SUFFIXED(name) name##_narrow
+#elif KF_SM90_MODULE_GEOMETRY == KF_SM90_WIDE_SPLIT
+#define GEMM_SM90_SUFFIXED(name) name##_split
+#else
+#define GEMM_SM90_SUFFIXED(name) name
+#endif
 #define GEMM_SM90_ENTRY(name, IN, A_MN, B_MN)                                                            \
-  extern "C" __global__ void __launch_bounds__(THREADS, 1) name##_narrow(                                 \
+  extern "C" __global__ void __launch_bounds__(THREADS, 1) GEMM_SM90_SUFFIXED(name)(                      \
       const __grid_constant__ kf_gemm_sm90_params p) {                                                   \
     (void)p;                                                                                             \
     __trap();                                                                                            \
   }
-#else
-#define GEMM_SM90_ENTRY(name, IN, A_MN, B_MN)                                                            \
-  extern "C" __global__ void __launch_bounds__(THREADS, 1) name(const __grid_constant__ kf_gemm_sm90_params p) { \
-    (void)p;                                                                                             \
-    __trap();                                                                                            \
-  }
-#endif
 
 #endif
 
