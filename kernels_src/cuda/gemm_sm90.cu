@@ -1,10 +1,11 @@
 /* gemm_sm90.cu — the Hopper GEMM of the CUDA backend: C = epilogue(alpha op(A) op(B)) with TMA loads,
  * wgmma tensor-core products and warp specialization (sm_90a only).
  *
- * Two geometries (struct geometry below): the wide one described here, and a narrow one (128 x 128
- * tiles, m64n128, no cluster, 6 stages, A in 64-row boxes) for calls whose wide tiles leave SMs idle.
- * When its tiles are few, the narrow geometry can also split each tile's K blocks among the 2-8 CTAs
- * of a cluster set at launch, which add their sums through distributed shared memory (k_split_exchange).
+ * Three geometries (struct geometry below): the wide one described here; a narrow one (128 x 128
+ * tiles, m64n128, no cluster, 6 stages, A in 64-row boxes) for calls whose wide tiles leave SMs idle;
+ * and the wide split (the wide tiles without the B-sharing pairs). When its tiles are few, the narrow
+ * geometry can split each tile's K blocks among the 2-8 CTAs of a cluster set at launch, which add
+ * their sums through distributed shared memory (k_split_exchange); the wide split always does.
  * One persistent CTA per SM walks output tiles of TILE_M x TILE_N accumulators in a grouped order,
  * in clusters of CLUSTER_M CTAs that take row blocks 2i and 2i + 1 of the same column block: both
  * need the same B tile, and each CTA loads one half of it and multicasts it into both CTAs' shared
@@ -81,13 +82,16 @@
 
 enum operand_type { IN_BF16, IN_F16, IN_E4M3 };
 
-/* The two tile geometries (the host picks one a call, cuda_gemm_sm90.c says how):
+/* The tile geometries (the host picks one a call, cuda_gemm_sm90.c says how):
  *  - wide: 128 x 256 tiles (wgmma's widest N, the most reuse of each A fragment; 128 f32 a thread),
  *    clusters of 2 sharing B, 4 stages of 48 KiB (of the 227 KiB; 32 KiB more stage C): loads three K
  *    blocks ahead of the MMAs. For the large shapes.
  *  - narrow: 128 x 128 tiles (m64n128, 64 f32 a thread), no cluster, 6 stages of 32 KiB. Twice the
  *    tiles of the wide geometry, for shapes whose wide tiles leave SMs idle (small M: batched decode,
- *    short prefill), and more bytes in flight for the memory-bound ones. */
+ *    short prefill), and more bytes in flight for the memory-bound ones.
+ *  - wide split: the wide tiles and stages, each CTA loading all of its B (no pairs), one tile a cluster
+ *    of S CTAs set at launch that split its K blocks (S = 2 by default). For mid-range M, where the wide
+ *    pairs would leave SMs idle and the narrow tiles read a third more bytes a product. */
 template <int GEOMETRY>
 struct geometry {
   static constexpr bool narrow = GEOMETRY == KF_SM90_NARROW;
