@@ -91,7 +91,6 @@ int kf_cuda_gemm_sm90_supports(kf_backend_context *ctx, const kf_gemm_args *args
 /* How one call is laid out over the clusters of the grid. */
 typedef struct sm90_plan {
   int geometry;          /* KF_SM90_WIDE, KF_SM90_NARROW (128 x 128 tiles) or KF_SM90_WIDE_SPLIT */
-  int narrow;            /* geometry == KF_SM90_NARROW */
   int64_t cluster;       /* CTAs a cluster: wide KF_SM90_CLUSTER_M; narrow and wide split: 1, or the K
                             split's S (a cluster a tile, set at launch) */
   int64_t units;         /* work units: `cluster` row blocks of one column block */
@@ -159,7 +158,6 @@ static void plan_geometry(kf_backend_context *ctx, const kf_gemm_args *args, int
   const int64_t tiles_m = (args->m + KF_SM90_TILE_M - 1) / KF_SM90_TILE_M;
   const int64_t tiles_n = (args->n + tile_columns(args, narrow) - 1) / tile_columns(args, narrow);
   plan->geometry = geometry;
-  plan->narrow = narrow;
   plan->cluster = geometry == KF_SM90_WIDE ? KF_SM90_CLUSTER_M : 1;
   const int64_t clusters = ctx->sm_count / plan->cluster;
   plan->units = (tiles_m + plan->cluster - 1) / plan->cluster * tiles_n * args->batch;
@@ -266,7 +264,7 @@ static void make_plan(kf_backend_context *ctx, const kf_gemm_args *args, sm90_pl
 
 /* Bytes of stream-K partial sums a plan needs: one slot a CTA of the sharing clusters. */
 static size_t partial_bytes(const sm90_plan *plan) {
-  return (size_t)(plan->sk_clusters * plan->cluster) * KF_SM90_PARTIAL_SLOT_BYTES_OF(tile_n_of(plan->narrow));
+  return (size_t)(plan->sk_clusters * plan->cluster) * KF_SM90_PARTIAL_SLOT_BYTES_OF(tile_n_of(plan->geometry == KF_SM90_NARROW));
 }
 
 size_t kf_cuda_gemm_sm90_workspace(kf_backend_context *ctx, const kf_gemm_args *args) {
@@ -364,15 +362,16 @@ kf_status kf_cuda_gemm_sm90(kf_backend_context *ctx, const kf_gemm_args *args) {
   struct kf_gemm_sm90_params params = {0};
   sm90_plan plan;
   make_plan(ctx, args, &plan);
+  const int narrow = plan.geometry == KF_SM90_NARROW;
   kf_status status = kf_cuda_enter(ctx); /* cuTensorMapEncodeTiled needs the context current */
   if (status != KF_OK) return status;
   status = args->trans_a ? encode_map(&params.a, &args->a, args->m, args->k, args->batch, KF_SM90_MN_BOX, k_block)
                          : encode_map(&params.a, &args->a, args->k, args->m, args->batch, k_block,
-                                      plan.narrow ? KF_SM90_TILE_M / 2 : KF_SM90_TILE_M); /* narrow: a box a consumer */
-  if (status == KF_OK) status = encode_b(&params.b, &args->b, args, k_block, plan.narrow);
+                                      narrow ? KF_SM90_TILE_M / 2 : KF_SM90_TILE_M); /* narrow: a box a consumer */
+  if (status == KF_OK) status = encode_b(&params.b, &args->b, args, k_block, narrow);
   if (status == KF_OK) {
     if (swiglu)
-      status = encode_b(&params.b_up, &args->b_up, args, k_block, plan.narrow);
+      status = encode_b(&params.b_up, &args->b_up, args, k_block, narrow);
     else
       params.b_up = params.b; /* the tile's second half: the same map, b_up_column further right */
   }
@@ -402,8 +401,8 @@ kf_status kf_cuda_gemm_sm90(kf_backend_context *ctx, const kf_gemm_args *args) {
   params.k = (int32_t)args->k;
   params.batch = (int32_t)args->batch;
   params.tiles_m = (int32_t)((args->m + KF_SM90_TILE_M - 1) / KF_SM90_TILE_M);
-  params.tiles_n = (int32_t)((args->n + tile_columns(args, plan.narrow) - 1) / tile_columns(args, plan.narrow));
-  params.b_up_column = swiglu ? 0 : tile_n_of(plan.narrow) / 2;
+  params.tiles_n = (int32_t)((args->n + tile_columns(args, narrow) - 1) / tile_columns(args, narrow));
+  params.b_up_column = swiglu ? 0 : tile_n_of(narrow) / 2;
   params.alpha = args->alpha;
   params.beta = args->beta;
   params.flags = (swiglu ? KF_SM90_SWIGLU : 0u) | (params.bias ? KF_SM90_HAS_BIAS : 0u) |

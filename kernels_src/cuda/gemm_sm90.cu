@@ -109,6 +109,15 @@ struct geometry {
 #ifndef KF_SM90_MODULE_GEOMETRY
 #define KF_SM90_MODULE_GEOMETRY KF_SM90_WIDE
 #endif
+/* The entry points' names in this module (the host asks for them by these): kf_gemm_sm90_*,
+   kf_gemm_sm90_*_narrow, kf_gemm_sm90_*_split */
+#if KF_SM90_MODULE_GEOMETRY == KF_SM90_NARROW
+#define GEMM_SM90_SUFFIXED(name) name##_narrow
+#elif KF_SM90_MODULE_GEOMETRY == KF_SM90_WIDE_SPLIT
+#define GEMM_SM90_SUFFIXED(name) name##_split
+#else
+#define GEMM_SM90_SUFFIXED(name) name
+#endif
 
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
 
@@ -1120,13 +1129,6 @@ __device__ __forceinline__ void gemm_sm90(const kf_gemm_sm90_params &p) {
    compile makes, so the geometries' ptxas runs are separate build actions. Wide: clusters of 2 along M
    (__cluster_dims__), named kf_gemm_sm90_*; narrow and wide split: no cluster attribute (the K split sets
    one at launch), named kf_gemm_sm90_*_narrow and kf_gemm_sm90_*_split. */
-#if KF_SM90_MODULE_GEOMETRY == KF_SM90_NARROW
-#define GEMM_SM90_SUFFIXED(name) name##_narrow
-#elif KF_SM90_MODULE_GEOMETRY == KF_SM90_WIDE_SPLIT
-#define GEMM_SM90_SUFFIXED(name) name##_split
-#else
-#define GEMM_SM90_SUFFIXED(name) name
-#endif
 #if KF_SM90_MODULE_GEOMETRY == KF_SM90_WIDE
 #define GEMM_SM90_ENTRY(name, IN, A_MN, B_MN)                                                            \
   extern "C" __global__ void __cluster_dims__(KF_SM90_CLUSTER_M, 1, 1) __launch_bounds__(THREADS, 1)       \
@@ -1143,13 +1145,6 @@ __device__ __forceinline__ void gemm_sm90(const kf_gemm_sm90_params &p) {
 
 #else /* not the sm_90a image: entry points that trap (never launched there) */
 
-#if KF_SM90_MODULE_GEOMETRY == KF_SM90_NARROW
-#define GEMM_SM90_SUFFIXED(name) name##_narrow
-#elif KF_SM90_MODULE_GEOMETRY == KF_SM90_WIDE_SPLIT
-#define GEMM_SM90_SUFFIXED(name) name##_split
-#else
-#define GEMM_SM90_SUFFIXED(name) name
-#endif
 #define GEMM_SM90_ENTRY(name, IN, A_MN, B_MN)                                                            \
   extern "C" __global__ void __launch_bounds__(THREADS, 1) GEMM_SM90_SUFFIXED(name)(                      \
       const __grid_constant__ kf_gemm_sm90_params p) {                                                   \
