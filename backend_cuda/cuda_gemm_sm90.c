@@ -88,6 +88,19 @@ int kf_cuda_gemm_sm90_supports(kf_backend_context *ctx, const kf_gemm_args *args
 #define STREAM_K_COST_BLOCKS 2
 #define STREAM_K_MIN_WAVES 8
 
+/* What the host needs of each geometry (indexed by KF_SM90_WIDE, KF_SM90_NARROW, KF_SM90_WIDE_SPLIT):
+ * its KF_SM90_TILE name, its module, its entry points' name suffix (gemm_sm90.cu) and shared memory. */
+static const struct {
+  const char *name;
+  kf_cuda_module module;
+  const char *suffix;
+  unsigned shared_bytes;
+} geometries[3] = {
+    [KF_SM90_WIDE] = {"wide", KF_CUDA_MODULE_GEMM_SM90, "", KF_SM90_SHARED_BYTES},
+    [KF_SM90_NARROW] = {"narrow", KF_CUDA_MODULE_GEMM_SM90_NARROW, "_narrow", KF_SM90_NARROW_SHARED_BYTES},
+    [KF_SM90_WIDE_SPLIT] = {"split", KF_CUDA_MODULE_GEMM_SM90_SPLIT, "_split", KF_SM90_SPLIT_SHARED_BYTES},
+};
+
 /* How one call is laid out over the clusters of the grid. */
 typedef struct sm90_plan {
   int geometry;          /* KF_SM90_WIDE, KF_SM90_NARROW (128 x 128 tiles) or KF_SM90_WIDE_SPLIT */
@@ -240,14 +253,11 @@ static void plan_geometry(kf_backend_context *ctx, const kf_gemm_args *args, int
 
 static void make_plan(kf_backend_context *ctx, const kf_gemm_args *args, sm90_plan *plan) {
   const char *tile = getenv("KF_SM90_TILE");
-  if (tile != NULL && (strcmp(tile, "wide") == 0 || strcmp(tile, "narrow") == 0 || strcmp(tile, "split") == 0)) {
-    plan_geometry(ctx, args,
-                  strcmp(tile, "narrow") == 0  ? KF_SM90_NARROW
-                  : strcmp(tile, "split") == 0 ? KF_SM90_WIDE_SPLIT
-                                               : KF_SM90_WIDE,
-                  plan);
-    return;
-  }
+  for (int geometry = 0; tile != NULL && geometry < 3; ++geometry)
+    if (strcmp(tile, geometries[geometry].name) == 0) {
+      plan_geometry(ctx, args, geometry, plan);
+      return;
+    }
   const int one_row_block = args->m <= KF_SM90_TILE_M;
   if (!one_row_block) {
     plan_geometry(ctx, args, KF_SM90_WIDE_SPLIT, plan);
@@ -264,7 +274,8 @@ static void make_plan(kf_backend_context *ctx, const kf_gemm_args *args, sm90_pl
 
 /* Bytes of stream-K partial sums a plan needs: one slot a CTA of the sharing clusters. */
 static size_t partial_bytes(const sm90_plan *plan) {
-  return (size_t)(plan->sk_clusters * plan->cluster) * KF_SM90_PARTIAL_SLOT_BYTES_OF(tile_n_of(plan->geometry == KF_SM90_NARROW));
+  const int narrow = plan->geometry == KF_SM90_NARROW;
+  return (size_t)(plan->sk_clusters * plan->cluster) * KF_SM90_PARTIAL_SLOT_BYTES_OF(tile_n_of(narrow));
 }
 
 size_t kf_cuda_gemm_sm90_workspace(kf_backend_context *ctx, const kf_gemm_args *args) {
@@ -418,17 +429,12 @@ kf_status kf_cuda_gemm_sm90(kf_backend_context *ctx, const kf_gemm_args *args) {
   static const char *const in_names[3] = {"bf16", "f16", "e4m3"};
   char name[56];
   snprintf(name, sizeof name, "kf_gemm_sm90_%s_%c_%c%s", in_names[in], args->trans_a ? 'm' : 'k',
-           args->trans_b ? 'k' : 'n',
-           plan.geometry == KF_SM90_NARROW ? "_narrow" : plan.geometry == KF_SM90_WIDE_SPLIT ? "_split" : "");
+           args->trans_b ? 'k' : 'n', geometries[plan.geometry].suffix);
   const int slot = in * 4 + args->trans_a * 2 + !args->trans_b;
-  const kf_cuda_module module = plan.geometry == KF_SM90_NARROW       ? KF_CUDA_MODULE_GEMM_SM90_NARROW
-                                : plan.geometry == KF_SM90_WIDE_SPLIT ? KF_CUDA_MODULE_GEMM_SM90_SPLIT
-                                                                      : KF_CUDA_MODULE_GEMM_SM90;
-  const unsigned shared_bytes = plan.geometry == KF_SM90_NARROW       ? KF_SM90_NARROW_SHARED_BYTES
-                                : plan.geometry == KF_SM90_WIDE_SPLIT ? KF_SM90_SPLIT_SHARED_BYTES
-                                                                      : KF_SM90_SHARED_BYTES;
-  /* One cluster (wide: KF_SM90_CLUSTER_M CTAs, narrow: one) a work unit (that many row blocks of one
-   * column block), as many clusters as fit on the SMs at once (clusters of 2 fill all 132 SMs of an
+  const kf_cuda_module module = geometries[plan.geometry].module;
+  const unsigned shared_bytes = geometries[plan.geometry].shared_bytes;
+  /* One cluster (wide: KF_SM90_CLUSTER_M CTAs; narrow: one, or the K split's S; wide split: S) a work
+   * unit (wide: that many row blocks of one column block), as many clusters as fit on the SMs at once (clusters of 2 fill all 132 SMs of an
    * H200: its GPCs hold whole pairs) or one a unit when there are fewer and no stream-K. */
   const unsigned grid = (unsigned)(plan.clusters * plan.cluster);
   params.sk_first_unit = (int32_t)plan.sk_first_unit;
