@@ -34,7 +34,10 @@ def kf_cuda_fatbin(name, src, hdrs = [], defines = []):
         cmd = " ".join([
             "NVCC=$$(command -v nvcc || echo /usr/local/cuda/bin/nvcc);",
             "if [ -x \"$$NVCC\" ]; then",
-            "  \"$$NVCC\" -fatbin -O3 -std=c++17 -I. -I$(GENDIR) %s -Xptxas -warn-spills -Xptxas -warn-lmem-usage -Xfatbin=-compress-all %s" % (CUDA_GENCODE, " ".join(["-D" + d for d in defines])),
+            # nvcc names its temporary files after its PID, and each sandbox runs it as the same PID: modules
+            # compiled side by side overwrote each other's files in the shared /tmp (a PTX parse error)
+            "  T=$$(mktemp -d) && trap 'rm -rf \"$$T\"' EXIT;",
+            "  TMPDIR=$$T \"$$NVCC\" -fatbin -O3 -std=c++17 -I. -I$(GENDIR) %s -Xptxas -warn-spills -Xptxas -warn-lmem-usage -Xfatbin=-compress-all %s" % (CUDA_GENCODE, " ".join(["-D" + d for d in defines])),
             "  -o $@ $(location %s) || exit 1;" % src,
             "else echo 'kfuse: nvcc not found, building without CUDA kernels' >&2; : > $@; fi",
         ]),
