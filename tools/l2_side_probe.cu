@@ -18,6 +18,7 @@
  *   nvcc -O2 -gencode=arch=compute_90a,code=sm_90a -o .gpu/l2_side_probe tools/l2_side_probe.cu */
 #include <stdio.h>
 #include <stdint.h>
+#include "cuda_check.h"
 /* GPC group of an SM (H200, from tools/sm_layout_probe.cu); -1: not placed in clusters of 4 */
 __device__ int gpc_of(int sm) {
   int t = sm / 2;
@@ -43,14 +44,6 @@ __global__ void pair(const uint4 *buf, size_t n, int g1, int g2, uint4 *sink) {
   if (acc.x == 0x12345678u) sink[blockIdx.x] = acc;
   smem[0] = 0; /* the dynamic shared memory keeps one CTA an SM, so every SM runs one */
 }
-#define CHECK(x)                                                                          \
-  do {                                                                                    \
-    cudaError_t e_ = (x);                                                                 \
-    if (e_ != cudaSuccess) {                                                              \
-      fprintf(stderr, "%s:%d: %s: %s\n", __FILE__, __LINE__, #x, cudaGetErrorString(e_)); \
-      return 1;                                                                           \
-    }                                                                                     \
-  } while (0)
 
 int main(void) {
   const size_t bytes = 8u << 20, n = bytes / 16;

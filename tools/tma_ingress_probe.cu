@@ -35,12 +35,12 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include "cuda_check.h"
 
 #define RING_BYTES (192 * 1024)
 #define BOX_BYTES (16 * 1024)
 #define ROWS 8192
 #define COLS 512 /* bf16: 8 MiB */
-#define BOXES ((ROWS / 128) * (COLS / 64))
 
 struct probe_args {
   int steps;         /* stages a CTA loads */
@@ -206,14 +206,6 @@ __global__ void placement(int *sm_of_block) {
   raw[threadIdx.x] = 0;
 }
 
-#define CHECK(x)                                                                          \
-  do {                                                                                    \
-    cudaError_t e_ = (x);                                                                 \
-    if (e_ != cudaSuccess) {                                                              \
-      fprintf(stderr, "%s:%d: %s: %s\n", __FILE__, __LINE__, #x, cudaGetErrorString(e_)); \
-      exit(1);                                                                            \
-    }                                                                                     \
-  } while (0)
 
 static int cmp_double(const void *x, const void *y) {
   const double a = *(const double *)x, b = *(const double *)y;

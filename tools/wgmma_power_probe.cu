@@ -47,6 +47,7 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#include "cuda_check.h"
 
 #define STAGES 4
 #define A_BYTES (128 * 128)     /* 128 rows x 64 bf16 */
@@ -61,14 +62,6 @@ static const char *const g_form_names[FORMS] = {"ours m64n256",           "swapp
                                                  "ours, WG1 1 stage ahead", "ours, WG1 2 stages ahead",
                                                  "ours, A from registers"};
 
-#define CHECK(x)                                                                              \
-  do {                                                                                        \
-    cudaError_t e_ = (x);                                                                     \
-    if (e_ != cudaSuccess) {                                                                  \
-      fprintf(stderr, "%s:%d: %s: %s\n", __FILE__, __LINE__, #x, cudaGetErrorString(e_));     \
-      exit(1);                                                                                \
-    }                                                                                         \
-  } while (0)
 
 __device__ __forceinline__ uint64_t desc(uint32_t address) {
   /* K-major, 128B swizzle: leading offset 16 bytes (unused), stride 1024 bytes between 8-row atoms */
