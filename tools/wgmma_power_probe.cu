@@ -19,6 +19,10 @@
  *   8 "ours, A from registers": form 0 with each warpgroup's A rows loaded by ldmatrix into registers (two
  *         fragment sets, alternate K blocks) and wgmma's register-A form (does m64n256 from shared memory
  *         read A more than once?)
+ *   9 "narrow": the GEMM's narrow tile (128 x 128), each warpgroup one group of 4 x m64n128k16 a K block
+ *         (its 64 A rows, B rows [0, 128)), waiting for the previous K block's group as the GEMM does; half
+ *         the products of a K block of the other forms (the TFLOP/s count them)
+ *  10 "narrow, no waits": form 9 with one wait at the end
  * The tiles hold random bf16 of magnitude [1, 2) with random signs, or, with the `uniform` argument, values
  * uniform in [-1, 1) like the benchmarks' inputs (varied exponents). Each form runs for a few seconds of
  * back-to-back launches, in alternating rounds, after a second of settling; a host thread samples NVML's SM
@@ -32,7 +36,9 @@
  * %globaltimer. Session 15 (2026-11-22): forms 6 and 7 882-887 against form 0's 886-888 (no effect);
  * uniform data: form 0 849-853, 1 841-842, 2 844-845 (ours still the cheapest, by 1.3%). Session 17
  * (2026-11-22): form 8 872.1-872.4 against form 0's 872.9-873.6, uniform data 853.2-854.1 against
- * 853.6-854.5 (no difference: A from shared memory costs no more than A from registers).
+ * 853.6-854.5 (no difference: A from shared memory costs no more than A from registers). Session 23
+ * (2026-11-22, 2 s runs): form 9 863.9-867.0 TFLOP/s, 4068-4092 flops a clock an SM, form 10 the same, against
+ * form 0's 876.9-880.7 (the narrow tile's products run at the tensor cores' peak per clock).
  *
  * Not part of the Bazel build (it needs nvcc and a GPU). Build here, run on the GPU host:
  *   nvcc -O3 -gencode=arch=compute_90a,code=sm_90a -o .gpu/wgmma_power_probe tools/wgmma_power_probe.cu \
@@ -54,13 +60,16 @@
 #define B_BYTES (256 * 128)     /* 256 rows x 64 bf16 */
 #define STAGE_BYTES (A_BYTES + B_BYTES)
 #define SMEM_BYTES (STAGES * STAGE_BYTES + 1024)
-#define FORMS 9
+#define FORMS 11
 
 static const char *const g_form_names[FORMS] = {"ours m64n256",           "swapped 2xm64n128",
                                                  "ours 2xm64n128",         "ours m64n256, zero data",
                                                  "ours m64n256, no waits", "ours, zero, no waits",
                                                  "ours, WG1 1 stage ahead", "ours, WG1 2 stages ahead",
-                                                 "ours, A from registers"};
+                                                 "ours, A from registers", "narrow 4xm64n128",
+                                                 "narrow, no waits"};
+/* products a K block of each form, against the 128 x 256 x 64 of forms 0-8 */
+static const double g_form_share[FORMS] = {1, 1, 1, 1, 1, 1, 1, 1, 1, 0.5, 0.5};
 
 
 __device__ __forceinline__ uint64_t desc(uint32_t address) {
@@ -178,6 +187,12 @@ __global__ void __launch_bounds__(256, 1)
 #pragma unroll
       for (int s = 0; s < 4; ++s) mma_n256(acc, desc(a + wg * 64 * 128 + 32 * s), desc(b + 32 * s));
       commit();
+    } else if (FORM >= 9) {
+      /* the GEMM's narrow tile (128 x 128): each warpgroup its 64 A rows against B rows [0, 128), one
+         group a K block (form 10: without the wait a K block) */
+#pragma unroll
+      for (int s = 0; s < 4; ++s) mma_n128(acc0, desc(a + wg * 64 * 128 + 32 * s), desc(b + 32 * s));
+      commit();
     } else if (FORM == 1) {
       /* wgmma's A: our B rows [128 wg + 64 h, +64); wgmma's B: all 128 A rows */
 #pragma unroll
@@ -197,7 +212,7 @@ __global__ void __launch_bounds__(256, 1)
         commit();
       }
     }
-    if (FORM < 4 || FORM >= 6) wait1();
+    if ((FORM < 4 || FORM >= 6) && FORM != 10) wait1();
   }
   wait0();
   long long c1 = clock64(), t1;
@@ -205,7 +220,8 @@ __global__ void __launch_bounds__(256, 1)
   if (threadIdx.x == 0) times[2 * blockIdx.x] = c1 - c0, times[2 * blockIdx.x + 1] = t1 - t0;
   float sum = 0.f;
 #pragma unroll
-  for (int i = 0; i < 128; ++i) sum += FORM == 0 || FORM >= 3 ? acc[i] : i < 64 ? acc0[i] : acc1[i - 64];
+  for (int i = 0; i < 128; ++i)
+    sum += FORM >= 9 ? (i < 64 ? acc0[i] : 0.f) : FORM == 0 || FORM >= 3 ? acc[i] : i < 64 ? acc0[i] : acc1[i - 64];
   if (sum == 12345.678f) out[threadIdx.x] = sum; /* keeps the products alive */
 }
 
@@ -241,7 +257,8 @@ static void *sampler(void *arg) {
 }
 
 static void (*const g_kernels[FORMS])(int, uint32_t, int, float *, long long *) = {
-    probe<0>, probe<1>, probe<2>, probe<3>, probe<4>, probe<5>, probe<6>, probe<7>, probe<8>};
+    probe<0>, probe<1>, probe<2>, probe<3>, probe<4>, probe<5>, probe<6>, probe<7>, probe<8>,
+    probe<9>, probe<10>};
 static int g_uniform;
 
 static void launch(int form, int sms, int k_blocks, uint32_t seed, float *out, long long *times) {
@@ -334,10 +351,10 @@ int main(int argc, char **argv) {
       const double sm_mhz = clocks / ns * 1e3;
       float ms = 0;
       CHECK(cudaEventElapsedTime(&ms, e0, e1));
-      const double tflops = flops_launch * launches / (ms * 1e-3) / 1e12;
+      const double tflops = g_form_share[f] * flops_launch * launches / (ms * 1e-3) / 1e12;
       const double mhz = g_nvml.samples ? g_nvml.clock_sum / g_nvml.samples : 0;
       const double watts = g_nvml.samples ? g_nvml.power_sum / g_nvml.samples : 0;
-      const double joules_pf = (mj1 - mj0) * 1e-3 / (flops_launch * launches / 1e15);
+      const double joules_pf = (mj1 - mj0) * 1e-3 / (g_form_share[f] * flops_launch * launches / 1e15);
       printf("%-26s %5d %9.1f %8.0f %8.0f %8.1f %8.1f %12.0f\n", g_form_names[f], r, tflops, mhz, sm_mhz, watts,
              joules_pf, tflops * 1e12 / (sm_mhz * 1e6) / sms);
       fflush(stdout);
