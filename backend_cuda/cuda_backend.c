@@ -27,6 +27,9 @@ static const char *const module_files[KF_CUDA_MODULE_COUNT] = {
     [KF_CUDA_MODULE_GEMM_SM90] = "gemm_sm90.fatbin",
     [KF_CUDA_MODULE_GEMM_SM90_NARROW] = "gemm_sm90_narrow.fatbin",
     [KF_CUDA_MODULE_GEMM_SM90_SPLIT] = "gemm_sm90_split.fatbin",
+    [KF_CUDA_MODULE_GEMM_SM90_N96] = "gemm_sm90_n96.fatbin",
+    [KF_CUDA_MODULE_GEMM_SM90_N160] = "gemm_sm90_n160.fatbin",
+    [KF_CUDA_MODULE_GEMM_SM90_N192] = "gemm_sm90_n192.fatbin",
     [KF_CUDA_MODULE_ATTENTION] = "attention.fatbin",
 };
 /* The oldest architecture the fatbin has machine code or PTX for. */

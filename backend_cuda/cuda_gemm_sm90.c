@@ -1,7 +1,7 @@
 /* cuda_gemm_sm90.c — the Hopper GEMM path (kernels_src/cuda/gemm_sm90.cu: TMA, wgmma, warp
- * specialization, persistent CTAs). Picks the tile geometry (wide or narrow: make_plan), builds the
- * TMA tensor maps of A and B on the host, fills the parameter block and launches one CTA per SM (or
- * per tile when there are fewer tiles).
+ * specialization, persistent CTAs). Picks the tile geometry (wide, narrow, wide split or fitted:
+ * make_plan), builds the TMA tensor maps of A and B on the host, fills the parameter block and launches
+ * one CTA per SM (or per tile when there are fewer tiles).
  *
  * What the path takes: sm_90 devices; A and B both bf16, both f16, or both e4m3 with A [m, k] and B
  * [n, k] stored (FP8 wgmma reads K-major operands only); k >= 1 (a tensor map needs non-empty
@@ -43,12 +43,25 @@ static int tma_describable(const kf_matrix_arg *arg, int64_t rows, int64_t batch
   return batch_bytes % TMA_ALIGN == 0 && batch_bytes < TMA_STRIDE_LIMIT && arg->batch_stride >= arg->ld * rows;
 }
 
-/* Accumulator columns of a tile in the wide or narrow geometry (gemm_sm90.cu). */
-static int tile_n_of(int narrow) { return narrow ? KF_SM90_NARROW_TILE_N : KF_SM90_TILE_N; }
+/* The fitted geometries (128-row tiles 96, 160 or 192 columns wide; gemm_sm90.cu). */
+static int is_fit(int geometry) { return geometry >= KF_SM90_FIT_96; }
+
+/* Accumulator columns of a tile of `geometry` (gemm_sm90.cu). */
+static int tile_n_of(int geometry) {
+  return is_fit(geometry) ? KF_SM90_FIT_TILE_N_OF(geometry)
+         : geometry == KF_SM90_NARROW ? KF_SM90_NARROW_TILE_N
+                                      : KF_SM90_TILE_N;
+}
 
 /* Columns of C a tile covers: half its accumulators with SwiGLU (gate and up). */
-static int tile_columns(const kf_gemm_args *args, int narrow) {
-  return args->activation == KF_GEMM_SWIGLU ? tile_n_of(narrow) / 2 : tile_n_of(narrow);
+static int tile_columns(const kf_gemm_args *args, int geometry) {
+  return args->activation == KF_GEMM_SWIGLU ? tile_n_of(geometry) / 2 : tile_n_of(geometry);
+}
+
+/* Tiles of one call in `geometry`. */
+static int64_t tiles_of(const kf_gemm_args *args, int geometry) {
+  const int64_t columns = tile_columns(args, geometry);
+  return (args->m + KF_SM90_TILE_M - 1) / KF_SM90_TILE_M * ((args->n + columns - 1) / columns) * args->batch;
 }
 
 int kf_cuda_gemm_sm90_supports(kf_backend_context *ctx, const kf_gemm_args *args) {
@@ -61,9 +74,7 @@ int kf_cuda_gemm_sm90_supports(kf_backend_context *ctx, const kf_gemm_args *args
   if (in != KF_BF16 && in != KF_F16 && in != KF_F8_E4M3) return 0;
   if (in == KF_F8_E4M3 && (args->trans_a || !args->trans_b)) return 0;
   if (args->k < 1) return 0;
-  const int64_t tiles_m = (args->m + KF_SM90_TILE_M - 1) / KF_SM90_TILE_M;
-  const int64_t tiles_n = (args->n + tile_columns(args, 1) - 1) / tile_columns(args, 1); /* narrow: the most */
-  if (tiles_m * tiles_n * args->batch > INT32_MAX) return 0;
+  if (tiles_of(args, KF_SM90_FIT_96) > INT32_MAX) return 0; /* the narrowest tiles: the most */
   const int64_t a_rows = args->trans_a ? args->k : args->m;
   const int64_t b_rows = args->trans_b ? (args->activation == KF_GEMM_SWIGLU ? 2 * args->n : args->n) : args->k;
   if (!tma_describable(&args->a, a_rows, args->batch) || !tma_describable(&args->b, b_rows, args->batch)) return 0;
@@ -88,22 +99,28 @@ int kf_cuda_gemm_sm90_supports(kf_backend_context *ctx, const kf_gemm_args *args
 #define STREAM_K_COST_BLOCKS 2
 #define STREAM_K_MIN_WAVES 8
 
-/* What the host needs of each geometry (indexed by KF_SM90_WIDE, KF_SM90_NARROW, KF_SM90_WIDE_SPLIT):
- * its KF_SM90_TILE name, its module, its entry points' name suffix (gemm_sm90.cu) and shared memory. */
+/* What the host needs of each geometry (indexed by KF_SM90_WIDE, KF_SM90_NARROW, KF_SM90_WIDE_SPLIT,
+ * KF_SM90_FIT_*): its KF_SM90_TILE name, its module, its entry points' name suffix (gemm_sm90.cu) and
+ * shared memory. */
 static const struct {
   const char *name;
   kf_cuda_module module;
   const char *suffix;
   unsigned shared_bytes;
-} geometries[3] = {
+} geometries[KF_SM90_GEOMETRIES] = {
     [KF_SM90_WIDE] = {"wide", KF_CUDA_MODULE_GEMM_SM90, "", KF_SM90_SHARED_BYTES},
     [KF_SM90_NARROW] = {"narrow", KF_CUDA_MODULE_GEMM_SM90_NARROW, "_narrow", KF_SM90_NARROW_SHARED_BYTES},
     [KF_SM90_WIDE_SPLIT] = {"split", KF_CUDA_MODULE_GEMM_SM90_SPLIT, "_split", KF_SM90_SPLIT_SHARED_BYTES},
+    [KF_SM90_FIT_96] = {"n96", KF_CUDA_MODULE_GEMM_SM90_N96, "_n96", KF_SM90_FIT_SHARED_BYTES_OF(KF_SM90_FIT_96)},
+    [KF_SM90_FIT_160] = {"n160", KF_CUDA_MODULE_GEMM_SM90_N160, "_n160",
+                         KF_SM90_FIT_SHARED_BYTES_OF(KF_SM90_FIT_160)},
+    [KF_SM90_FIT_192] = {"n192", KF_CUDA_MODULE_GEMM_SM90_N192, "_n192",
+                         KF_SM90_FIT_SHARED_BYTES_OF(KF_SM90_FIT_192)},
 };
 
 /* How one call is laid out over the clusters of the grid. */
 typedef struct sm90_plan {
-  int geometry;          /* KF_SM90_WIDE, KF_SM90_NARROW (128 x 128 tiles) or KF_SM90_WIDE_SPLIT */
+  int geometry;          /* KF_SM90_WIDE, KF_SM90_NARROW (128 x 128 tiles), KF_SM90_WIDE_SPLIT or KF_SM90_FIT_* */
   int64_t cluster;       /* CTAs a cluster: wide KF_SM90_CLUSTER_M; narrow and wide split: 1, or the K
                             split's S (a cluster a tile, set at launch) */
   int64_t units;         /* work units: `cluster` row blocks of one column block */
@@ -166,10 +183,11 @@ static int64_t k_split_of(kf_backend_context *ctx, int64_t tiles, int64_t k_bloc
 }
 
 static void plan_geometry(kf_backend_context *ctx, const kf_gemm_args *args, int geometry, sm90_plan *plan) {
+  if (is_fit(geometry) && !args->trans_b) geometry = KF_SM90_NARROW; /* forced with B N-major: no entry point */
   const int narrow = geometry == KF_SM90_NARROW;
   const int64_t k_block = KF_SM90_K_BLOCK_BYTES / kf_cuda_element_size(args->a.dtype);
   const int64_t tiles_m = (args->m + KF_SM90_TILE_M - 1) / KF_SM90_TILE_M;
-  const int64_t tiles_n = (args->n + tile_columns(args, narrow) - 1) / tile_columns(args, narrow);
+  const int64_t tiles_n = (args->n + tile_columns(args, geometry) - 1) / tile_columns(args, geometry);
   plan->geometry = geometry;
   plan->cluster = geometry == KF_SM90_WIDE ? KF_SM90_CLUSTER_M : 1;
   const int64_t clusters = ctx->sm_count / plan->cluster;
@@ -178,6 +196,7 @@ static void plan_geometry(kf_backend_context *ctx, const kf_gemm_args *args, int
   plan->clusters = plan->units < clusters ? plan->units : clusters;
   plan->sk_first_unit = plan->units;
   plan->sk_clusters = 0;
+  if (is_fit(geometry)) return; /* whole tiles, K whole: the host picks them for about one wave */
   const int64_t k_split = geometry != KF_SM90_WIDE ? k_split_of(ctx, plan->units, plan->k_blocks) : 1;
   if (geometry == KF_SM90_WIDE_SPLIT && k_split < 2) { /* the wide split always splits (gemm_sm90.cu) */
     plan_geometry(ctx, args, KF_SM90_WIDE, plan);
@@ -245,19 +264,56 @@ static void plan_geometry(kf_backend_context *ctx, const kf_gemm_args *args, int
  *    0.97-1.00 wide from m = 1024 on). (Session 19's narrow stream-K read B from DRAM again for each
  *    piece at K = 14336: 0.61 at 4096 x 4096 x 14336 and m = 384 against 0.76 wide; since session 20
  *    those tiles run whole.)
- * KF_SM90_TILE=wide, =narrow or =split forces one (benchmarks, tests; split falls back to wide where
- * no K split applies). */
+ * Before all of these, the fitted geometries where one fits (fit_geometry below).
+ * KF_SM90_TILE=wide, =narrow, =split, =n96, =n160 or =n192 forces one (benchmarks, tests; split falls
+ * back to wide where no K split applies, the fitted ones to narrow where B is N-major). */
 #define NARROW_MAX_K_BLOCKS 128
 #define SPLIT_MIN_K_BLOCKS 64 /* measured at K = 4096 and 14336 only */
 #define WIDE_ROWS (KF_SM90_TILE_M * KF_SM90_CLUSTER_M) /* rows of a wide cluster */
 
+/* The fitted geometries (cuBLAS's way at mid-range M: one wave of whole tiles, the tile's width chosen
+ * a call): when A has at least FIT_MIN_ROW_BLOCKS row blocks, B is K-major, and one of the widths 96,
+ * 160 and 192 makes between FIT_MIN_FILL percent of the SMs' worth of tiles and one wave, the one that
+ * makes the most (ties to the wider). E.g. m = 320-384 x 4096 (3 x 43 tiles of 128 x 96), 576-640 x
+ * 4096 (5 x 26 of 128 x 160), 704-768 x 4096 (6 x 22 of 128 x 192), 320-384 x 8192 (3 x 43 of 128 x
+ * 192). H200, bf16, against the plan before them (two processes, docs/HOPPER_GEMM_NOTES.md session 25):
+ * 320 x 4096 x 4096 25.5 us against 30.0, 640 x 4096 x 4096 40 against 45.4, 640 x 4096 x 14336 122.5
+ * against 149, 320 x 8192 x 4096 45 against 56; level at 384 and 768 x 4096 x 4096. The width 96 only
+ * up to FIT_96_MAX_ROW_BLOCKS: with more rows the wide split's reuse wins (768 x 2048 x 4096 28.0 us
+ * against 27.1, 512 x 3072 x 4096 28.0 against 27.8). Below three row blocks the narrow K split is kept
+ * (not measured against these). -1: none. */
+#define FIT_MIN_ROW_BLOCKS 3
+#define FIT_96_MAX_ROW_BLOCKS 3
+#define FIT_MIN_FILL 85
+
+static int fit_geometry(kf_backend_context *ctx, const kf_gemm_args *args) {
+  const int64_t row_blocks = (args->m + KF_SM90_TILE_M - 1) / KF_SM90_TILE_M;
+  if (!args->trans_b || row_blocks < FIT_MIN_ROW_BLOCKS) return -1;
+  int best = -1;
+  int64_t best_tiles = 0;
+  for (int geometry = KF_SM90_FIT_192; geometry >= KF_SM90_FIT_96; --geometry) {
+    if (geometry == KF_SM90_FIT_96 && row_blocks > FIT_96_MAX_ROW_BLOCKS) continue;
+    const int64_t tiles = tiles_of(args, geometry);
+    if (tiles <= ctx->sm_count && 100 * tiles >= FIT_MIN_FILL * (int64_t)ctx->sm_count && tiles > best_tiles) {
+      best = geometry;
+      best_tiles = tiles;
+    }
+  }
+  return best;
+}
+
 static void make_plan(kf_backend_context *ctx, const kf_gemm_args *args, sm90_plan *plan) {
   const char *tile = getenv("KF_SM90_TILE");
-  for (int geometry = 0; tile != NULL && geometry < 3; ++geometry)
+  for (int geometry = 0; tile != NULL && geometry < KF_SM90_GEOMETRIES; ++geometry)
     if (strcmp(tile, geometries[geometry].name) == 0) {
       plan_geometry(ctx, args, geometry, plan);
       return;
     }
+  const int fit = fit_geometry(ctx, args);
+  if (fit >= 0) {
+    plan_geometry(ctx, args, fit, plan);
+    return;
+  }
   const int one_row_block = args->m <= KF_SM90_TILE_M;
   if (!one_row_block) {
     plan_geometry(ctx, args, KF_SM90_WIDE_SPLIT, plan);
@@ -274,8 +330,7 @@ static void make_plan(kf_backend_context *ctx, const kf_gemm_args *args, sm90_pl
 
 /* Bytes of stream-K partial sums a plan needs: one slot a CTA of the sharing clusters. */
 static size_t partial_bytes(const sm90_plan *plan) {
-  const int narrow = plan->geometry == KF_SM90_NARROW;
-  return (size_t)(plan->sk_clusters * plan->cluster) * KF_SM90_PARTIAL_SLOT_BYTES_OF(tile_n_of(narrow));
+  return (size_t)(plan->sk_clusters * plan->cluster) * KF_SM90_PARTIAL_SLOT_BYTES_OF(tile_n_of(plan->geometry));
 }
 
 size_t kf_cuda_gemm_sm90_workspace(kf_backend_context *ctx, const kf_gemm_args *args) {
@@ -346,9 +401,9 @@ static kf_status encode_map(kf_tensor_map *out_map, const kf_matrix_arg *arg, in
 
 /* The tensor map of one B half (all of op(B) without SwiGLU): N-major [k][n] stored, or K-major [n][k]. */
 static kf_status encode_b(kf_tensor_map *out_map, const kf_matrix_arg *arg, const kf_gemm_args *args,
-                          unsigned k_block, int narrow) {
+                          unsigned k_block, int geometry) {
   if (args->trans_b)
-    return encode_map(out_map, arg, args->k, args->n, args->batch, k_block, (unsigned)tile_n_of(narrow) / 2);
+    return encode_map(out_map, arg, args->k, args->n, args->batch, k_block, (unsigned)tile_n_of(geometry) / 2);
   return encode_map(out_map, arg, args->n, args->k, args->batch, KF_SM90_MN_BOX, k_block);
 }
 
@@ -368,21 +423,22 @@ static int c_through_tma(const kf_gemm_args *args) {
 kf_status kf_cuda_gemm_sm90(kf_backend_context *ctx, const kf_gemm_args *args) {
   const int swiglu = args->activation == KF_GEMM_SWIGLU;
   const int has_residual = args->residual.buffer != NULL;
-  const int c_tma = c_through_tma(args);
   const unsigned k_block = KF_SM90_K_BLOCK_BYTES / (unsigned)kf_cuda_element_size(args->a.dtype);
   struct kf_gemm_sm90_params params = {0};
   sm90_plan plan;
   make_plan(ctx, args, &plan);
-  const int narrow = plan.geometry == KF_SM90_NARROW;
+  const int geometry = plan.geometry;
+  const int narrow = geometry == KF_SM90_NARROW || is_fit(geometry); /* A in a box a consumer */
+  const int c_tma = !is_fit(geometry) && c_through_tma(args);         /* the fitted tiles stage no C */
   kf_status status = kf_cuda_enter(ctx); /* cuTensorMapEncodeTiled needs the context current */
   if (status != KF_OK) return status;
   status = args->trans_a ? encode_map(&params.a, &args->a, args->m, args->k, args->batch, KF_SM90_MN_BOX, k_block)
                          : encode_map(&params.a, &args->a, args->k, args->m, args->batch, k_block,
                                       narrow ? KF_SM90_TILE_M / 2 : KF_SM90_TILE_M); /* narrow: a box a consumer */
-  if (status == KF_OK) status = encode_b(&params.b, &args->b, args, k_block, narrow);
+  if (status == KF_OK) status = encode_b(&params.b, &args->b, args, k_block, geometry);
   if (status == KF_OK) {
     if (swiglu)
-      status = encode_b(&params.b_up, &args->b_up, args, k_block, narrow);
+      status = encode_b(&params.b_up, &args->b_up, args, k_block, geometry);
     else
       params.b_up = params.b; /* the tile's second half: the same map, b_up_column further right */
   }
@@ -412,8 +468,8 @@ kf_status kf_cuda_gemm_sm90(kf_backend_context *ctx, const kf_gemm_args *args) {
   params.k = (int32_t)args->k;
   params.batch = (int32_t)args->batch;
   params.tiles_m = (int32_t)((args->m + KF_SM90_TILE_M - 1) / KF_SM90_TILE_M);
-  params.tiles_n = (int32_t)((args->n + tile_columns(args, narrow) - 1) / tile_columns(args, narrow));
-  params.b_up_column = swiglu ? 0 : tile_n_of(narrow) / 2;
+  params.tiles_n = (int32_t)((args->n + tile_columns(args, geometry) - 1) / tile_columns(args, geometry));
+  params.b_up_column = swiglu ? 0 : tile_n_of(geometry) / 2;
   params.alpha = args->alpha;
   params.beta = args->beta;
   params.flags = (swiglu ? KF_SM90_SWIGLU : 0u) | (params.bias ? KF_SM90_HAS_BIAS : 0u) |
@@ -452,7 +508,7 @@ kf_status kf_cuda_gemm_sm90(kf_backend_context *ctx, const kf_gemm_args *args) {
     params.partials = args->workspace->address;
   }
 
-  const int64_t k_split = plan.geometry != KF_SM90_WIDE ? plan.cluster : 1;
+  const int64_t k_split = geometry == KF_SM90_NARROW || geometry == KF_SM90_WIDE_SPLIT ? plan.cluster : 1;
   params.k_split = (int32_t)k_split;
   CUfunction function;
   status = kf_cuda_function_shared(ctx, module, slot, name, shared_bytes, &function);

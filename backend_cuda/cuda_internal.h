@@ -27,6 +27,9 @@ typedef enum kf_cuda_module {
   KF_CUDA_MODULE_GEMM_SM90, /* gemm_sm90.fatbin: the Hopper GEMM (TMA, wgmma), wide geometry */
   KF_CUDA_MODULE_GEMM_SM90_NARROW, /* gemm_sm90_narrow.fatbin: the same source, narrow geometry */
   KF_CUDA_MODULE_GEMM_SM90_SPLIT, /* gemm_sm90_split.fatbin: the same, wide tiles with the K split */
+  KF_CUDA_MODULE_GEMM_SM90_N96,   /* gemm_sm90_n96.fatbin: the same, fitted 128 x 96 tiles */
+  KF_CUDA_MODULE_GEMM_SM90_N160,  /* gemm_sm90_n160.fatbin: fitted 128 x 160 tiles */
+  KF_CUDA_MODULE_GEMM_SM90_N192,  /* gemm_sm90_n192.fatbin: fitted 128 x 192 tiles */
   KF_CUDA_MODULE_ATTENTION, /* attention.fatbin */
   KF_CUDA_MODULE_COUNT
 } kf_cuda_module;

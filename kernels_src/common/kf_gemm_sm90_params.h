@@ -38,6 +38,19 @@ typedef struct kf_tensor_map {
 #define KF_SM90_WIDE 0
 #define KF_SM90_NARROW 1
 #define KF_SM90_WIDE_SPLIT 2
+/* The fitted geometries (mid-range M): 128-row tiles whose width is chosen a call so that the tiles make
+ * about one wave (m = 640 x 4096: 5 x 26 tiles of 128 x 160), K whole, no cluster; each consumer
+ * warpgroup runs m64nW (W / 2 accumulators a thread). B K-major only (a B half of W / 2 rows is one
+ * box); C stored from registers (one tile a CTA: nothing to overlap a TMA store with), so their shared
+ * memory is stages only. */
+#define KF_SM90_FIT_96 3
+#define KF_SM90_FIT_160 4
+#define KF_SM90_FIT_192 5
+#define KF_SM90_GEOMETRIES 6
+#define KF_SM90_FIT_TILE_N_OF(geometry) \
+  ((geometry) == KF_SM90_FIT_96 ? 96 : (geometry) == KF_SM90_FIT_160 ? 160 : 192)
+#define KF_SM90_FIT_STAGES_OF(geometry) \
+  ((geometry) == KF_SM90_FIT_96 ? 8 : (geometry) == KF_SM90_FIT_160 ? 6 : 5)
 /* C staging of the TMA-store epilogue: per consumer warp two buffers of one C box each (16 rows x 128
  * bytes: 64 16-bit or 32 f32 columns), so one box is written while the previous one is stored. */
 #define KF_SM90_C_BOX_ROWS 16
@@ -58,6 +71,9 @@ typedef struct kf_tensor_map {
 #define KF_SM90_NARROW_SHARED_BYTES \
   (KF_SM90_SHARED_BYTES_OF(KF_SM90_NARROW_TILE_N, KF_SM90_NARROW_STAGES) + KF_SM90_KSPLIT_BARRIER_BYTES)
 #define KF_SM90_SPLIT_SHARED_BYTES (KF_SM90_SHARED_BYTES + KF_SM90_KSPLIT_BARRIER_BYTES)
+#define KF_SM90_FIT_SHARED_BYTES_OF(geometry)                                                              \
+  (KF_SM90_FIT_STAGES_OF(geometry) * (KF_SM90_TILE_M + KF_SM90_FIT_TILE_N_OF(geometry)) * KF_SM90_K_BLOCK_BYTES + \
+   2 * KF_SM90_FIT_STAGES_OF(geometry) * 8 + 1024)
 
 /* flags */
 #define KF_SM90_SWIGLU 1u        /* b = gate half, b_up = up half: C = silu(gate) * up, 128 columns a tile */
@@ -77,8 +93,8 @@ typedef struct kf_tensor_map {
 
 struct kf_gemm_sm90_params {
   kf_tensor_map a;     /* op(A) tiles: K-major [batch][m][k] or M-major [batch][k][m] */
-  kf_tensor_map b;     /* columns [0, 128) of a tile: all of op(B), or its gate half with SWIGLU */
-  kf_tensor_map b_up;  /* columns [128, 256) of a tile: the same map as b, or the up half with SWIGLU */
+  kf_tensor_map b;     /* the first half of a tile's columns: all of op(B), or its gate half with SWIGLU */
+  kf_tensor_map b_up;  /* the second half: the same map as b, or the up half with SWIGLU */
   kf_tensor_map c_map; /* C [batch][m][n], boxes of 128 bytes x KF_SM90_C_BOX_ROWS rows (with KF_SM90_C_TMA) */
   uint64_t c;          /* device addresses of element 0; 0 when absent */
   uint64_t residual;
@@ -94,7 +110,7 @@ struct kf_gemm_sm90_params {
   int32_t batch;
   int32_t tiles_m, tiles_n; /* tiles of one batch entry */
   int32_t b_up_column;      /* column of b_up's map where a tile's second half starts, less the tile's
-                               first column of b: 128 without SWIGLU (the same map), 0 with it */
+                               first column of b: half the tile's width without SWIGLU (the same map), 0 with it */
   float alpha, beta;
   uint32_t flags;      /* KF_SM90_* */
   uint32_t dtypes;     /* KF_DT_* << KF_SM90_DT_SHIFT_* */
