@@ -704,6 +704,34 @@ __device__ __forceinline__ void finish_pair(const kf_gemm_sm90_params &p, int ba
 
 __device__ __forceinline__ float silu(float x) { return x / (1.0f + __expf(-x)); }
 
+/* The four outputs of accumulator column group i in a thread (row half h, column j at 2 h + j), columns
+ * c and c + 1 of C: bias added (columns below n only) and, with SwiGLU, silu(gate) * up, the up column
+ * in group i + TN / 16. Shared by both epilogues. */
+template <int SWIGLU, int HAS_BIAS, int TN>
+__device__ __forceinline__ void group_values(const float (&acc)[TN / 2], int i, int c, int n, int dt_bias,
+                                             uint64_t bias_gate, uint64_t bias_up_base, int64_t bias_stride,
+                                             float (&v)[4]) {
+  constexpr int up = TN / 16;
+  float bias[2] = {0.0f, 0.0f}, bias_up[2] = {0.0f, 0.0f};
+  if (HAS_BIAS) {
+#pragma unroll
+    for (int j = 0; j < 2; ++j)
+      if (c + j < n) {
+        const int64_t index = (int64_t)(c + j) * bias_stride;
+        bias[j] = load_bias(dt_bias, bias_gate, index);
+        if (SWIGLU) bias_up[j] = load_bias(dt_bias, bias_up_base, index);
+      }
+  }
+#pragma unroll
+  for (int h = 0; h < 2; ++h)
+#pragma unroll
+    for (int j = 0; j < 2; ++j) {
+      const float t = HAS_BIAS ? acc[4 * i + 2 * h + j] + bias[j] : acc[4 * i + 2 * h + j];
+      const float u = HAS_BIAS ? acc[4 * (i + up) + 2 * h + j] + bias_up[j] : acc[4 * (i + up) + 2 * h + j];
+      v[2 * h + j] = SWIGLU ? silu(t) * u : t;
+    }
+}
+
 /* The epilogue of one consumer warpgroup's 64 x TN accumulators (alpha already applied) stored from
  * registers, for C and residual whose column pairs are addressable as words: the dtype, SwiGLU, bias
  * and ADD (beta C and / or a residual added: ADD 1) fixed at compile time, every address an offset from
@@ -722,7 +750,6 @@ __device__ __forceinline__ void epilogue_direct(const kf_gemm_sm90_params &p, co
                                                 int row0, int col0) {
   constexpr int64_t size = DT_C == KF_DT_F32 ? 4 : 2;
   constexpr int groups = SWIGLU ? TN / 16 : TN / 8; /* 8-column groups of C */
-  constexpr int up = TN / 16;                      /* SwiGLU: the up column of gate group i is in group i + up */
   constexpr int BATCH = ADD ? 8 : groups;          /* groups whose additions are loaded together */
   const int lane = threadIdx.x % 32, warp = (threadIdx.x % 128) / 32;
   const int row = row0 + warp * 16 + lane / 4, col = col0 + 2 * (lane % 4);
@@ -775,25 +802,12 @@ __device__ __forceinline__ void epilogue_direct(const kf_gemm_sm90_params &p, co
     for (int q = 0; q < BATCH; ++q) {
       const int i = b + q, c = col + 8 * i;
       if (i >= groups) break;
-      float bias[2] = {0.0f, 0.0f}, bias_up[2] = {0.0f, 0.0f};
-      if (HAS_BIAS) {
-#pragma unroll
-        for (int j = 0; j < 2; ++j)
-          if (c + j < n) {
-            const int64_t index = (int64_t)(c + j) * bias_stride;
-            bias[j] = load_bias(dt_bias, bias_gate, index);
-            if (SWIGLU) bias_up[j] = load_bias(dt_bias, bias_up_base, index);
-          }
-      }
       float v[4]; /* row half h, column j at 2 h + j */
+      group_values<SWIGLU, HAS_BIAS, TN>(acc, i, c, n, dt_bias, bias_gate, bias_up_base, bias_stride, v);
+      if (ADD) {
 #pragma unroll
-      for (int h = 0; h < 2; ++h)
-#pragma unroll
-        for (int j = 0; j < 2; ++j) {
-          const float t = HAS_BIAS ? acc[4 * i + 2 * h + j] + bias[j] : acc[4 * i + 2 * h + j];
-          const float u = HAS_BIAS ? acc[4 * (i + up) + 2 * h + j] + bias_up[j] : acc[4 * (i + up) + 2 * h + j];
-          v[2 * h + j] = (SWIGLU ? silu(t) * u : t) + (ADD ? add[q][2 * h + j] : 0.0f);
-        }
+        for (int e = 0; e < 4; ++e) v[e] += add[q][e];
+      }
       char *at_lo = lo + 8 * i * size, *at_hi = hi + 8 * i * size;
       if (c + 1 < n) {
         if (DT_C == KF_DT_F32) {
@@ -827,7 +841,6 @@ __device__ __forceinline__ void epilogue_tma(const kf_gemm_sm90_params &p, const
   constexpr int box_cols = 128 / size;
   constexpr int box_groups = box_cols / 8; /* accumulator column groups (8 columns) in a box */
   constexpr int boxes = (SWIGLU ? TN / 2 : TN) / box_cols;
-  constexpr int up = TN / 16; /* SwiGLU: the up column of gate group i is in group i + up */
   const int lane = threadIdx.x % 32;
   const bool leader = lane == 0;
   const uint32_t row_lo = (lane / 4) * 128, row_hi = row_lo + 8 * 128;
@@ -847,25 +860,8 @@ __device__ __forceinline__ void epilogue_tma(const kf_gemm_sm90_params &p, const
 #pragma unroll
     for (int g = 0; g < box_groups; ++g) {
       const int i = box * box_groups + g;
-      float bias[2] = {0.0f, 0.0f}, bias_up[2] = {0.0f, 0.0f};
-      if (HAS_BIAS) {
-#pragma unroll
-        for (int j = 0; j < 2; ++j)
-          if (col + 8 * i + j < p.n) {
-            const int64_t index = (int64_t)(col + 8 * i + j) * p.bias_stride;
-            bias[j] = load_bias(dt_bias, p.bias, index);
-            if (SWIGLU) bias_up[j] = load_bias(dt_bias, p.bias_up, index);
-          }
-      }
       float v[4]; /* row half h, column j at 2 h + j */
-#pragma unroll
-      for (int h = 0; h < 2; ++h)
-#pragma unroll
-        for (int j = 0; j < 2; ++j) {
-          const float t = HAS_BIAS ? acc[4 * i + 2 * h + j] + bias[j] : acc[4 * i + 2 * h + j];
-          const float u = HAS_BIAS ? acc[4 * (i + up) + 2 * h + j] + bias_up[j] : acc[4 * (i + up) + 2 * h + j];
-          v[2 * h + j] = SWIGLU ? silu(t) * u : t;
-        }
+      group_values<SWIGLU, HAS_BIAS, TN>(acc, i, col + 8 * i, p.n, dt_bias, p.bias, p.bias_up, p.bias_stride, v);
       if (size == 2) {
         words[g % 2][0] = pack_word(DT_C, v[0], v[1]);
         words[g % 2][1] = pack_word(DT_C, v[2], v[3]);
