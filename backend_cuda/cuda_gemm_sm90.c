@@ -170,6 +170,16 @@ static int64_t cluster_capacity(kf_backend_context *ctx, int size) {
 #define KSPLIT_MIN_BLOCKS 4
 #define KSPLIT_MAX 8 /* the largest portable cluster */
 
+/* K blocks before a tile's last at which the kernel prefetches beta C and the residual into the L2:
+ * KF_SM90_PREFETCH_LEAD=0..64 (0: none), else KF_SM90_PREFETCH_LEAD_DEFAULT. */
+static int32_t prefetch_lead(void) {
+  const char *choice = getenv("KF_SM90_PREFETCH_LEAD");
+  if (choice == NULL || choice[0] == '\0') return KF_SM90_PREFETCH_LEAD_DEFAULT;
+  char *end;
+  const long lead = strtol(choice, &end, 10);
+  return *end == '\0' && lead >= 0 && lead <= 64 ? (int32_t)lead : KF_SM90_PREFETCH_LEAD_DEFAULT;
+}
+
 static int64_t k_split_of(kf_backend_context *ctx, int64_t tiles, int64_t k_blocks) {
   const char *choice = getenv("KF_SM90_KSPLIT");
   if (choice != NULL && choice[0] != '\0') {
@@ -510,6 +520,7 @@ kf_status kf_cuda_gemm_sm90(kf_backend_context *ctx, const kf_gemm_args *args) {
 
   const int64_t k_split = geometry == KF_SM90_NARROW || geometry == KF_SM90_WIDE_SPLIT ? plan.cluster : 1;
   params.k_split = (int32_t)k_split;
+  params.prefetch_lead = prefetch_lead();
   CUfunction function;
   status = kf_cuda_function_shared(ctx, module, slot, name, shared_bytes, &function);
   if (status == KF_OK) {

@@ -82,6 +82,9 @@ static const gemm_structure gemm_structures[] = {
     /* the Hopper narrow geometry's K split in a cluster (few tiles): batches, an M-major A, 8 rows for the
        second consumer, and a residual (the epilogue from registers, run by the owner of each warp's rows) */
     {72, 256, 1024, G_ALIGNED | G_TRANS_A | G_BATCH_AB | G_RESIDUAL},
+    /* the Hopper residual prefetched into the L2 K blocks before the epilogue: partial row and column
+       tiles (n not a multiple of 8 columns), K long enough that the prefetch falls inside the loop */
+    {320, 392, 1024, G_ALIGNED | G_TRANS_B | G_RESIDUAL},
 };
 #define GEMM_STRUCTURE_COUNT (sizeof gemm_structures / sizeof gemm_structures[0])
 

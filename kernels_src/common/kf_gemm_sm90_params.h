@@ -56,6 +56,7 @@ typedef struct kf_tensor_map {
 #define KF_SM90_C_BOX_ROWS 16
 #define KF_SM90_C_BOX_BYTES (KF_SM90_C_BOX_ROWS * 128)
 #define KF_SM90_C_BUFFERS 2
+#define KF_SM90_PREFETCH_LEAD_DEFAULT 8 /* K blocks: ~4.5 us of a wide tile's loop (H200) */
 /* Stream-K: a contributing CTA leaves its 128 x 256 (narrow: 128 x 128) f32 accumulators in the
  * workspace, one slot a CTA, stored thread by thread in 16-byte pieces (each consumer thread reads back
  * what it wrote). */
@@ -125,6 +126,10 @@ struct kf_gemm_sm90_params {
    * blocks evenly and add their partial sums through distributed shared memory. Then the grid is one
    * cluster a tile, and there is no stream-K (sk_first_unit 0, sk_clusters 0). */
   int32_t k_split;
+  /* With beta C or a residual: the K block (counted back from a tile's last) at which each consumer
+   * warpgroup asks the L2 for its rows of them, so the epilogue's loads find them there; 0: no prefetch.
+   * KF_SM90_PREFETCH_LEAD_DEFAULT unless KF_SM90_PREFETCH_LEAD says otherwise. */
+  int32_t prefetch_lead;
 };
 
 #endif /* KF_GEMM_SM90_PARAMS_H_ */

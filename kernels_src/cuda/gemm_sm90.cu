@@ -732,6 +732,98 @@ __device__ __forceinline__ void group_values(const float (&acc)[TN / 2], int i, 
     }
 }
 
+/* Asks the L2 for one consumer warpgroup's 64 rows x `cols` columns of the tile's additions (the
+ * residual, and C when beta != 0), a few K blocks before its epilogue reads them (prefetch_lead). Read
+ * in the epilogue straight from DRAM, the residual cost ~17 us a wide tile: every SM's epilogue loads at
+ * once, round trip after round trip, while the tensor cores wait (4096^3 at 0.75 of cuBLAS with beta = 1).
+ * One prefetch a 128-byte line, each at an address of the row's segment (never past it). */
+__device__ __forceinline__ void prefetch_additions(const kf_gemm_sm90_params &p, int batch, int row0, int col0,
+                                                   int cols) {
+  cols = min(cols, p.n - col0);
+  if (cols <= 0) return;
+  const int t = threadIdx.x % 128;
+#pragma unroll 1
+  for (int which = 0; which < 2; ++which) {
+    if (!(p.flags & (which == 0 ? KF_SM90_HAS_RESIDUAL : KF_SM90_READ_C))) continue;
+    const int dt = (p.dtypes >> (which == 0 ? KF_SM90_DT_SHIFT_RESIDUAL : KF_SM90_DT_SHIFT_C)) & 15;
+    const int64_t size = dt == KF_DT_F32 ? 4 : 2;
+    const uint64_t base = which == 0 ? p.residual : p.c;
+    const int64_t ld = which == 0 ? p.ld_residual : p.ldc;
+    const int64_t first = (int64_t)batch * (which == 0 ? p.residual_batch_stride : p.c_batch_stride) + col0;
+    const int lines = (int)((cols * size + 127) / 128) + 1; /* an unaligned segment touches one more */
+#pragma unroll 1
+    for (int w = t; w < 64 * lines; w += 128) {
+      const int r = w / lines, l = w - r * lines;
+      if (row0 + r >= p.m) break; /* rows grow with w */
+      const uint64_t start = base + (first + (int64_t)(row0 + r) * ld) * size, end = start + cols * size;
+      const uint64_t at = (start & ~(uint64_t)127) + 128 * (uint64_t)l;
+      if (at < end) asm volatile("prefetch.global.L2 [%0];" ::"l"(at > start ? at : start));
+    }
+  }
+}
+
+/* Adds scale x the additions (beta C or the residual, dtype dt) of column groups [b, b + BATCH) of a
+ * thread's two rows (lo, hi: the addresses of its first column in them) to add: every load of the batch
+ * is issued before any is used (raw bits first, converted after), so a batch is one round trip. Pairs
+ * are words (the caller's C_PAIRS); the last column of an odd n is loaded alone. */
+template <int BATCH, int GROUPS>
+__device__ __forceinline__ void load_additions(int dt, const char *lo, const char *hi, int b, int col, int n,
+                                               bool row_lo, bool row_hi, float scale, float (&add)[BATCH][4]) {
+  if (dt == KF_DT_F32) {
+    float2 f[BATCH][2];
+#pragma unroll
+    for (int q = 0; q < BATCH; ++q) {
+      const int i = b + q, c = col + 8 * i;
+      if (i >= GROUPS) break;
+#pragma unroll
+      for (int h = 0; h < 2; ++h) {
+        const char *at = (h ? hi : lo) + 32 * i;
+        f[q][h] = make_float2(0.0f, 0.0f);
+        if ((h ? row_hi : row_lo) && c < n) {
+          if (c + 1 < n)
+            f[q][h] = *reinterpret_cast<const float2 *>(at);
+          else
+            f[q][h].x = *reinterpret_cast<const float *>(at);
+        }
+      }
+    }
+#pragma unroll
+    for (int q = 0; q < BATCH; ++q) {
+      if (b + q >= GROUPS) break;
+#pragma unroll
+      for (int h = 0; h < 2; ++h) {
+        add[q][2 * h] += scale * f[q][h].x;
+        add[q][2 * h + 1] += scale * f[q][h].y;
+      }
+    }
+  } else {
+    uint32_t w[BATCH][2];
+#pragma unroll
+    for (int q = 0; q < BATCH; ++q) {
+      const int i = b + q, c = col + 8 * i;
+      if (i >= GROUPS) break;
+#pragma unroll
+      for (int h = 0; h < 2; ++h) {
+        const char *at = (h ? hi : lo) + 16 * i;
+        w[q][h] = 0u; /* 0 is +0 in bf16 and f16 */
+        if ((h ? row_hi : row_lo) && c < n)
+          w[q][h] = c + 1 < n ? *reinterpret_cast<const uint32_t *>(at) : *reinterpret_cast<const uint16_t *>(at);
+      }
+    }
+#pragma unroll
+    for (int q = 0; q < BATCH; ++q) {
+      if (b + q >= GROUPS) break;
+#pragma unroll
+      for (int h = 0; h < 2; ++h) {
+        float v[2];
+        unpack_word(dt, w[q][h], v);
+        add[q][2 * h] += scale * v[0];
+        add[q][2 * h + 1] += scale * v[1];
+      }
+    }
+  }
+}
+
 /* The epilogue of one consumer warpgroup's 64 x TN accumulators (alpha already applied) stored from
  * registers, for C and residual whose column pairs are addressable as words: the dtype, SwiGLU, bias
  * and ADD (beta C and / or a residual added: ADD 1) fixed at compile time, every address an offset from
@@ -750,7 +842,9 @@ __device__ __forceinline__ void epilogue_direct(const kf_gemm_sm90_params &p, co
                                                 int row0, int col0) {
   constexpr int64_t size = DT_C == KF_DT_F32 ? 4 : 2;
   constexpr int groups = SWIGLU ? TN / 16 : TN / 8; /* 8-column groups of C */
-  constexpr int BATCH = ADD ? 8 : groups;          /* groups whose additions are loaded together */
+  /* groups whose additions are loaded together: all of them where the registers allow (accumulators,
+     the additions and their raw words: 64 + 64 + 32 a thread at TN 128, 80 + 80 + 40 at 160) */
+  constexpr int BATCH = !ADD ? groups : TN <= 160 ? groups : TN == 192 ? groups / 2 : 8;
   const int lane = threadIdx.x % 32, warp = (threadIdx.x % 128) / 32;
   const int row = row0 + warp * 16 + lane / 4, col = col0 + 2 * (lane % 4);
   const int n = p.n;
@@ -769,34 +863,19 @@ __device__ __forceinline__ void epilogue_direct(const kf_gemm_sm90_params &p, co
   const int64_t r_hi = ADD ? r_lo + 8 * p.ld_residual : 0;
   char *lo = reinterpret_cast<char *>(c_base) + c_lo * size;
   char *hi = reinterpret_cast<char *>(c_base) + c_hi * size;
+  const int64_t r_size = dt_r == KF_DT_F32 ? 4 : 2;
+  const char *r_lo_at = reinterpret_cast<const char *>(r_base) + r_lo * r_size;
+  const char *r_hi_at = reinterpret_cast<const char *>(r_base) + r_hi * r_size;
 #pragma unroll
   for (int b = 0; b < groups; b += BATCH) {
     float add[BATCH][4]; /* row half h, column j at 2 h + j */
     if (ADD) {
 #pragma unroll
-      for (int q = 0; q < BATCH; ++q) {
-        const int i = b + q, c = col + 8 * i;
-        if (i >= groups) break;
+      for (int q = 0; q < BATCH; ++q)
 #pragma unroll
         for (int e = 0; e < 4; ++e) add[q][e] = 0.0f;
-        if (c >= n) continue;
-        const bool second = c + 1 < n;
-#pragma unroll
-        for (int h = 0; h < 2; ++h) {
-          if (!(h ? row_hi : row_lo)) continue;
-          float v0, v1;
-          if (read_c) {
-            load_pair(DT_C, c_base, (h ? c_hi : c_lo) + 8 * i, second, second, v0, v1);
-            add[q][2 * h] += beta * v0;
-            add[q][2 * h + 1] += beta * v1;
-          }
-          if (has_residual) {
-            load_pair(dt_r, r_base, (h ? r_hi : r_lo) + 8 * i, second, second, v0, v1);
-            add[q][2 * h] += v0;
-            add[q][2 * h + 1] += v1;
-          }
-        }
-      }
+      if (has_residual) load_additions<BATCH, groups>(dt_r, r_lo_at, r_hi_at, b, col, n, row_lo, row_hi, 1.0f, add);
+      if (read_c) load_additions<BATCH, groups>(DT_C, lo, hi, b, col, n, row_lo, row_hi, beta, add);
     }
 #pragma unroll
     for (int q = 0; q < BATCH; ++q) {
@@ -1137,10 +1216,15 @@ __device__ __forceinline__ void gemm_sm90(const kf_gemm_sm90_params &p) {
     uint32_t it = 0;
     float acc[g::acc]; /* no clearing: each item's first wgmma overwrites them */
     work_item next = {0, 0, 0};
+    const bool prefetch = p.prefetch_lead > 0 && (p.flags & (KF_SM90_READ_C | KF_SM90_HAS_RESIDUAL));
     while (have) {
       /* narrow: a consumer whose 64 rows are all past the last row of A has no A rows loaded and issues
          no products; its accumulators are never stored (the epilogue clips rows >= m) */
       const bool products = !NARROW || tile_m * TILE_M + consumer * 64 < p.m;
+      /* the K block after whose products this warpgroup prefetches its rows of the additions: only in
+         the item that ends the tile (stream-K contributors and K-split ranks before the last hold none) */
+      const int prefetch_kb =
+          prefetch && products && item.kb_end == k_blocks ? max(item.kb_begin, item.kb_end - p.prefetch_lead) : -1;
       for (int kb = item.kb_begin; kb < item.kb_end; ++kb, ++it) {
         const uint32_t s = it % STAGES, phase = (it / STAGES) & 1;
         barrier_wait(full_bars + 8 * s, phase);
@@ -1153,6 +1237,8 @@ __device__ __forceinline__ void gemm_sm90(const kf_gemm_sm90_params &p) {
                                        step > 0 || kb > item.kb_begin);
           wgmma_commit();
         }
+        if (kb == prefetch_kb)
+          prefetch_additions(p, batch, tile_m * TILE_M + consumer * 64, tile_n * out_cols, out_cols);
         /* the previous K block's products are done: its stage can be refilled */
         wgmma_wait<1>(acc);
         if (kb > item.kb_begin && releaser) release_stage<CLUSTER_M>(empty_bars + 8 * ((it - 1) % STAGES));
