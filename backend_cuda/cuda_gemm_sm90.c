@@ -8,8 +8,10 @@
  * dimensions); every A and B matrix as the TMA needs it: base address and leading dimension multiples
  * of 16 bytes, and batch strides too, each batch entry after the previous one. The rest goes to the
  * generic kernels (kf_cuda_gemm_sm90_supports returns 0). C goes through a tensor map too (the
- * kernel's TMA-store epilogue) when the epilogue reads neither C nor a residual and C is bf16, f16 or
- * f32 with TMA-aligned rows; otherwise the kernel stores it from registers.
+ * kernel's TMA-store epilogue) when the epilogue does not read C (beta 0) and C is bf16, f16 or f32 with
+ * TMA-aligned rows, without a residual or (wide tiles) with one of C's 16-bit dtype that a tensor map
+ * describes too (then the TMA loads it into the same staging buffers); otherwise the kernel stores C from
+ * registers.
  * With stream-K (make_plan) a call needs a workspace for the partial sums (the core allocates it from
  * the context's allocator and reuses it only for later work on the same stream) and the context's
  * flag words (stream_k_flags): both belong to one context, whose launches run in order on its one
@@ -422,12 +424,23 @@ static int pairs_aligned(const kf_matrix_arg *arg) {
          arg->batch_stride % 2 == 0;
 }
 
-/* Whether the epilogue can store C through shared memory and the TMA: nothing read from C, and C a
- * matrix a tensor map describes. */
-static int c_through_tma(const kf_gemm_args *args) {
+/* Whether the epilogue can load the residual with the TMA into its C staging buffers: the wide tiles
+ * (the only module built with that epilogue), a residual of C's 16-bit dtype, no SwiGLU, described by a
+ * tensor map with a box for each batch entry. */
+static int residual_through_tma(const kf_gemm_args *args, int geometry) {
   const kf_dtype dt = args->c.dtype;
-  return args->residual.buffer == NULL && args->beta == 0.0f && (dt == KF_BF16 || dt == KF_F16 || dt == KF_F32) &&
-         tma_describable(&args->c, args->m, args->batch);
+  return geometry == KF_SM90_WIDE && args->residual.buffer != NULL && args->residual.dtype == dt &&
+         (dt == KF_BF16 || dt == KF_F16) &&
+         args->activation != KF_GEMM_SWIGLU && tma_describable(&args->residual, args->m, args->batch) &&
+         (args->batch == 1 || batched(&args->residual, args->batch));
+}
+
+/* Whether the epilogue can store C through shared memory and the TMA: C not read (beta 0), a residual
+ * only through the TMA as well, and C a matrix a tensor map describes. */
+static int c_through_tma(const kf_gemm_args *args, int geometry) {
+  const kf_dtype dt = args->c.dtype;
+  return (args->residual.buffer == NULL || residual_through_tma(args, geometry)) && args->beta == 0.0f &&
+         (dt == KF_BF16 || dt == KF_F16 || dt == KF_F32) && tma_describable(&args->c, args->m, args->batch);
 }
 
 kf_status kf_cuda_gemm_sm90(kf_backend_context *ctx, const kf_gemm_args *args) {
@@ -439,7 +452,8 @@ kf_status kf_cuda_gemm_sm90(kf_backend_context *ctx, const kf_gemm_args *args) {
   make_plan(ctx, args, &plan);
   const int geometry = plan.geometry;
   const int narrow = geometry == KF_SM90_NARROW || is_fit(geometry); /* A in a box a consumer */
-  const int c_tma = !is_fit(geometry) && c_through_tma(args);         /* the fitted tiles stage no C */
+  const int c_tma = !is_fit(geometry) && c_through_tma(args, geometry);         /* the fitted tiles stage no C */
+  const int residual_tma = c_tma && has_residual;                      /* (c_through_tma checked it) */
   kf_status status = kf_cuda_enter(ctx); /* cuTensorMapEncodeTiled needs the context current */
   if (status != KF_OK) return status;
   status = args->trans_a ? encode_map(&params.a, &args->a, args->m, args->k, args->batch, KF_SM90_MN_BOX, k_block)
@@ -455,6 +469,9 @@ kf_status kf_cuda_gemm_sm90(kf_backend_context *ctx, const kf_gemm_args *args) {
   if (status == KF_OK && c_tma)
     status = encode_map(&params.c_map, &args->c, args->n, args->m, args->batch,
                         TMA_BOX_BYTES / (unsigned)kf_cuda_element_size(args->c.dtype), KF_SM90_C_BOX_ROWS);
+  if (status == KF_OK && residual_tma)
+    status = encode_map(&params.r_map, &args->residual, args->n, args->m, args->batch,
+                        TMA_BOX_BYTES / (unsigned)kf_cuda_element_size(args->residual.dtype), KF_SM90_C_BOX_ROWS);
   if (status != KF_OK) {
     kf_cuda_leave(ctx);
     return status;
@@ -486,7 +503,8 @@ kf_status kf_cuda_gemm_sm90(kf_backend_context *ctx, const kf_gemm_args *args) {
                  (has_residual ? KF_SM90_HAS_RESIDUAL : 0u) | (args->beta != 0.0f ? KF_SM90_READ_C : 0u) |
                  (pairs_aligned(&args->c) && (!has_residual || pairs_aligned(&args->residual)) ? KF_SM90_C_PAIRS : 0u) |
                  (batched(&args->a, args->batch) ? KF_SM90_A_BATCHED : 0u) |
-                 (batched(&args->b, args->batch) ? KF_SM90_B_BATCHED : 0u) | (c_tma ? KF_SM90_C_TMA : 0u);
+                 (batched(&args->b, args->batch) ? KF_SM90_B_BATCHED : 0u) | (c_tma ? KF_SM90_C_TMA : 0u) |
+                 (residual_tma ? KF_SM90_RESIDUAL_TMA : 0u);
   params.dtypes = (uint32_t)args->c.dtype << KF_SM90_DT_SHIFT_C |
                   (uint32_t)(params.bias ? args->bias.dtype : 0) << KF_SM90_DT_SHIFT_BIAS |
                   (uint32_t)(has_residual ? args->residual.dtype : 0) << KF_SM90_DT_SHIFT_RESIDUAL;

@@ -85,6 +85,9 @@ static const gemm_structure gemm_structures[] = {
     /* the Hopper residual prefetched into the L2 K blocks before the epilogue: partial row and column
        tiles (n not a multiple of 8 columns), K long enough that the prefetch falls inside the loop */
     {320, 392, 1024, G_ALIGNED | G_TRANS_B | G_RESIDUAL},
+    /* C as its own residual with TMA-aligned rows: the Hopper epilogue loads it into the buffers it
+       stores C from */
+    {256, 512, 768, G_ALIGNED | G_TRANS_B | G_RESIDUAL_IS_C},
 };
 #define GEMM_STRUCTURE_COUNT (sizeof gemm_structures / sizeof gemm_structures[0])
 

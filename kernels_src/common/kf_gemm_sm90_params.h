@@ -61,9 +61,11 @@ typedef struct kf_tensor_map {
  * workspace, one slot a CTA, stored thread by thread in 16-byte pieces (each consumer thread reads back
  * what it wrote). */
 #define KF_SM90_PARTIAL_SLOT_BYTES_OF(tile_n) (KF_SM90_TILE_M * (tile_n) * 4)
-#define KF_SM90_SHARED_BYTES_OF(tile_n, stages)                                                  \
-  ((stages) * (KF_SM90_TILE_M + (tile_n)) * KF_SM90_K_BLOCK_BYTES +                               \
-   (KF_SM90_TILE_M / KF_SM90_C_BOX_ROWS) * KF_SM90_C_BUFFERS * KF_SM90_C_BOX_BYTES + 2 * (stages) * 8 + 1024)
+/* C staging: C_BUFFERS boxes a consumer warp, and an mbarrier a box for a residual loaded into it */
+#define KF_SM90_C_STAGING_BYTES \
+  ((KF_SM90_TILE_M / KF_SM90_C_BOX_ROWS) * KF_SM90_C_BUFFERS * (KF_SM90_C_BOX_BYTES + 8))
+#define KF_SM90_SHARED_BYTES_OF(tile_n, stages) \
+  ((stages) * (KF_SM90_TILE_M + (tile_n)) * KF_SM90_K_BLOCK_BYTES + KF_SM90_C_STAGING_BYTES + 2 * (stages) * 8 + 1024)
 #define KF_SM90_SHARED_BYTES KF_SM90_SHARED_BYTES_OF(KF_SM90_TILE_N, KF_SM90_STAGES)
 /* The narrow geometry's K split in a cluster (k_split below) adds nine mbarriers: one that says every
  * other CTA of the cluster is done with its products, and one a consumer warp for the partial sums it
@@ -85,7 +87,9 @@ typedef struct kf_tensor_map {
 #define KF_SM90_A_BATCHED 32u    /* a's tensor map has a batch dimension (else A is broadcast) */
 #define KF_SM90_B_BATCHED 64u
 #define KF_SM90_C_TMA 128u       /* c_map describes C: the epilogue stores through shared memory and the TMA
-                                    (set only without READ_C and HAS_RESIDUAL) */
+                                    (set only without READ_C, and without HAS_RESIDUAL unless RESIDUAL_TMA) */
+#define KF_SM90_RESIDUAL_TMA 256u /* with C_TMA and HAS_RESIDUAL: r_map describes the residual (C's 16-bit
+                                     dtype, no SwiGLU), loaded by the TMA into the C staging buffers */
 
 /* dtypes: KF_DT_* codes */
 #define KF_SM90_DT_SHIFT_C 0
@@ -97,6 +101,7 @@ struct kf_gemm_sm90_params {
   kf_tensor_map b;     /* the first half of a tile's columns: all of op(B), or its gate half with SWIGLU */
   kf_tensor_map b_up;  /* the second half: the same map as b, or the up half with SWIGLU */
   kf_tensor_map c_map; /* C [batch][m][n], boxes of 128 bytes x KF_SM90_C_BOX_ROWS rows (with KF_SM90_C_TMA) */
+  kf_tensor_map r_map; /* the residual, boxes as c_map's (with KF_SM90_RESIDUAL_TMA) */
   uint64_t c;          /* device addresses of element 0; 0 when absent */
   uint64_t residual;
   uint64_t bias;

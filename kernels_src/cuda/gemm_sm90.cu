@@ -111,9 +111,10 @@ struct geometry {
   static constexpr int stages = fit                          ? KF_SM90_FIT_STAGES_OF(GEOMETRY)
                                 : GEOMETRY == KF_SM90_NARROW ? KF_SM90_NARROW_STAGES
                                                              : KF_SM90_STAGES;
-  /* shared memory that stages C for the TMA-store epilogue (the fitted tiles store from registers) */
-  static constexpr uint32_t c_staging_bytes =
-      fit ? 0 : (TILE_M / C_BOX_ROWS) * C_BUFFERS * C_BOX_BYTES;
+  /* shared memory that stages C for the TMA-store epilogue, its buffers' residual mbarriers after them
+     (the fitted tiles store from registers) */
+  static constexpr uint32_t c_buffer_bytes = fit ? 0 : (TILE_M / C_BOX_ROWS) * C_BUFFERS * C_BOX_BYTES;
+  static constexpr uint32_t c_staging_bytes = fit ? 0 : KF_SM90_C_STAGING_BYTES;
   static constexpr int acc = tile_n / 2; /* f32 accumulators a consumer thread (64 rows x tile_n) */
   static constexpr uint32_t b_stage_bytes = tile_n * K_BLOCK_BYTES;
   static constexpr uint32_t b_half_bytes = b_stage_bytes / 2;
@@ -281,6 +282,15 @@ __device__ __forceinline__ void named_barrier(int id, int threads) {
 /* Four 8 x 8 matrices of 16-bit elements into shared memory: lanes 8 i .. 8 i + 7 give the row
  * addresses (16 bytes each) of matrix i, and each lane holds, in word i, row lane / 4, columns
  * 2 (lane % 4) and + 1 of matrix i: the layout of an 8-column group of wgmma accumulators. */
+__device__ __forceinline__ void load_matrices(uint32_t address, uint32_t &w0, uint32_t &w1, uint32_t &w2,
+                                              uint32_t &w3) {
+  /* volatile keeps it between the mbarrier wait before and the stmatrix after (both volatile); a
+     "memory" clobber made ptxas spill in the narrow module */
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];"
+               : "=r"(w0), "=r"(w1), "=r"(w2), "=r"(w3)
+               : "r"(address));
+}
+
 __device__ __forceinline__ void store_matrices(uint32_t address, uint32_t w0, uint32_t w1, uint32_t w2, uint32_t w3) {
   asm volatile("stmatrix.sync.aligned.m8n8.x4.shared.b16 [%0], {%1, %2, %3, %4};" ::"r"(address), "r"(w0), "r"(w1),
                "r"(w2), "r"(w3));
@@ -904,18 +914,42 @@ __device__ __forceinline__ void epilogue_direct(const kf_gemm_sm90_params &p, co
   }
 }
 
+/* Loads the residual boxes [box, box + C_BUFFERS) of a consumer warp's 16 rows into its C staging
+ * buffers, each completing on its buffer's mbarrier (lane 0 calls it). The buffers' last TMA stores
+ * must have read them first. Boxes wholly past the matrix load zeros and count in full. */
+__device__ __forceinline__ void load_residual_boxes(const kf_gemm_sm90_params &p, int batch, int row0, int col0,
+                                                    int box, int boxes, int box_cols, uint32_t buffers,
+                                                    uint32_t res_bars) {
+  bulk_wait_read<0>();
+#pragma unroll
+  for (int j = 0; j < C_BUFFERS; ++j)
+    if (box + j < boxes) {
+      barrier_expect_bytes(res_bars + 8 * j, C_BOX_BYTES);
+      tma_load(buffers + j * C_BOX_BYTES, &p.r_map, col0 + (box + j) * box_cols, row0, batch, res_bars + 8 * j);
+    }
+}
+
 /* The epilogue of one consumer warp's 16 x TN accumulators (16 x TN / 2 outputs with SwiGLU) through
- * shared memory and TMA stores: C without a read of C or a residual, described by c_map. alpha is
- * already applied. Each warp works alone, on its own rows and buffers, so no barrier wider than the
- * warp is needed. Box by box (16 rows x 128 bytes): lane 0 waits until the buffer's previous store
- * has read it, the warp writes the box (bias, SwiGLU applied, rounded to DT_C), fences it for the
- * async proxy, and lane 0 stores it; the stores finish while the next tile's products run. 16-bit C
- * goes in with stmatrix (two column groups of both row halves a store: 16 stores a thread a tile
- * instead of 64), f32 C with 8-byte stores. The bias loads are the only loads; their column test is
- * the only bounds test (the TMA clips C). */
-template <int DT_C, int SWIGLU, int HAS_BIAS, int TN>
+ * shared memory and TMA stores: C without a read of C, described by c_map. alpha is already applied.
+ * Each warp works alone, on its own rows and buffers, so no barrier wider than the warp is needed. Box
+ * by box (16 rows x 128 bytes): lane 0 waits until the buffer's previous store has read it, the warp
+ * writes the box (bias, SwiGLU applied, rounded to DT_C), fences it for the async proxy, and lane 0
+ * stores it; the stores finish while the next tile's products run. 16-bit C goes in with stmatrix (two
+ * column groups of both row halves a store: 16 stores a thread a tile instead of 64), f32 C with
+ * 8-byte stores. The bias loads are the only loads; their column test is the only bounds test (the TMA
+ * clips C).
+ * RES (16-bit C, no SwiGLU): a residual of C's dtype, loaded by the TMA into the buffers (the first
+ * C_BUFFERS boxes while the tile's last K blocks run when `preloaded`, the others C_BUFFERS at a time
+ * once the stores before have read their buffers), read back with ldmatrix in the layout stmatrix
+ * writes (so each lane gets the words of its own accumulators), added, and stored in place. Loaded from
+ * registers instead, 8 rows x 16 bytes an instruction, the residual's loads and stores kept the load /
+ * store unit busy ~4.5 us a wide tile (4096^3 at 0.90 of cuBLAS with beta = 1). res_phase holds the
+ * parity each buffer's mbarrier waits for next. */
+template <int DT_C, int SWIGLU, int HAS_BIAS, int TN, int RES>
 __device__ __forceinline__ void epilogue_tma(const kf_gemm_sm90_params &p, const float (&acc)[TN / 2], int batch,
-                                             int row0, int col0, uint32_t buffers) {
+                                             int row0, int col0, uint32_t buffers, uint32_t res_bars,
+                                             uint32_t &res_phase, bool preloaded) {
+  static_assert(!RES || (DT_C != KF_DT_F32 && !SWIGLU), "the TMA residual takes 16-bit C without SwiGLU");
   constexpr int size = DT_C == KF_DT_F32 ? 4 : 2;
   constexpr int box_cols = 128 / size;
   constexpr int box_groups = box_cols / 8; /* accumulator column groups (8 columns) in a box */
@@ -933,20 +967,49 @@ __device__ __forceinline__ void epilogue_tma(const kf_gemm_sm90_params &p, const
 #pragma unroll
   for (int box = 0; box < boxes; ++box) {
     const uint32_t buffer = buffers + (box % C_BUFFERS) * C_BOX_BYTES;
-    if (leader) bulk_wait_read<C_BUFFERS - 1>();
-    __syncwarp();
+    if (RES) {
+      if (box % C_BUFFERS == 0 && (box > 0 || !preloaded)) {
+        if (leader) load_residual_boxes(p, batch, row0, col0, box, boxes, box_cols, buffers, res_bars);
+        __syncwarp();
+      }
+      const uint32_t j = box % C_BUFFERS;
+      barrier_wait(res_bars + 8 * j, (res_phase >> j) & 1);
+      res_phase ^= 1u << j;
+    } else {
+      if (leader) bulk_wait_read<C_BUFFERS - 1>();
+      __syncwarp();
+    }
     uint32_t words[2][2]; /* 16-bit C: [group parity][row half], stored two groups at a time */
+    float kept[2][4];     /* RES: the values of the two groups, added to the residual's once both are in */
 #pragma unroll
     for (int g = 0; g < box_groups; ++g) {
       const int i = box * box_groups + g;
       float v[4]; /* row half h, column j at 2 h + j */
       group_values<SWIGLU, HAS_BIAS, TN>(acc, i, col + 8 * i, p.n, dt_bias, p.bias, p.bias_up, p.bias_stride, v);
       if (size == 2) {
-        words[g % 2][0] = pack_word(DT_C, v[0], v[1]);
-        words[g % 2][1] = pack_word(DT_C, v[2], v[3]);
-        if (g % 2 == 1)
-          store_matrices(buffer + matrix_row + ((uint32_t)(g - 1) ^ matrix_chunk) * 16, words[0][0], words[0][1],
-                         words[1][0], words[1][1]);
+        if (RES) {
+#pragma unroll
+          for (int e = 0; e < 4; ++e) kept[g % 2][e] = v[e];
+        } else {
+          words[g % 2][0] = pack_word(DT_C, v[0], v[1]);
+          words[g % 2][1] = pack_word(DT_C, v[2], v[3]);
+        }
+        if (g % 2 == 1) {
+          const uint32_t at = buffer + matrix_row + ((uint32_t)(g - 1) ^ matrix_chunk) * 16;
+          if (RES) { /* the residual words of the same two groups; the sums rounded once */
+            uint32_t r[2][2];
+            load_matrices(at, r[0][0], r[0][1], r[1][0], r[1][1]);
+#pragma unroll
+            for (int q = 0; q < 2; ++q) {
+              float lo[2], hi[2];
+              unpack_word(DT_C, r[q][0], lo);
+              unpack_word(DT_C, r[q][1], hi);
+              words[q][0] = pack_word(DT_C, kept[q][0] + lo[0], kept[q][1] + lo[1]);
+              words[q][1] = pack_word(DT_C, kept[q][2] + hi[0], kept[q][3] + hi[1]);
+            }
+          }
+          store_matrices(at, words[0][0], words[0][1], words[1][0], words[1][1]);
+        }
       } else {
         const uint32_t chunk = ((2 * g + (lane % 4) / 2) ^ swizzle) * 16 + 8 * (lane % 2);
         store_shared(buffer + row_lo + chunk, v[0], v[1]);
@@ -1044,6 +1107,7 @@ __device__ __forceinline__ void gemm_sm90(const kf_gemm_sm90_params &p) {
   const uint32_t a_stages = base;
   const uint32_t b_stages = base + STAGES * A_STAGE_BYTES;
   const uint32_t c_buffers = b_stages + STAGES * B_STAGE_BYTES; /* C_BUFFERS boxes a consumer warp */
+  const uint32_t res_bars = c_buffers + g::c_buffer_bytes;      /* an mbarrier a C buffer */
   const uint32_t full_bars = c_buffers + g::c_staging_bytes;     /* TMA bytes landed */
   const uint32_t empty_bars = full_bars + STAGES * 8;           /* both consumers done reading */
   const uint32_t k_split_bars = empty_bars + STAGES * 8;        /* narrow, k_split > 1: go, then one a warp */
@@ -1053,6 +1117,8 @@ __device__ __forceinline__ void gemm_sm90(const kf_gemm_sm90_params &p) {
       barrier_init(full_bars + 8 * s, 1);
       barrier_init(empty_bars + 8 * s, 2 * CLUSTER_M); /* both consumers of every CTA of the cluster */
     }
+    if (g::c_staging_bytes > 0)
+      for (int j = 0; j < (TILE_M / C_BOX_ROWS) * C_BUFFERS; ++j) barrier_init(res_bars + 8 * j, 1);
     if (K_SPLIT && p.k_split > 1) {
       barrier_init(k_split_bars, 2 * (p.k_split - 1)); /* both consumers of every other rank */
       for (int pair = 0; pair < 8; ++pair) barrier_init(k_split_bars + 8 + 8 * pair, 1); /* the owner's expect */
@@ -1217,6 +1283,14 @@ __device__ __forceinline__ void gemm_sm90(const kf_gemm_sm90_params &p) {
     float acc[g::acc]; /* no clearing: each item's first wgmma overwrites them */
     work_item next = {0, 0, 0};
     const bool prefetch = p.prefetch_lead > 0 && (p.flags & (KF_SM90_READ_C | KF_SM90_HAS_RESIDUAL));
+    /* the TMA residual (wide tiles, 16-bit C, so boxes of 64 columns): this warp's C buffers and their
+       mbarriers. Not in the narrow module: its epilogue instances made ptxas spill there. */
+    constexpr bool RES_TMA = GEOMETRY == KF_SM90_WIDE;
+    const bool res_tma = RES_TMA && (p.flags & KF_SM90_RESIDUAL_TMA);
+    const int warp_in_group = (threadIdx.x % 128) / 32; /* rows [16 w, 16 w + 16) of the consumer's */
+    const uint32_t warp_buffers = c_buffers + (4 * consumer + warp_in_group) * C_BUFFERS * C_BOX_BYTES;
+    const uint32_t warp_res_bars = res_bars + (4 * consumer + warp_in_group) * C_BUFFERS * 8;
+    uint32_t res_phase = 0;
     while (have) {
       /* narrow: a consumer whose 64 rows are all past the last row of A has no A rows loaded and issues
          no products; its accumulators are never stored (the epilogue clips rows >= m) */
@@ -1225,6 +1299,11 @@ __device__ __forceinline__ void gemm_sm90(const kf_gemm_sm90_params &p) {
          the item that ends the tile (stream-K contributors and K-split ranks before the last hold none) */
       const int prefetch_kb =
           prefetch && products && item.kb_end == k_blocks ? max(item.kb_begin, item.kb_end - p.prefetch_lead) : -1;
+      /* ... and at which each warp has the TMA load its first C_BUFFERS residual boxes, when this item
+         is the whole tile (a stream-K finisher or K-split owner loads them in its epilogue) */
+      const bool preload = res_tma && item.kb_begin == 0 && item.kb_end == k_blocks &&
+                           !(K_SPLIT && (ALWAYS_SPLIT || p.k_split > 1));
+      const int preload_kb = preload ? max(0, k_blocks - max(p.prefetch_lead, 1)) : -1;
       for (int kb = item.kb_begin; kb < item.kb_end; ++kb, ++it) {
         const uint32_t s = it % STAGES, phase = (it / STAGES) & 1;
         barrier_wait(full_bars + 8 * s, phase);
@@ -1239,6 +1318,9 @@ __device__ __forceinline__ void gemm_sm90(const kf_gemm_sm90_params &p) {
         }
         if (kb == prefetch_kb)
           prefetch_additions(p, batch, tile_m * TILE_M + consumer * 64, tile_n * out_cols, out_cols);
+        if (kb == preload_kb && threadIdx.x % 32 == 0)
+          load_residual_boxes(p, batch, tile_m * TILE_M + consumer * 64 + 16 * warp_in_group, tile_n * out_cols, 0,
+                              TILE_N / 64, 64, warp_buffers, warp_res_bars);
         /* the previous K block's products are done: its stage can be refilled */
         wgmma_wait<1>(acc);
         if (kb > item.kb_begin && releaser) release_stage<CLUSTER_M>(empty_bars + 8 * ((it - 1) % STAGES));
@@ -1280,22 +1362,31 @@ __device__ __forceinline__ void gemm_sm90(const kf_gemm_sm90_params &p) {
         /* the fitted tiles have no C staging (the host never sets C_TMA for them) */
         if (g::c_staging_bytes > 0 && (p.flags & KF_SM90_C_TMA)) {
           if constexpr (g::c_staging_bytes > 0) {
-            const int warp = (threadIdx.x % 128) / 32; /* rows [16 warp, 16 warp + 16) of the consumer's */
-            const int warp_row0 = row0 + 16 * warp;
-            const uint32_t buffers = c_buffers + (4 * consumer + warp) * C_BUFFERS * C_BOX_BYTES;
+            const int warp_row0 = row0 + 16 * warp_in_group;
             const int dt_c = (p.dtypes >> KF_SM90_DT_SHIFT_C) & 15;
             const bool swiglu = (p.flags & KF_SM90_SWIGLU) != 0, has_bias = (p.flags & KF_SM90_HAS_BIAS) != 0;
-#define EPILOGUE_TMA(DT_C)                                                                      \
-  (swiglu ? (has_bias ? epilogue_tma<DT_C, 1, 1, TILE_N>(p, acc, batch, warp_row0, col0, buffers)  \
-                      : epilogue_tma<DT_C, 1, 0, TILE_N>(p, acc, batch, warp_row0, col0, buffers)) \
-          : (has_bias ? epilogue_tma<DT_C, 0, 1, TILE_N>(p, acc, batch, warp_row0, col0, buffers)  \
-                      : epilogue_tma<DT_C, 0, 0, TILE_N>(p, acc, batch, warp_row0, col0, buffers)))
-            if (dt_c == KF_DT_BF16)
+#define EPILOGUE_TMA_CALL(DT_C, SWIGLU, HAS_BIAS, RES)                                                  \
+  epilogue_tma<DT_C, SWIGLU, HAS_BIAS, TILE_N, RES>(p, acc, batch, warp_row0, col0, warp_buffers, warp_res_bars, \
+                                                    res_phase, preload)
+#define EPILOGUE_TMA(DT_C)                                                                                    \
+  (swiglu ? (has_bias ? EPILOGUE_TMA_CALL(DT_C, 1, 1, 0) : EPILOGUE_TMA_CALL(DT_C, 1, 0, 0))                   \
+          : (has_bias ? EPILOGUE_TMA_CALL(DT_C, 0, 1, 0) : EPILOGUE_TMA_CALL(DT_C, 0, 0, 0)))
+#define EPILOGUE_TMA_RES(DT_C) (has_bias ? EPILOGUE_TMA_CALL(DT_C, 0, 1, 1) : EPILOGUE_TMA_CALL(DT_C, 0, 0, 1))
+            if (RES_TMA && res_tma) { /* the host sets it for 16-bit C without SwiGLU only */
+              if constexpr (RES_TMA) {
+                if (dt_c == KF_DT_BF16)
+                  EPILOGUE_TMA_RES(KF_DT_BF16);
+                else
+                  EPILOGUE_TMA_RES(KF_DT_F16);
+              }
+            } else if (dt_c == KF_DT_BF16)
               EPILOGUE_TMA(KF_DT_BF16);
             else if (dt_c == KF_DT_F16)
               EPILOGUE_TMA(KF_DT_F16);
             else
               EPILOGUE_TMA(KF_DT_F32);
+#undef EPILOGUE_TMA_RES
+#undef EPILOGUE_TMA_CALL
 #undef EPILOGUE_TMA
           }
         } else if ((p.flags & KF_SM90_C_PAIRS) &&
