@@ -11,7 +11,7 @@
  * so inputs and warm-up change the clock both are timed at).
  *
  *   kfbench_mm [--backend=LIST] [--op=gemm,attention] [--shape=MxNxK,...] [--quick]
- *              [--interleave | --peer-first] [--residual] [--warm-ms=MS] [--json=FILE]
+ *              [--interleave | --peer-first] [--residual | --beta] [--warm-ms=MS] [--json=FILE]
  * (--shape picks built-in cases; a shape that is not built in is timed as well, after them. On CUDA,
  * kfuse's GEMM is timed before its peer; --peer-first reverses that, --interleave alternates their
  * batches instead.)
@@ -311,8 +311,9 @@ typedef kf_status (*launch_fn)(kf_context *ctx, void *state, int set);
  * same power, clock and temperature history (a sequential run times kfuse first, then the peer). */
 static bool g_interleave;
 /* --residual: GEMMs with a fused residual add, C = A Bᵀ + R (kfuse: R a separate tensor, desc.residual;
- * cuBLAS: beta = 1 on a C that holds R). 16-bit types only. */
-static bool g_residual;
+ * cuBLAS: beta = 1 on a C that holds R). --beta: C = A Bᵀ + C for both (desc.beta = 1). 16-bit types
+ * only. g_adds: either, the cases where cuBLAS runs with beta = 1. */
+static bool g_residual, g_beta, g_adds;
 static bool g_peer_first; /* --peer-first: the peer is timed before kfuse instead of after it */
 static struct partner {
   kf_context *ctx;
@@ -391,7 +392,7 @@ static bool peer_alloc(peer_case *p, const gemm_shape *s, size_t out_size) {
          g_cublas.mem_alloc(&p->c[i], (size_t)(s->m * s->n) * out_size) == 0 &&
          cublas_random(p->a[i], (size_t)(s->m * s->k), s->dtype) &&
          cublas_random(p->b[i], (size_t)(s->n * s->k), s->dtype) &&
-         (!g_residual || s->dtype == KF_F8_E4M3 || cublas_random(p->c[i], (size_t)(s->m * s->n), s->dtype));
+         (!g_adds || s->dtype == KF_F8_E4M3 || cublas_random(p->c[i], (size_t)(s->m * s->n), s->dtype));
   return ok;
 }
 
@@ -417,7 +418,7 @@ static double peer_tflops(const gemm_shape *s, double ms) {
 static int cublas_launch(void *state, int set) {
   const peer_case *p = state;
   const gemm_shape *s = p->shape;
-  const float alpha = 1.0f, beta = g_residual ? 1.0f : 0.0f;
+  const float alpha = 1.0f, beta = g_adds ? 1.0f : 0.0f;
   return g_cublas.gemm_ex(g_cublas.handle, CUBLAS_OP_T, CUBLAS_OP_N, (int)s->n, (int)s->m, (int)s->k, &alpha,
                           (void *)p->b[set], p->type, (int)s->k, (void *)p->a[set], p->type, (int)s->k, &beta,
                           (void *)p->c[set], p->type, (int)s->n, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
@@ -703,22 +704,26 @@ static void bench_gemm(const kf_device_info *dev, bool quick) {
       s = &extra;
     }
     if (s->dtype == KF_F8_E4M3 && !(dev->caps & KF_CAP_FP8)) continue;
-    if (g_residual && (!gpu || s->dtype == KF_F8_E4M3)) continue; /* 16-bit GPU cases only */
+    if (g_adds && (!gpu || s->dtype == KF_F8_E4M3)) continue; /* 16-bit GPU cases only */
     char shape[64], typed_shape[96];
     snprintf(shape, sizeof shape, "%lldx%lldx%lld", (long long)s->m, (long long)s->n, (long long)s->k);
     snprintf(typed_shape, sizeof typed_shape, "%s:%s", kf_dtype_name(s->dtype), shape);
     char note[48];
-    snprintf(note, sizeof note, "%s%s", s->note, g_residual ? " +residual" : "");
+    snprintf(note, sizeof note, "%s%s", s->note, g_residual ? " +residual" : g_beta ? " +beta" : "");
     if (i < builtin && g_shapes && !in_list(g_shapes, shape) && !in_list(g_shapes, typed_shape)) continue;
     gemm_state g;
     memset(&g, 0, sizeof g);
     g.desc = (kf_gemm_desc)KF_GEMM_DESC_INIT;
     g.desc.transpose_b = 1;
+    if (g_beta) g.desc.beta = 1.0f;
     kf_dtype out = s->dtype == KF_F8_E4M3 ? KF_BF16 : s->dtype;
     for (int set = 0; set < 2; ++set) {
       g.a[set] = random_tensor(ctx, s->dtype, 2, (int64_t[]){s->m, s->k}, 1.0f);
       g.b[set] = random_tensor(ctx, s->dtype, 2, (int64_t[]){s->n, s->k}, 1.0f);
-      CHECK(kf_tensor_create(ctx, out, 2, (int64_t[]){s->m, s->n}, &g.c[set]));
+      if (g_beta) /* C's old values are read */
+        g.c[set] = random_tensor(ctx, out, 2, (int64_t[]){s->m, s->n}, 1.0f);
+      else
+        CHECK(kf_tensor_create(ctx, out, 2, (int64_t[]){s->m, s->n}, &g.c[set]));
       if (g_residual) g.r[set] = random_tensor(ctx, out, 2, (int64_t[]){s->m, s->n}, 1.0f);
     }
     kf_status st = launch_gemm(ctx, &g, 0);
@@ -851,22 +856,29 @@ int main(int argc, char **argv) {
     else if (strcmp(argv[i], "--software") == 0) software = true;
     else if (strcmp(argv[i], "--interleave") == 0) g_interleave = true;
     else if (strcmp(argv[i], "--residual") == 0) g_residual = true;
+    else if (strcmp(argv[i], "--beta") == 0) g_beta = true;
     else if (strcmp(argv[i], "--peer-first") == 0) g_peer_first = true;
     else if (strncmp(argv[i], "--warm-ms=", 10) == 0 && atof(argv[i] + 10) > 0) g_warm_ms = atof(argv[i] + 10);
     else {
       fprintf(stderr, "usage: %s [--backend=LIST] [--op=gemm,attention] [--shape=LIST] [--quick] [--software]"
-                      " [--interleave | --peer-first] [--residual] [--warm-ms=MS] [--json=FILE]\n"
+                      " [--interleave | --peer-first] [--residual | --beta] [--warm-ms=MS] [--json=FILE]\n"
                       "  --shape     GEMM cases to run, comma-separated: MxNxK or DTYPE:MxNxK (f8e4m3:8192x8192x8192);\n"
                       "              a shape that is not built in is timed too (bf16 on GPUs, f32 on the host)\n"
                       "  --software  also PoCL / lavapipe (tiny shapes are not used: slow)\n"
                       "  --interleave  CUDA GEMM: kfuse's timed batches alternate with cuBLAS's (same clock history)\n"
                       "  --peer-first  CUDA GEMM: time cuBLAS before kfuse (the default is kfuse first)\n"
                       "  --residual    GEMM on GPUs, 16-bit: C = A B^T + R (kfuse's fused residual; cuBLAS beta = 1)\n"
+                      "  --beta        GEMM on GPUs, 16-bit: C = A B^T + C (beta = 1 for both)\n"
                       "  --warm-ms     device time of each warm-up on GPUs (default 3000: the power cap's steady state)\n",
               argv[0]);
       return 2;
     }
   }
+  if (g_residual && g_beta) {
+    fprintf(stderr, "--residual and --beta time different epilogues: pass one\n");
+    return 2;
+  }
+  g_adds = g_residual || g_beta;
   if (!parse_extra_shapes(g_shapes)) return 2;
   if (json && !(g_json = fopen(json, "w"))) {
     perror(json);
