@@ -172,16 +172,6 @@ static int64_t cluster_capacity(kf_backend_context *ctx, int size) {
 #define KSPLIT_MIN_BLOCKS 4
 #define KSPLIT_MAX 8 /* the largest portable cluster */
 
-/* K blocks before a tile's last at which the kernel prefetches beta C and the residual into the L2:
- * KF_SM90_PREFETCH_LEAD=0..64 (0: none), else KF_SM90_PREFETCH_LEAD_DEFAULT. */
-static int32_t prefetch_lead(void) {
-  const char *choice = getenv("KF_SM90_PREFETCH_LEAD");
-  if (choice == NULL || choice[0] == '\0') return KF_SM90_PREFETCH_LEAD_DEFAULT;
-  char *end;
-  const long lead = strtol(choice, &end, 10);
-  return *end == '\0' && lead >= 0 && lead <= 64 ? (int32_t)lead : KF_SM90_PREFETCH_LEAD_DEFAULT;
-}
-
 static int64_t k_split_of(kf_backend_context *ctx, int64_t tiles, int64_t k_blocks) {
   const char *choice = getenv("KF_SM90_KSPLIT");
   if (choice != NULL && choice[0] != '\0') {
@@ -424,22 +414,23 @@ static int pairs_aligned(const kf_matrix_arg *arg) {
          arg->batch_stride % 2 == 0;
 }
 
-/* Whether the epilogue can load the residual with the TMA into its C staging buffers: the wide tiles
- * (the only module built with that epilogue), a residual of C's 16-bit dtype, no SwiGLU, described by a
- * tensor map with a box for each batch entry. */
-static int residual_through_tma(const kf_gemm_args *args, int geometry) {
+/* Whether the epilogue can load what it adds (a residual, or beta C) with the TMA into its C staging
+ * buffers: the wide tiles (the only module built with that epilogue), 16-bit C, no SwiGLU, and either a
+ * residual of C's dtype described by a tensor map with a box for each batch entry, or beta C (C's own
+ * map: tma_describable(C) is c_through_tma's condition), not both. */
+static int additions_through_tma(const kf_gemm_args *args, int geometry) {
   const kf_dtype dt = args->c.dtype;
-  return geometry == KF_SM90_WIDE && args->residual.buffer != NULL && args->residual.dtype == dt &&
-         (dt == KF_BF16 || dt == KF_F16) &&
-         args->activation != KF_GEMM_SWIGLU && tma_describable(&args->residual, args->m, args->batch) &&
+  if (geometry != KF_SM90_WIDE || (dt != KF_BF16 && dt != KF_F16) || args->activation == KF_GEMM_SWIGLU) return 0;
+  if (args->residual.buffer == NULL) return args->beta != 0.0f;
+  return args->beta == 0.0f && args->residual.dtype == dt && tma_describable(&args->residual, args->m, args->batch) &&
          (args->batch == 1 || batched(&args->residual, args->batch));
 }
 
-/* Whether the epilogue can store C through shared memory and the TMA: C not read (beta 0), a residual
- * only through the TMA as well, and C a matrix a tensor map describes. */
+/* Whether the epilogue can store C through shared memory and the TMA: nothing added, or what is added
+ * through the TMA as well, and C a matrix a tensor map describes. */
 static int c_through_tma(const kf_gemm_args *args, int geometry) {
   const kf_dtype dt = args->c.dtype;
-  return (args->residual.buffer == NULL || residual_through_tma(args, geometry)) && args->beta == 0.0f &&
+  return ((args->residual.buffer == NULL && args->beta == 0.0f) || additions_through_tma(args, geometry)) &&
          (dt == KF_BF16 || dt == KF_F16 || dt == KF_F32) && tma_describable(&args->c, args->m, args->batch);
 }
 
@@ -453,7 +444,7 @@ kf_status kf_cuda_gemm_sm90(kf_backend_context *ctx, const kf_gemm_args *args) {
   const int geometry = plan.geometry;
   const int narrow = geometry == KF_SM90_NARROW || is_fit(geometry); /* A in a box a consumer */
   const int c_tma = !is_fit(geometry) && c_through_tma(args, geometry);         /* the fitted tiles stage no C */
-  const int residual_tma = c_tma && has_residual;                      /* (c_through_tma checked it) */
+  const int add_tma = c_tma && (has_residual || args->beta != 0.0f); /* (c_through_tma checked it) */
   kf_status status = kf_cuda_enter(ctx); /* cuTensorMapEncodeTiled needs the context current */
   if (status != KF_OK) return status;
   status = args->trans_a ? encode_map(&params.a, &args->a, args->m, args->k, args->batch, KF_SM90_MN_BOX, k_block)
@@ -469,9 +460,13 @@ kf_status kf_cuda_gemm_sm90(kf_backend_context *ctx, const kf_gemm_args *args) {
   if (status == KF_OK && c_tma)
     status = encode_map(&params.c_map, &args->c, args->n, args->m, args->batch,
                         TMA_BOX_BYTES / (unsigned)kf_cuda_element_size(args->c.dtype), KF_SM90_C_BOX_ROWS);
-  if (status == KF_OK && residual_tma)
-    status = encode_map(&params.r_map, &args->residual, args->n, args->m, args->batch,
-                        TMA_BOX_BYTES / (unsigned)kf_cuda_element_size(args->residual.dtype), KF_SM90_C_BOX_ROWS);
+  if (status == KF_OK && add_tma) {
+    if (has_residual)
+      status = encode_map(&params.r_map, &args->residual, args->n, args->m, args->batch,
+                          TMA_BOX_BYTES / (unsigned)kf_cuda_element_size(args->residual.dtype), KF_SM90_C_BOX_ROWS);
+    else
+      params.r_map = params.c_map; /* beta C: C's boxes are what is added */
+  }
   if (status != KF_OK) {
     kf_cuda_leave(ctx);
     return status;
@@ -504,7 +499,7 @@ kf_status kf_cuda_gemm_sm90(kf_backend_context *ctx, const kf_gemm_args *args) {
                  (pairs_aligned(&args->c) && (!has_residual || pairs_aligned(&args->residual)) ? KF_SM90_C_PAIRS : 0u) |
                  (batched(&args->a, args->batch) ? KF_SM90_A_BATCHED : 0u) |
                  (batched(&args->b, args->batch) ? KF_SM90_B_BATCHED : 0u) | (c_tma ? KF_SM90_C_TMA : 0u) |
-                 (residual_tma ? KF_SM90_RESIDUAL_TMA : 0u);
+                 (add_tma ? KF_SM90_ADD_TMA : 0u);
   params.dtypes = (uint32_t)args->c.dtype << KF_SM90_DT_SHIFT_C |
                   (uint32_t)(params.bias ? args->bias.dtype : 0) << KF_SM90_DT_SHIFT_BIAS |
                   (uint32_t)(has_residual ? args->residual.dtype : 0) << KF_SM90_DT_SHIFT_RESIDUAL;
@@ -538,7 +533,6 @@ kf_status kf_cuda_gemm_sm90(kf_backend_context *ctx, const kf_gemm_args *args) {
 
   const int64_t k_split = geometry == KF_SM90_NARROW || geometry == KF_SM90_WIDE_SPLIT ? plan.cluster : 1;
   params.k_split = (int32_t)k_split;
-  params.prefetch_lead = prefetch_lead();
   CUfunction function;
   status = kf_cuda_function_shared(ctx, module, slot, name, shared_bytes, &function);
   if (status == KF_OK) {

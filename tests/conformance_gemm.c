@@ -82,12 +82,16 @@ static const gemm_structure gemm_structures[] = {
     /* the Hopper narrow geometry's K split in a cluster (few tiles): batches, an M-major A, 8 rows for the
        second consumer, and a residual (the epilogue from registers, run by the owner of each warp's rows) */
     {72, 256, 1024, G_ALIGNED | G_TRANS_A | G_BATCH_AB | G_RESIDUAL},
-    /* the Hopper residual prefetched into the L2 K blocks before the epilogue: partial row and column
-       tiles (n not a multiple of 8 columns), K long enough that the prefetch falls inside the loop */
+    /* the Hopper residual loaded K blocks before the epilogue: partial row and column tiles (n not a
+       multiple of 8 columns), K long enough that the preload falls inside the loop */
     {320, 392, 1024, G_ALIGNED | G_TRANS_B | G_RESIDUAL},
     /* C as its own residual with TMA-aligned rows: the Hopper epilogue loads it into the buffers it
        stores C from */
     {256, 512, 768, G_ALIGNED | G_TRANS_B | G_RESIDUAL_IS_C},
+    /* beta C read by the same TMA path (C's boxes loaded into the buffers they are stored from): a partial
+       last column box with a bias; batches with a partial row tile and alpha */
+    {256, 520, 1024, G_ALIGNED | G_TRANS_B | G_BETA | G_BIAS},
+    {136, 512, 512, G_ALIGNED | G_BATCH_AB | G_BETA | G_ALPHA},
 };
 #define GEMM_STRUCTURE_COUNT (sizeof gemm_structures / sizeof gemm_structures[0])
 

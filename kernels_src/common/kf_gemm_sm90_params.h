@@ -56,7 +56,9 @@ typedef struct kf_tensor_map {
 #define KF_SM90_C_BOX_ROWS 16
 #define KF_SM90_C_BOX_BYTES (KF_SM90_C_BOX_ROWS * 128)
 #define KF_SM90_C_BUFFERS 2
-#define KF_SM90_PREFETCH_LEAD_DEFAULT 8 /* K blocks: ~4.5 us of a wide tile's loop (H200) */
+/* K blocks before a whole tile's end at which each consumer warp has the TMA load its first C_BUFFERS
+ * boxes of the additions (KF_SM90_ADD_TMA). H200: leads of 1, 2 and 8 timed alike (session 26). */
+#define KF_SM90_ADD_LEAD 2
 /* Stream-K: a contributing CTA leaves its 128 x 256 (narrow: 128 x 128) f32 accumulators in the
  * workspace, one slot a CTA, stored thread by thread in 16-byte pieces (each consumer thread reads back
  * what it wrote). */
@@ -87,9 +89,10 @@ typedef struct kf_tensor_map {
 #define KF_SM90_A_BATCHED 32u    /* a's tensor map has a batch dimension (else A is broadcast) */
 #define KF_SM90_B_BATCHED 64u
 #define KF_SM90_C_TMA 128u       /* c_map describes C: the epilogue stores through shared memory and the TMA
-                                    (set only without READ_C, and without HAS_RESIDUAL unless RESIDUAL_TMA) */
-#define KF_SM90_RESIDUAL_TMA 256u /* with C_TMA and HAS_RESIDUAL: r_map describes the residual (C's 16-bit
-                                     dtype, no SwiGLU), loaded by the TMA into the C staging buffers */
+                                    (set only without READ_C and HAS_RESIDUAL, unless ADD_TMA) */
+#define KF_SM90_ADD_TMA 256u     /* with C_TMA and exactly one of HAS_RESIDUAL and READ_C: r_map describes what
+                                    is added (the residual, or C itself for beta C; C's 16-bit dtype, no
+                                    SwiGLU), loaded by the TMA into the C staging buffers */
 
 /* dtypes: KF_DT_* codes */
 #define KF_SM90_DT_SHIFT_C 0
@@ -101,7 +104,7 @@ struct kf_gemm_sm90_params {
   kf_tensor_map b;     /* the first half of a tile's columns: all of op(B), or its gate half with SWIGLU */
   kf_tensor_map b_up;  /* the second half: the same map as b, or the up half with SWIGLU */
   kf_tensor_map c_map; /* C [batch][m][n], boxes of 128 bytes x KF_SM90_C_BOX_ROWS rows (with KF_SM90_C_TMA) */
-  kf_tensor_map r_map; /* the residual, boxes as c_map's (with KF_SM90_RESIDUAL_TMA) */
+  kf_tensor_map r_map; /* the residual or C, boxes as c_map's (with KF_SM90_ADD_TMA) */
   uint64_t c;          /* device addresses of element 0; 0 when absent */
   uint64_t residual;
   uint64_t bias;
@@ -131,10 +134,6 @@ struct kf_gemm_sm90_params {
    * blocks evenly and add their partial sums through distributed shared memory. Then the grid is one
    * cluster a tile, and there is no stream-K (sk_first_unit 0, sk_clusters 0). */
   int32_t k_split;
-  /* With beta C or a residual: the K block (counted back from a tile's last) at which each consumer
-   * warpgroup asks the L2 for its rows of them, so the epilogue's loads find them there; 0: no prefetch.
-   * KF_SM90_PREFETCH_LEAD_DEFAULT unless KF_SM90_PREFETCH_LEAD says otherwise. */
-  int32_t prefetch_lead;
 };
 
 #endif /* KF_GEMM_SM90_PARAMS_H_ */

@@ -742,94 +742,47 @@ __device__ __forceinline__ void group_values(const float (&acc)[TN / 2], int i, 
     }
 }
 
-/* Asks the L2 for one consumer warpgroup's 64 rows x `cols` columns of the tile's additions (the
- * residual, and C when beta != 0), a few K blocks before its epilogue reads them (prefetch_lead). Read
- * in the epilogue straight from DRAM, the residual cost ~17 us a wide tile: every SM's epilogue loads at
- * once, round trip after round trip, while the tensor cores wait (4096^3 at 0.75 of cuBLAS with beta = 1).
- * One prefetch a 128-byte line, each at an address of the row's segment (never past it). */
-__device__ __forceinline__ void prefetch_additions(const kf_gemm_sm90_params &p, int batch, int row0, int col0,
-                                                   int cols) {
-  cols = min(cols, p.n - col0);
-  if (cols <= 0) return;
-  const int t = threadIdx.x % 128;
-#pragma unroll 1
-  for (int which = 0; which < 2; ++which) {
-    if (!(p.flags & (which == 0 ? KF_SM90_HAS_RESIDUAL : KF_SM90_READ_C))) continue;
-    const int dt = (p.dtypes >> (which == 0 ? KF_SM90_DT_SHIFT_RESIDUAL : KF_SM90_DT_SHIFT_C)) & 15;
-    const int64_t size = dt == KF_DT_F32 ? 4 : 2;
-    const uint64_t base = which == 0 ? p.residual : p.c;
-    const int64_t ld = which == 0 ? p.ld_residual : p.ldc;
-    const int64_t first = (int64_t)batch * (which == 0 ? p.residual_batch_stride : p.c_batch_stride) + col0;
-    const int lines = (int)((cols * size + 127) / 128) + 1; /* an unaligned segment touches one more */
-#pragma unroll 1
-    for (int w = t; w < 64 * lines; w += 128) {
-      const int r = w / lines, l = w - r * lines;
-      if (row0 + r >= p.m) break; /* rows grow with w */
-      const uint64_t start = base + (first + (int64_t)(row0 + r) * ld) * size, end = start + cols * size;
-      const uint64_t at = (start & ~(uint64_t)127) + 128 * (uint64_t)l;
-      if (at < end) asm volatile("prefetch.global.L2 [%0];" ::"l"(at > start ? at : start));
-    }
-  }
-}
+/* A pair of additions as loaded: an f32 pair (float2) or a 16-bit pair (one word); the last column of
+ * an odd n alone, and the two values. */
+__device__ __forceinline__ void read_single(const char *at, float2 &w) { w.x = *reinterpret_cast<const float *>(at); }
+__device__ __forceinline__ void read_single(const char *at, uint32_t &w) { w = *reinterpret_cast<const uint16_t *>(at); }
+__device__ __forceinline__ void word_values(int, float2 w, float (&v)[2]) { v[0] = w.x, v[1] = w.y; }
+__device__ __forceinline__ void word_values(int dt, uint32_t w, float (&v)[2]) { unpack_word(dt, w, v); }
 
-/* Adds scale x the additions (beta C or the residual, dtype dt) of column groups [b, b + BATCH) of a
- * thread's two rows (lo, hi: the addresses of its first column in them) to add: every load of the batch
- * is issued before any is used (raw bits first, converted after), so a batch is one round trip. Pairs
- * are words (the caller's C_PAIRS); the last column of an odd n is loaded alone. */
-template <int BATCH, int GROUPS>
+/* Adds scale x the additions (beta C or the residual, dtype dt; W: float2 for f32, uint32_t for 16
+ * bits) of column groups [b, b + BATCH) of a thread's two rows (lo, hi: the addresses of its first
+ * column in them) to add: every load of the batch is issued before any is used (raw bits first,
+ * converted after), so a batch is one round trip. Pairs are words (the caller's C_PAIRS); the last
+ * column of an odd n is loaded alone. Absent values are zero bits: +0 in every dtype. */
+template <typename W, int BATCH, int GROUPS>
 __device__ __forceinline__ void load_additions(int dt, const char *lo, const char *hi, int b, int col, int n,
                                                bool row_lo, bool row_hi, float scale, float (&add)[BATCH][4]) {
-  if (dt == KF_DT_F32) {
-    float2 f[BATCH][2];
+  W w[BATCH][2];
 #pragma unroll
-    for (int q = 0; q < BATCH; ++q) {
-      const int i = b + q, c = col + 8 * i;
-      if (i >= GROUPS) break;
+  for (int q = 0; q < BATCH; ++q) {
+    const int i = b + q, c = col + 8 * i;
+    if (i >= GROUPS) break;
 #pragma unroll
-      for (int h = 0; h < 2; ++h) {
-        const char *at = (h ? hi : lo) + 32 * i;
-        f[q][h] = make_float2(0.0f, 0.0f);
-        if ((h ? row_hi : row_lo) && c < n) {
-          if (c + 1 < n)
-            f[q][h] = *reinterpret_cast<const float2 *>(at);
-          else
-            f[q][h].x = *reinterpret_cast<const float *>(at);
-        }
+    for (int h = 0; h < 2; ++h) {
+      const char *at = (h ? hi : lo) + 4 * sizeof(W) * i; /* a column group: 4 pairs */
+      w[q][h] = W{};
+      if ((h ? row_hi : row_lo) && c < n) {
+        if (c + 1 < n)
+          w[q][h] = *reinterpret_cast<const W *>(at);
+        else
+          read_single(at, w[q][h]);
       }
     }
+  }
 #pragma unroll
-    for (int q = 0; q < BATCH; ++q) {
-      if (b + q >= GROUPS) break;
+  for (int q = 0; q < BATCH; ++q) {
+    if (b + q >= GROUPS) break;
 #pragma unroll
-      for (int h = 0; h < 2; ++h) {
-        add[q][2 * h] += scale * f[q][h].x;
-        add[q][2 * h + 1] += scale * f[q][h].y;
-      }
-    }
-  } else {
-    uint32_t w[BATCH][2];
-#pragma unroll
-    for (int q = 0; q < BATCH; ++q) {
-      const int i = b + q, c = col + 8 * i;
-      if (i >= GROUPS) break;
-#pragma unroll
-      for (int h = 0; h < 2; ++h) {
-        const char *at = (h ? hi : lo) + 16 * i;
-        w[q][h] = 0u; /* 0 is +0 in bf16 and f16 */
-        if ((h ? row_hi : row_lo) && c < n)
-          w[q][h] = c + 1 < n ? *reinterpret_cast<const uint32_t *>(at) : *reinterpret_cast<const uint16_t *>(at);
-      }
-    }
-#pragma unroll
-    for (int q = 0; q < BATCH; ++q) {
-      if (b + q >= GROUPS) break;
-#pragma unroll
-      for (int h = 0; h < 2; ++h) {
-        float v[2];
-        unpack_word(dt, w[q][h], v);
-        add[q][2 * h] += scale * v[0];
-        add[q][2 * h + 1] += scale * v[1];
-      }
+    for (int h = 0; h < 2; ++h) {
+      float v[2];
+      word_values(dt, w[q][h], v);
+      add[q][2 * h] += scale * v[0];
+      add[q][2 * h + 1] += scale * v[1];
     }
   }
 }
@@ -884,8 +837,18 @@ __device__ __forceinline__ void epilogue_direct(const kf_gemm_sm90_params &p, co
       for (int q = 0; q < BATCH; ++q)
 #pragma unroll
         for (int e = 0; e < 4; ++e) add[q][e] = 0.0f;
-      if (has_residual) load_additions<BATCH, groups>(dt_r, r_lo_at, r_hi_at, b, col, n, row_lo, row_hi, 1.0f, add);
-      if (read_c) load_additions<BATCH, groups>(DT_C, lo, hi, b, col, n, row_lo, row_hi, beta, add);
+      if (has_residual) {
+        if (dt_r == KF_DT_F32)
+          load_additions<float2, BATCH, groups>(dt_r, r_lo_at, r_hi_at, b, col, n, row_lo, row_hi, 1.0f, add);
+        else
+          load_additions<uint32_t, BATCH, groups>(dt_r, r_lo_at, r_hi_at, b, col, n, row_lo, row_hi, 1.0f, add);
+      }
+      if (read_c) {
+        if constexpr (DT_C == KF_DT_F32)
+          load_additions<float2, BATCH, groups>(DT_C, lo, hi, b, col, n, row_lo, row_hi, beta, add);
+        else
+          load_additions<uint32_t, BATCH, groups>(DT_C, lo, hi, b, col, n, row_lo, row_hi, beta, add);
+      }
     }
 #pragma unroll
     for (int q = 0; q < BATCH; ++q) {
@@ -914,9 +877,10 @@ __device__ __forceinline__ void epilogue_direct(const kf_gemm_sm90_params &p, co
   }
 }
 
-/* Loads the residual boxes [box, box + C_BUFFERS) of a consumer warp's 16 rows into its C staging
- * buffers, each completing on its buffer's mbarrier (lane 0 calls it). The buffers' last TMA stores
- * must have read them first. Boxes wholly past the matrix load zeros and count in full. */
+/* Loads the boxes [box, box + C_BUFFERS) of the additions (r_map: the residual, or C for beta C) of a
+ * consumer warp's 16 rows into its C staging buffers, each completing on its buffer's mbarrier (lane 0
+ * calls it). The buffers' last TMA stores must have read them first. Boxes wholly past the matrix load
+ * zeros and count in full. */
 __device__ __forceinline__ void load_residual_boxes(const kf_gemm_sm90_params &p, int batch, int row0, int col0,
                                                     int box, int boxes, int box_cols, uint32_t buffers,
                                                     uint32_t res_bars) {
@@ -938,13 +902,14 @@ __device__ __forceinline__ void load_residual_boxes(const kf_gemm_sm90_params &p
  * column groups of both row halves a store: 16 stores a thread a tile instead of 64), f32 C with
  * 8-byte stores. The bias loads are the only loads; their column test is the only bounds test (the TMA
  * clips C).
- * RES (16-bit C, no SwiGLU): a residual of C's dtype, loaded by the TMA into the buffers (the first
- * C_BUFFERS boxes while the tile's last K blocks run when `preloaded`, the others C_BUFFERS at a time
- * once the stores before have read their buffers), read back with ldmatrix in the layout stmatrix
- * writes (so each lane gets the words of its own accumulators), added, and stored in place. Loaded from
- * registers instead, 8 rows x 16 bytes an instruction, the residual's loads and stores kept the load /
- * store unit busy ~4.5 us a wide tile (4096^3 at 0.90 of cuBLAS with beta = 1). res_phase holds the
- * parity each buffer's mbarrier waits for next. */
+ * RES (16-bit C, no SwiGLU): a residual of C's dtype, or beta times C itself (r_map describes which),
+ * loaded by the TMA into the buffers (the first C_BUFFERS boxes while the tile's last K blocks run when
+ * `preloaded`, the others C_BUFFERS at a time once the stores before have read their buffers), read
+ * back with ldmatrix in the layout stmatrix writes (so each lane gets the words of its own
+ * accumulators), added, and stored in place. Loaded from registers instead, 8 rows x 16 bytes an
+ * instruction, the residual's loads and stores kept the load / store unit busy ~4.5 us a wide tile
+ * (4096^3 at 0.90 of cuBLAS with beta = 1). res_phase holds the parity each buffer's mbarrier waits for
+ * next. */
 template <int DT_C, int SWIGLU, int HAS_BIAS, int TN, int RES>
 __device__ __forceinline__ void epilogue_tma(const kf_gemm_sm90_params &p, const float (&acc)[TN / 2], int batch,
                                              int row0, int col0, uint32_t buffers, uint32_t res_bars,
@@ -964,6 +929,7 @@ __device__ __forceinline__ void epilogue_tma(const kf_gemm_sm90_params &p, const
   const uint32_t matrix_chunk = (lane / 16) ^ (lane % 8);
   const int dt_bias = (p.dtypes >> KF_SM90_DT_SHIFT_BIAS) & 15;
   const int col = col0 + 2 * (lane % 4);
+  const float scale = RES && (p.flags & KF_SM90_READ_C) ? p.beta : 1.0f; /* beta C, or the residual */
 #pragma unroll
   for (int box = 0; box < boxes; ++box) {
     const uint32_t buffer = buffers + (box % C_BUFFERS) * C_BOX_BYTES;
@@ -1004,8 +970,8 @@ __device__ __forceinline__ void epilogue_tma(const kf_gemm_sm90_params &p, const
               float lo[2], hi[2];
               unpack_word(DT_C, r[q][0], lo);
               unpack_word(DT_C, r[q][1], hi);
-              words[q][0] = pack_word(DT_C, kept[q][0] + lo[0], kept[q][1] + lo[1]);
-              words[q][1] = pack_word(DT_C, kept[q][2] + hi[0], kept[q][3] + hi[1]);
+              words[q][0] = pack_word(DT_C, kept[q][0] + scale * lo[0], kept[q][1] + scale * lo[1]);
+              words[q][1] = pack_word(DT_C, kept[q][2] + scale * hi[0], kept[q][3] + scale * hi[1]);
             }
           }
           store_matrices(at, words[0][0], words[0][1], words[1][0], words[1][1]);
@@ -1164,6 +1130,7 @@ __device__ __forceinline__ void gemm_sm90(const kf_gemm_sm90_params &p) {
     prefetch_tensor_map(&p.b);
     prefetch_tensor_map(&p.b_up);
     if (p.flags & KF_SM90_C_TMA) prefetch_tensor_map(&p.c_map);
+    if (p.flags & KF_SM90_ADD_TMA) prefetch_tensor_map(&p.r_map);
     const int a_batch = (p.flags & KF_SM90_A_BATCHED) ? batch : 0;
     const int b_batch = (p.flags & KF_SM90_B_BATCHED) ? batch : 0;
     const int m0 = tile_m * TILE_M, n0 = tile_n * out_cols;
@@ -1282,11 +1249,10 @@ __device__ __forceinline__ void gemm_sm90(const kf_gemm_sm90_params &p) {
     uint32_t it = 0;
     float acc[g::acc]; /* no clearing: each item's first wgmma overwrites them */
     work_item next = {0, 0, 0};
-    const bool prefetch = p.prefetch_lead > 0 && (p.flags & (KF_SM90_READ_C | KF_SM90_HAS_RESIDUAL));
-    /* the TMA residual (wide tiles, 16-bit C, so boxes of 64 columns): this warp's C buffers and their
-       mbarriers. Not in the narrow module: its epilogue instances made ptxas spill there. */
+    /* the additions through the TMA (wide tiles, 16-bit C, so boxes of 64 columns): this warp's C buffers
+       and their mbarriers. Not in the narrow module: its epilogue instances made ptxas spill there. */
     constexpr bool RES_TMA = GEOMETRY == KF_SM90_WIDE;
-    const bool res_tma = RES_TMA && (p.flags & KF_SM90_RESIDUAL_TMA);
+    const bool res_tma = RES_TMA && (p.flags & KF_SM90_ADD_TMA);
     const int warp_in_group = (threadIdx.x % 128) / 32; /* rows [16 w, 16 w + 16) of the consumer's */
     const uint32_t warp_buffers = c_buffers + (4 * consumer + warp_in_group) * C_BUFFERS * C_BOX_BYTES;
     const uint32_t warp_res_bars = res_bars + (4 * consumer + warp_in_group) * C_BUFFERS * 8;
@@ -1295,15 +1261,11 @@ __device__ __forceinline__ void gemm_sm90(const kf_gemm_sm90_params &p) {
       /* narrow: a consumer whose 64 rows are all past the last row of A has no A rows loaded and issues
          no products; its accumulators are never stored (the epilogue clips rows >= m) */
       const bool products = !NARROW || tile_m * TILE_M + consumer * 64 < p.m;
-      /* the K block after whose products this warpgroup prefetches its rows of the additions: only in
-         the item that ends the tile (stream-K contributors and K-split ranks before the last hold none) */
-      const int prefetch_kb =
-          prefetch && products && item.kb_end == k_blocks ? max(item.kb_begin, item.kb_end - p.prefetch_lead) : -1;
-      /* ... and at which each warp has the TMA load its first C_BUFFERS residual boxes, when this item
-         is the whole tile (a stream-K finisher or K-split owner loads them in its epilogue) */
+      /* the K block at which each warp has the TMA load its first C_BUFFERS boxes of the additions, when
+         this item is the whole tile (a stream-K finisher or K-split owner loads them in its epilogue) */
       const bool preload = res_tma && item.kb_begin == 0 && item.kb_end == k_blocks &&
                            !(K_SPLIT && (ALWAYS_SPLIT || p.k_split > 1));
-      const int preload_kb = preload ? max(0, k_blocks - max(p.prefetch_lead, 1)) : -1;
+      const int preload_kb = preload ? max(0, k_blocks - KF_SM90_ADD_LEAD) : -1;
       for (int kb = item.kb_begin; kb < item.kb_end; ++kb, ++it) {
         const uint32_t s = it % STAGES, phase = (it / STAGES) & 1;
         barrier_wait(full_bars + 8 * s, phase);
@@ -1316,8 +1278,6 @@ __device__ __forceinline__ void gemm_sm90(const kf_gemm_sm90_params &p) {
                                        step > 0 || kb > item.kb_begin);
           wgmma_commit();
         }
-        if (kb == prefetch_kb)
-          prefetch_additions(p, batch, tile_m * TILE_M + consumer * 64, tile_n * out_cols, out_cols);
         if (kb == preload_kb && threadIdx.x % 32 == 0)
           load_residual_boxes(p, batch, tile_m * TILE_M + consumer * 64 + 16 * warp_in_group, tile_n * out_cols, 0,
                               TILE_N / 64, 64, warp_buffers, warp_res_bars);
