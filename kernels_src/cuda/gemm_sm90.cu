@@ -755,8 +755,8 @@ __device__ __forceinline__ void word_values(int dt, uint32_t w, float (&v)[2]) {
  * converted after), so a batch is one round trip. Pairs are words (the caller's C_PAIRS); the last
  * column of an odd n is loaded alone. Absent values are zero bits: +0 in every dtype. */
 template <typename W, int BATCH, int GROUPS>
-__device__ __forceinline__ void load_additions(int dt, const char *lo, const char *hi, int b, int col, int n,
-                                               bool row_lo, bool row_hi, float scale, float (&add)[BATCH][4]) {
+__device__ __forceinline__ void load_words(int dt, const char *lo, const char *hi, int b, int col, int n, bool row_lo,
+                                           bool row_hi, float scale, float (&add)[BATCH][4]) {
   W w[BATCH][2];
 #pragma unroll
   for (int q = 0; q < BATCH; ++q) {
@@ -785,6 +785,16 @@ __device__ __forceinline__ void load_additions(int dt, const char *lo, const cha
       add[q][2 * h + 1] += scale * v[1];
     }
   }
+}
+
+/* load_words for dtype dt (for C, a compile-time constant: the other branch folds away). */
+template <int BATCH, int GROUPS>
+__device__ __forceinline__ void load_additions(int dt, const char *lo, const char *hi, int b, int col, int n,
+                                               bool row_lo, bool row_hi, float scale, float (&add)[BATCH][4]) {
+  if (dt == KF_DT_F32)
+    load_words<float2, BATCH, GROUPS>(dt, lo, hi, b, col, n, row_lo, row_hi, scale, add);
+  else
+    load_words<uint32_t, BATCH, GROUPS>(dt, lo, hi, b, col, n, row_lo, row_hi, scale, add);
 }
 
 /* The epilogue of one consumer warpgroup's 64 x TN accumulators (alpha already applied) stored from
@@ -837,18 +847,8 @@ __device__ __forceinline__ void epilogue_direct(const kf_gemm_sm90_params &p, co
       for (int q = 0; q < BATCH; ++q)
 #pragma unroll
         for (int e = 0; e < 4; ++e) add[q][e] = 0.0f;
-      if (has_residual) {
-        if (dt_r == KF_DT_F32)
-          load_additions<float2, BATCH, groups>(dt_r, r_lo_at, r_hi_at, b, col, n, row_lo, row_hi, 1.0f, add);
-        else
-          load_additions<uint32_t, BATCH, groups>(dt_r, r_lo_at, r_hi_at, b, col, n, row_lo, row_hi, 1.0f, add);
-      }
-      if (read_c) {
-        if constexpr (DT_C == KF_DT_F32)
-          load_additions<float2, BATCH, groups>(DT_C, lo, hi, b, col, n, row_lo, row_hi, beta, add);
-        else
-          load_additions<uint32_t, BATCH, groups>(DT_C, lo, hi, b, col, n, row_lo, row_hi, beta, add);
-      }
+      if (has_residual) load_additions<BATCH, groups>(dt_r, r_lo_at, r_hi_at, b, col, n, row_lo, row_hi, 1.0f, add);
+      if (read_c) load_additions<BATCH, groups>(DT_C, lo, hi, b, col, n, row_lo, row_hi, beta, add);
     }
 #pragma unroll
     for (int q = 0; q < BATCH; ++q) {
