@@ -63,7 +63,8 @@ typedef struct kf_tensor_map {
  * workspace, one slot a CTA, stored thread by thread in 16-byte pieces (each consumer thread reads back
  * what it wrote). */
 #define KF_SM90_PARTIAL_SLOT_BYTES_OF(tile_n) (KF_SM90_TILE_M * (tile_n) * 4)
-/* C staging: C_BUFFERS boxes a consumer warp, and an mbarrier a box for a residual loaded into it */
+/* C staging: C_BUFFERS boxes a consumer warp, and an mbarrier a box for what the TMA loads into it to be
+ * added (KF_SM90_ADD_TMA: a residual, or beta C) */
 #define KF_SM90_C_STAGING_BYTES \
   ((KF_SM90_TILE_M / KF_SM90_C_BOX_ROWS) * KF_SM90_C_BUFFERS * (KF_SM90_C_BOX_BYTES + 8))
 #define KF_SM90_SHARED_BYTES_OF(tile_n, stages) \

@@ -279,13 +279,13 @@ __device__ __forceinline__ void named_barrier(int id, int threads) {
   asm volatile("bar.sync %0, %1;" ::"r"(id), "r"(threads) : "memory");
 }
 
-/* Four 8 x 8 matrices of 16-bit elements into shared memory: lanes 8 i .. 8 i + 7 give the row
- * addresses (16 bytes each) of matrix i, and each lane holds, in word i, row lane / 4, columns
- * 2 (lane % 4) and + 1 of matrix i: the layout of an 8-column group of wgmma accumulators. */
+/* Four 8 x 8 matrices of 16-bit elements from (ldmatrix) or into (stmatrix) shared memory: lanes
+ * 8 i .. 8 i + 7 give the row addresses (16 bytes each) of matrix i, and each lane holds, in word i, row
+ * lane / 4, columns 2 (lane % 4) and + 1 of matrix i: the layout of an 8-column group of wgmma
+ * accumulators. */
 __device__ __forceinline__ void load_matrices(uint32_t address, uint32_t &w0, uint32_t &w1, uint32_t &w2,
                                               uint32_t &w3) {
-  /* volatile keeps it between the mbarrier wait before and the stmatrix after (both volatile); a
-     "memory" clobber made ptxas spill in the narrow module */
+  /* volatile keeps it between the mbarrier wait before and the stmatrix after (both volatile) */
   asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];"
                : "=r"(w0), "=r"(w1), "=r"(w2), "=r"(w3)
                : "r"(address));
