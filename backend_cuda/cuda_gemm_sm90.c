@@ -8,10 +8,10 @@
  * dimensions); every A and B matrix as the TMA needs it: base address and leading dimension multiples
  * of 16 bytes, and batch strides too, each batch entry after the previous one. The rest goes to the
  * generic kernels (kf_cuda_gemm_sm90_supports returns 0). C goes through a tensor map too (the
- * kernel's TMA-store epilogue) when the epilogue does not read C (beta 0) and C is bf16, f16 or f32 with
- * TMA-aligned rows, without a residual or (wide tiles) with one of C's 16-bit dtype that a tensor map
- * describes too (then the TMA loads it into the same staging buffers); otherwise the kernel stores C from
- * registers.
+ * kernel's TMA-store epilogue) when C is bf16, f16 or f32 with TMA-aligned rows and nothing is added to
+ * the products, or (wide tiles, 16-bit C, no SwiGLU) exactly one addition that the TMA can load into the
+ * same staging buffers: beta C, or a residual of C's dtype that a tensor map describes
+ * (additions_through_tma). Otherwise the kernel stores C from registers.
  * With stream-K (make_plan) a call needs a workspace for the partial sums (the core allocates it from
  * the context's allocator and reuses it only for later work on the same stream) and the context's
  * flag words (stream_k_flags): both belong to one context, whose launches run in order on its one
@@ -443,8 +443,8 @@ kf_status kf_cuda_gemm_sm90(kf_backend_context *ctx, const kf_gemm_args *args) {
   make_plan(ctx, args, &plan);
   const int geometry = plan.geometry;
   const int narrow = geometry == KF_SM90_NARROW || is_fit(geometry); /* A in a box a consumer */
-  const int c_tma = !is_fit(geometry) && c_through_tma(args, geometry);         /* the fitted tiles stage no C */
-  const int add_tma = c_tma && (has_residual || args->beta != 0.0f); /* (c_through_tma checked it) */
+  const int c_tma = !is_fit(geometry) && c_through_tma(args, geometry); /* the fitted tiles stage no C */
+  const int add_tma = c_tma && (has_residual || args->beta != 0.0f);     /* (c_through_tma checked it) */
   kf_status status = kf_cuda_enter(ctx); /* cuTensorMapEncodeTiled needs the context current */
   if (status != KF_OK) return status;
   status = args->trans_a ? encode_map(&params.a, &args->a, args->m, args->k, args->batch, KF_SM90_MN_BOX, k_block)
